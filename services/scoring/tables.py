@@ -1,0 +1,72 @@
+"""The scoring service's tables (SQLAlchemy Core). Migrations in `migrations/` create them; nothing calls create_all."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger, Column, DateTime, Identity, Index, LargeBinary, MetaData, Numeric, SmallInteger, Table, Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+customers = Table(
+    "customers", metadata,
+    Column("customer_id", Text, primary_key=True),
+    Column("stage", Text, nullable=False),
+    Column("stage_rank", SmallInteger, nullable=False),
+    Column("stage_entered_at", DateTime(timezone=True), nullable=False),
+    Column("tier", Text, nullable=False),
+    Column("sales", Numeric, nullable=False),
+    Column("costs", Numeric, nullable=False),
+    Column("profit", Numeric, nullable=False),
+    Column("first_seen_at", DateTime(timezone=True), nullable=False),
+    Column("last_event_at", DateTime(timezone=True), nullable=False),
+    # the whole domain state (counts, month buckets, referrers); the columns above are for queries
+    Column("state", JSONB, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Index(None, "stage", "tier", "customer_id"),
+    Index(None, "tier", "customer_id"),
+)
+
+processed_events = Table(
+    "processed_events", metadata,
+    Column("event_id", Text, primary_key=True),
+    Column("role", Text, primary_key=True),
+    Column("customer_id", Text, nullable=False),
+    Column("processed_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Index(None, "processed_at"),
+)
+
+stage_history = Table(
+    "stage_history", metadata,
+    Column("customer_id", Text, primary_key=True),
+    Column("to_stage", Text, primary_key=True),
+    Column("from_stage", Text, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("cause_event_id", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Index(None, "occurred_at", "to_stage"),
+)
+
+outbox = Table(
+    "outbox", metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("message_id", Text, nullable=False, unique=True),
+    Column("topic", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    Column("published_at", DateTime(timezone=True), nullable=True),
+    Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+    Index(None, "published_at"),
+)

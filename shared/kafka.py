@@ -1,0 +1,125 @@
+"""Kafka client factories with the settings every component of the system shares."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _security(settings: Settings) -> dict[str, Any]:
+    """Connection options shared by producers, consumers and the admin client."""
+    opts: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap_servers.split(","),
+        "security_protocol": settings.kafka_security_protocol,
+    }
+    if settings.kafka_sasl_mechanism:
+        opts["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        opts["sasl_plain_username"] = settings.kafka_sasl_username
+        opts["sasl_plain_password"] = settings.kafka_sasl_password
+    for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        value = getattr(settings, f"kafka_{key}")
+        if value:
+            opts[key] = value
+    return opts
+
+
+def make_producer(settings: Settings, *, ordered: bool = False, **overrides: Any) -> KafkaProducer:
+    """A batching producer with acks=all; `ordered` keeps one request in flight so retries cannot reorder."""
+    opts: dict[str, Any] = {
+        **_security(settings),
+        "acks": "all",
+        "linger_ms": settings.producer_linger_ms,
+        "batch_size": settings.producer_batch_size,
+        "compression_type": settings.producer_compression or None,
+        "retries": 10,
+        "retry_backoff_ms": 200,
+        "request_timeout_ms": 15000,
+        "max_request_size": 4 * 1024 * 1024,
+        "buffer_memory": 64 * 1024 * 1024,
+    }
+    if ordered:
+        opts["max_in_flight_requests_per_connection"] = 1
+    opts.update(overrides)
+    return KafkaProducer(**opts)
+
+
+def make_consumer(settings: Settings, *, group_id: str, topics: Iterable[str], **overrides: Any) -> KafkaConsumer:
+    """A group consumer that never auto-commits; the caller commits after its effects are durable."""
+    opts: dict[str, Any] = {
+        **_security(settings),
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": settings.consumer_session_timeout_ms,
+        "heartbeat_interval_ms": settings.consumer_heartbeat_interval_ms,
+        "max_poll_records": settings.consumer_max_poll_records,
+        "max_poll_interval_ms": settings.consumer_max_poll_interval_ms,
+        "fetch_max_bytes": 32 * 1024 * 1024,
+        "max_partition_fetch_bytes": 4 * 1024 * 1024,
+        "request_timeout_ms": 30000,
+    }
+    opts.update(overrides)
+    consumer = KafkaConsumer(**opts)
+    consumer.subscribe(list(topics))
+    return consumer
+
+
+def make_admin(settings: Settings) -> KafkaAdminClient:
+    """An admin client for topic management and readiness checks."""
+    return KafkaAdminClient(**_security(settings), request_timeout_ms=10000)
+
+
+def ensure_topics(settings: Settings, topics: Iterable[str] | None = None, *, partitions: int | None = None,
+                  timeout_s: float = 30.0) -> None:
+    """Create the topics that do not exist yet, with an explicit partition count (never broker defaults)."""
+    wanted = list(topics if topics is not None else settings.all_topics)
+    count = partitions or settings.topic_partitions
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            admin = make_admin(settings)
+            break
+        except KafkaError as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.info("broker not reachable yet (%s); retrying", exc)
+            time.sleep(0.5)
+    try:
+        existing = set(admin.list_topics())
+        missing = [t for t in wanted if t not in existing]
+        if missing:
+            try:
+                admin.create_topics(
+                    [NewTopic(t, count, settings.topic_replication_factor) for t in missing]
+                )
+            except TopicAlreadyExistsError:
+                log.info("topics created concurrently by another process: %s", missing)
+            log.info("created topics %s with %d partitions", missing, count)
+    finally:
+        admin.close()
+
+
+def broker_reachable(settings: Settings, *, timeout_s: float = 2.0) -> str | None:
+    """None when the broker answers a metadata request, else the reason it does not."""
+    try:
+        admin = KafkaAdminClient(**_security(settings), request_timeout_ms=int(timeout_s * 1000),
+                                 api_version_auto_timeout_ms=int(timeout_s * 1000))
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"; the reason is reported
+        return f"{type(exc).__name__}: {exc}"
+    try:
+        admin.list_topics()
+        return None
+    except Exception as exc:  # noqa: BLE001 - reported to the readiness probe
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        admin.close()

@@ -1,0 +1,119 @@
+"""The internal topic between ingest and scoring (`loyalty.scoring-input`), keyed by customer id.
+
+Ingest turns each valid shop event into one or two of these facts (past-tense names); scoring's relay
+adds `referral_converted` facts for cross-customer effects. Each fact is deduplicated by
+(`event_id`, `role`): `role` tells apart the several facts one shop event yields, so a shop's own
+`event_id` can never collide with a derived one.
+
+Wire form: one compact UTF-8 JSON object; money as decimal strings; times as RFC 3339 UTC.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+Kind = Literal[
+    "order_placed", "order_refunded", "referral_made", "referral_received", "referral_converted",
+    "complaint_filed",
+]
+Role = Literal["primary", "referred", "converted"]
+
+KINDS: frozenset[str] = frozenset(
+    ("order_placed", "order_refunded", "referral_made", "referral_received", "referral_converted",
+     "complaint_filed")
+)
+WIRE_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """One fact about one customer, as carried on the internal topic."""
+
+    kind: Kind
+    event_id: str
+    role: Role
+    customer_id: str
+    occurred_at: datetime
+    # purchases
+    amount: Decimal = Decimal(0)
+    cost: Decimal = Decimal(0)
+    discount: Decimal = Decimal(0)
+    order_id: str | None = None
+    # referrals: the other party, and the referral's own event id for conversions
+    other_customer_id: str | None = None
+    # complaints
+    severity: str | None = None
+    resolved: bool = False
+    # where the shop event was read, for logs and tracing
+    source: dict[str, Any] = field(default_factory=dict)
+    ingested_at: datetime | None = None
+
+    @property
+    def dedupe_key(self) -> tuple[str, str]:
+        """What makes this fact count once."""
+        return (self.event_id, self.role)
+
+
+def _ts(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def encode(fact: Fact) -> bytes:
+    """The wire bytes of `fact`."""
+    raw = asdict(fact)
+    out: dict[str, Any] = {"v": WIRE_VERSION}
+    for key, value in raw.items():
+        if isinstance(value, Decimal):
+            if value == 0 and key in ("amount", "cost", "discount"):
+                continue
+            out[key] = str(value)
+        elif isinstance(value, datetime):
+            out[key] = _ts(value)
+        elif value is None or value == {} or (key == "resolved" and value is False):
+            continue
+        else:
+            out[key] = value
+    return json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+class MalformedFact(ValueError):
+    """An internal message that does not decode; only a bug or a foreign producer makes one."""
+
+
+def _parse_ts(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise MalformedFact(f"naive timestamp {value!r}")
+    return parsed.astimezone(UTC)
+
+
+def decode(data: bytes) -> Fact:
+    """The fact in `data`; raises MalformedFact on anything else."""
+    try:
+        raw = json.loads(data)
+        if raw.get("v") != WIRE_VERSION or raw.get("kind") not in KINDS:
+            raise MalformedFact(f"unknown version or kind: {raw.get('v')!r} {raw.get('kind')!r}")
+        return Fact(
+            kind=raw["kind"],
+            event_id=raw["event_id"],
+            role=raw["role"],
+            customer_id=raw["customer_id"],
+            occurred_at=_parse_ts(raw["occurred_at"]),
+            amount=Decimal(raw.get("amount", "0")),
+            cost=Decimal(raw.get("cost", "0")),
+            discount=Decimal(raw.get("discount", "0")),
+            order_id=raw.get("order_id"),
+            other_customer_id=raw.get("other_customer_id"),
+            severity=raw.get("severity"),
+            resolved=bool(raw.get("resolved", False)),
+            source=raw.get("source", {}),
+            ingested_at=_parse_ts(raw["ingested_at"]) if raw.get("ingested_at") else None,
+        )
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+        if isinstance(exc, MalformedFact):
+            raise
+        raise MalformedFact(f"{type(exc).__name__}: {exc}") from exc

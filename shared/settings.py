@@ -1,0 +1,122 @@
+"""Typed settings, built once at start-up from the environment and passed down.
+
+Nothing in the project reads the environment at import time: a service's `__main__` calls
+`Settings()` once and hands the frozen object to whatever needs it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def normalize_database_url(url: str) -> str:
+    """Return `url` as a SQLAlchemy psycopg-3 URL; accepts `postgresql://` and `postgresql+psycopg://`."""
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    if scheme in ("postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"):
+        scheme = "postgresql+psycopg"
+    else:
+        raise ValueError(f"DATABASE_URL must be a postgresql:// URL, got scheme {parts.scheme!r}")
+    query = urlencode(parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def libpq_url(url: str) -> str:
+    """Return `url` in the plain `postgresql://` form libpq and psql understand."""
+    parts = urlsplit(normalize_database_url(url))
+    return urlunsplit(("postgresql", parts.netloc, parts.path, parts.query, parts.fragment))
+
+
+class Settings(BaseSettings):
+    """Every setting of the system; environment variable = upper-case field name."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+
+    # connections
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    database_url: str = ""
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = Field(default=None, repr=False)
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
+
+    # HTTP
+    ingest_port: int = 8001
+    scoring_port: int = 8002
+    http_host: str = "0.0.0.0"
+    api_tokens: str = Field(default="", repr=False)
+
+    # topics
+    topic_purchases: str = "shop.purchases"
+    topic_referrals: str = "shop.referrals"
+    topic_complaints: str = "shop.complaints"
+    topic_stage_changes: str = "loyalty.stage-changes"
+    topic_dead_letter: str = "loyalty.dead-letter"
+    topic_scoring_input: str = "loyalty.scoring-input"
+    topic_partitions: int = Field(default=6, ge=1)
+    topic_replication_factor: int = Field(default=1, ge=1)
+    create_topics: bool = True
+
+    # consumer groups and tuning
+    ingest_group_id: str = "loyalty-ingest"
+    scoring_group_id: str = "loyalty-scoring"
+    consumer_session_timeout_ms: int = 6000
+    consumer_heartbeat_interval_ms: int = 1000
+    consumer_max_poll_records: int = 5000
+    consumer_max_poll_interval_ms: int = 60000
+    consumer_poll_timeout_ms: int = 200
+    producer_linger_ms: int = 5
+    producer_batch_size: int = 262144
+    producer_compression: str = "lz4"
+
+    # domain
+    base_currency: str = "EUR"
+    max_future_skew_hours: int = 24
+    max_message_bytes: int = 65536
+    policy_file: Path | None = None
+
+    # scoring / relay
+    relay_enabled: bool = True
+    relay_batch_size: int = 1000
+    relay_idle_poll_ms: int = 200
+    dedupe_retention_days: int = 30
+    outbox_retention_hours: int = 24
+    housekeeping_interval_s: int = 300
+
+    # logging
+    log_level: str = "INFO"
+    log_format: str = "json"
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_url(cls, value: str) -> str:
+        return normalize_database_url(value) if value else value
+
+    @field_validator("base_currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        if len(value) != 3 or not value.isalpha() or not value.isupper():
+            raise ValueError("BASE_CURRENCY must be a 3-letter upper-case code")
+        return value
+
+    @property
+    def shop_topics(self) -> tuple[str, str, str]:
+        """The three input topics, in a stable order."""
+        return (self.topic_purchases, self.topic_referrals, self.topic_complaints)
+
+    @property
+    def all_topics(self) -> tuple[str, ...]:
+        """Every topic the system reads or writes."""
+        return (
+            *self.shop_topics,
+            self.topic_scoring_input,
+            self.topic_stage_changes,
+            self.topic_dead_letter,
+        )
