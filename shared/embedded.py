@@ -123,7 +123,7 @@ def start_postgres(data_dir: Path, *, port: int | None = None, timeout_s: float 
         "-c", "log_min_messages=warning", "-c", "logging_collector=off",
     ]
     user = _PG_SYSTEM_USER if os.geteuid() == 0 else None
-    logfile = open(data_dir.parent / "postgres.log", "ab")  # noqa: SIM115 - owned by the child for its life
+    logfile = open(data_dir.parent / "postgres.log", "ab")
     proc = subprocess.Popen(args, stdout=logfile, stderr=subprocess.STDOUT, user=user,
                             stdin=subprocess.DEVNULL)
     logfile.close()
@@ -180,7 +180,7 @@ def start_broker(*, port: int | None = None, timeout_s: float = 20.0, log_path: 
     url = f"tcp://127.0.0.1:{port}"
     args = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
             "--storage-engine", "memory://tansu/"]
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
     proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     if log_path:
         out.close()  # type: ignore[union-attr]

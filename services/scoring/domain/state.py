@@ -1,0 +1,163 @@
+"""A customer's state: only counts, exact sums and sets, so that adding events commutes exactly.
+
+Nothing here depends on the time of reading; decayed scores are computed from the month buckets when
+someone asks (see `measures.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+STAGES: tuple[str, ...] = ("potential", "visitor", "first_purchase", "regular", "advocate")
+RANK: dict[str, int] = {stage: i for i, stage in enumerate(STAGES)}
+
+
+def month_index(moment: datetime) -> int:
+    """Months since year 0 of the UTC calendar month of `moment`."""
+    utc = moment.astimezone(UTC)
+    return utc.year * 12 + utc.month - 1
+
+
+def month_start(index: int) -> datetime:
+    """The first instant (UTC) of month `index`."""
+    return datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class MonthActivity:
+    """What a customer did in one calendar month; the loyalty formulas decay these."""
+
+    orders: int = 0
+    order_value: Decimal = Decimal(0)
+    refunds: int = 0
+    complaints: int = 0
+    referrals: int = 0
+    conversions: int = 0
+
+    def plus(self, other: MonthActivity) -> MonthActivity:
+        """The element-wise sum."""
+        return MonthActivity(
+            orders=self.orders + other.orders,
+            order_value=self.order_value + other.order_value,
+            refunds=self.refunds + other.refunds,
+            complaints=self.complaints + other.complaints,
+            referrals=self.referrals + other.referrals,
+            conversions=self.conversions + other.conversions,
+        )
+
+    @property
+    def contacts(self) -> int:
+        """Interactions of any kind."""
+        return self.orders + self.refunds + self.complaints + self.referrals
+
+
+@dataclass(frozen=True, slots=True)
+class PendingReferral:
+    """A referral of this customer that converts when they place their first order."""
+
+    referral_event_id: str
+    referrer_id: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class CustomerState:
+    """Everything the ladder knows about one customer."""
+
+    customer_id: str
+    stage: str
+    stage_entered_at: datetime
+    first_seen_at: datetime
+    last_event_at: datetime
+    orders: int = 0
+    refunds: int = 0
+    full_price_orders: int = 0
+    referrals_made: int = 0
+    referrals_converted: int = 0
+    complaints: int = 0
+    sales: Decimal = Decimal(0)
+    costs: Decimal = Decimal(0)
+    order_months: frozenset[int] = frozenset()
+    # month index -> activity; only the last `activity_horizon_months` before the newest month are kept
+    activity: tuple[tuple[int, MonthActivity], ...] = ()
+    pending_referrals: frozenset[PendingReferral] = field(default_factory=frozenset)
+
+    @property
+    def profit(self) -> Decimal:
+        return self.sales - self.costs
+
+    def count(self, name: str) -> int:
+        """The monotone count `name` (see policy.MONOTONE_COUNTS)."""
+        if name == "order_months":
+            return len(self.order_months)
+        value = getattr(self, name)
+        assert isinstance(value, int)
+        return value
+
+
+def _ts(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat()
+
+
+def _parse_ts(value: str) -> datetime:
+    return datetime.fromisoformat(value).astimezone(UTC)
+
+
+def to_json(state: CustomerState) -> dict[str, Any]:
+    """A JSON-ready dict of `state` (money as strings, exact)."""
+    return {
+        "v": 1,
+        "customer_id": state.customer_id,
+        "stage": state.stage,
+        "stage_entered_at": _ts(state.stage_entered_at),
+        "first_seen_at": _ts(state.first_seen_at),
+        "last_event_at": _ts(state.last_event_at),
+        "orders": state.orders,
+        "refunds": state.refunds,
+        "full_price_orders": state.full_price_orders,
+        "referrals_made": state.referrals_made,
+        "referrals_converted": state.referrals_converted,
+        "complaints": state.complaints,
+        "sales": str(state.sales),
+        "costs": str(state.costs),
+        "order_months": sorted(state.order_months),
+        "activity": [
+            [m, a.orders, str(a.order_value), a.refunds, a.complaints, a.referrals, a.conversions]
+            for m, a in state.activity
+        ],
+        "pending_referrals": sorted(
+            ([p.referral_event_id, p.referrer_id, _ts(p.occurred_at)] for p in state.pending_referrals),
+        ),
+    }
+
+
+def from_json(raw: dict[str, Any]) -> CustomerState:
+    """The state stored as `raw` by `to_json`."""
+    return CustomerState(
+        customer_id=raw["customer_id"],
+        stage=raw["stage"],
+        stage_entered_at=_parse_ts(raw["stage_entered_at"]),
+        first_seen_at=_parse_ts(raw["first_seen_at"]),
+        last_event_at=_parse_ts(raw["last_event_at"]),
+        orders=raw["orders"],
+        refunds=raw["refunds"],
+        full_price_orders=raw["full_price_orders"],
+        referrals_made=raw["referrals_made"],
+        referrals_converted=raw["referrals_converted"],
+        complaints=raw["complaints"],
+        sales=Decimal(raw["sales"]),
+        costs=Decimal(raw["costs"]),
+        order_months=frozenset(raw["order_months"]),
+        activity=tuple(
+            (m, MonthActivity(orders=o, order_value=Decimal(v), refunds=r, complaints=c, referrals=rf,
+                              conversions=cv))
+            for m, o, v, r, c, rf, cv in raw["activity"]
+        ),
+        pending_referrals=frozenset(
+            PendingReferral(referral_event_id=e, referrer_id=r, occurred_at=_parse_ts(t))
+            for e, r, t in raw["pending_referrals"]
+        ),
+    )
