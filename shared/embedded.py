@@ -7,8 +7,10 @@ Both run as child processes of the caller, in the caller's process group, so a s
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -18,6 +20,15 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 _PG_SYSTEM_USER = "pgserver"
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Run in a child before exec: it gets SIGTERM when the thread that started it dies, even by kill -9."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        return  # not Linux: a signal to the process group still reaches every child
 
 
 def free_port() -> int:
@@ -83,24 +94,24 @@ def _stop(proc: subprocess.Popen[bytes], timeout_s: float, *, first_signal: int)
 
 
 def _pg_bin(name: str) -> Path:
-    from pgserver._commands import POSTGRES_BIN_PATH  # type: ignore[import-untyped]
+    from pgserver._commands import POSTGRES_BIN_PATH
 
     return Path(POSTGRES_BIN_PATH) / name
 
 
 def _init_pgdata(data_dir: Path) -> None:
     """initdb once; pgserver's own helper also fixes permissions and the system user when run as root."""
-    from pgserver.postgres_server import PostgresServer  # type: ignore[import-untyped]
+    from pgserver.postgres_server import PostgresServer
 
     # pgserver wants the parent of its data folder to exist
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    # cleanup_mode=None: this object must never stop a server; we own the process ourselves
+    # built without __init__, which would start a server: we run the postgres process ourselves
     server = PostgresServer.__new__(PostgresServer)
     server.pgdata = data_dir
     server.system_user = _PG_SYSTEM_USER if os.geteuid() == 0 else None
     server.postgres_user = "postgres"
     if server.system_user is not None:
-        from pgserver.utils import ensure_user_exists  # type: ignore[import-untyped]
+        from pgserver.utils import ensure_user_exists
 
         ensure_user_exists(server.system_user)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -125,7 +136,7 @@ def start_postgres(data_dir: Path, *, port: int | None = None, timeout_s: float 
     user = _PG_SYSTEM_USER if os.geteuid() == 0 else None
     logfile = open(data_dir.parent / "postgres.log", "ab")
     proc = subprocess.Popen(args, stdout=logfile, stderr=subprocess.STDOUT, user=user,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
     logfile.close()
     wait_for_port(port, timeout_s=timeout_s, proc=proc)
     _wait_pg_ready(port, timeout_s=timeout_s, proc=proc)
@@ -181,7 +192,8 @@ def start_broker(*, port: int | None = None, timeout_s: float = 20.0, log_path: 
     args = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
             "--storage-engine", "memory://tansu/"]
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            preexec_fn=die_with_parent)
     if log_path:
         out.close()  # type: ignore[union-attr]
     wait_for_port(port, timeout_s=timeout_s, proc=proc)
@@ -197,6 +209,6 @@ def create_database(admin_url: str, name: str, *, template: str | None = None) -
 
     with psycopg.connect(libpq_url(admin_url), autocommit=True) as conn:
         tmpl = f" TEMPLATE {template}" if template else ""
-        conn.execute(f'CREATE DATABASE "{name}"{tmpl}')  # type: ignore[arg-type]
+        conn.execute(f'CREATE DATABASE "{name}"{tmpl}')
     base, _, _ = admin_url.rpartition("/")
     return f"{base}/{name}"

@@ -45,7 +45,6 @@ def make_producer(settings: Settings, *, ordered: bool = False, **overrides: Any
         "retry_backoff_ms": 200,
         "request_timeout_ms": 15000,
         "max_request_size": 4 * 1024 * 1024,
-        "buffer_memory": 64 * 1024 * 1024,
     }
     if ordered:
         opts["max_in_flight_requests_per_connection"] = 1
@@ -112,8 +111,7 @@ def ensure_topics(settings: Settings, topics: Iterable[str] | None = None, *, pa
 def broker_reachable(settings: Settings, *, timeout_s: float = 2.0) -> str | None:
     """None when the broker answers a metadata request, else the reason it does not."""
     try:
-        admin = KafkaAdminClient(**_security(settings), request_timeout_ms=int(timeout_s * 1000),
-                                 api_version_auto_timeout_ms=int(timeout_s * 1000))
+        admin = KafkaAdminClient(**_security(settings), request_timeout_ms=int(timeout_s * 1000))
     except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"; the reason is reported
         return f"{type(exc).__name__}: {exc}"
     try:

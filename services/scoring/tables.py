@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 from sqlalchemy import (
-    BigInteger, Column, DateTime, Identity, Index, LargeBinary, MetaData, Numeric, SmallInteger, Table, Text,
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    LargeBinary,
+    MetaData,
+    Numeric,
+    SmallInteger,
+    Table,
+    Text,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -32,6 +42,8 @@ customers = Table(
     Column("last_event_at", DateTime(timezone=True), nullable=False),
     # the whole domain state (counts, month buckets, referrers); the columns above are for queries
     Column("state", JSONB, nullable=False),
+    # optimistic concurrency: a write must see the version it read (two instances during a rebalance)
+    Column("version", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     Index(None, "stage", "tier", "customer_id"),
     Index(None, "tier", "customer_id"),

@@ -1,0 +1,88 @@
+"""`python -m services.scoring`: the scoring consumer, the outbox relay and the HTTP API in one process."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from pathlib import Path
+from types import FrameType
+
+from services.scoring.api import ApiContext, create_app
+from services.scoring.domain.policy import Policy, parse_policy
+from services.scoring.relay import Relay
+from services.scoring.worker import ScoringWorker
+from shared.db import make_engine
+from shared.http import ServerThread
+from shared.kafka import ensure_topics, make_consumer, make_producer
+from shared.logging import setup_logging
+from shared.metrics import Metrics
+from shared.settings import Settings
+
+log = logging.getLogger("services.scoring")
+
+DEFAULT_POLICY = Path(__file__).parent / "policy.toml"
+
+
+def load_policy(*, settings: Settings) -> Policy:
+    """The policy file named by POLICY_FILE, else the bundled default."""
+    return parse_policy((settings.policy_file or DEFAULT_POLICY).read_text(encoding="utf-8"))
+
+
+def main() -> None:
+    settings = Settings()
+    setup_logging(service="scoring", level=settings.log_level, fmt=settings.log_format)
+    if not settings.database_url:
+        raise SystemExit("DATABASE_URL is not set")
+    policy = load_policy(settings=settings)
+    metrics = Metrics(service="scoring")
+    engine = make_engine(settings.database_url)
+    if settings.create_topics:
+        ensure_topics(settings)
+
+    http = ServerThread(create_app(ctx=ApiContext(engine=engine, policy=policy, settings=settings), metrics=metrics),
+                        host=settings.http_host, port=settings.scoring_port)
+    http.start()
+
+    relay: Relay | None = None
+    relay_producer = None
+    if settings.relay_enabled:
+        relay_producer = make_producer(settings, ordered=True)
+        relay = Relay(engine=engine, producer=relay_producer, metrics=metrics, batch_size=settings.relay_batch_size,
+                      idle_s=settings.relay_idle_poll_ms / 1000,
+                      outbox_retention_hours=settings.outbox_retention_hours,
+                      dedupe_retention_days=settings.dedupe_retention_days,
+                      housekeeping_interval_s=settings.housekeeping_interval_s)
+        relay.start()
+
+    dead_letter = make_producer(settings)
+    consumer = make_consumer(settings, group_id=settings.scoring_group_id, topics=[settings.topic_scoring_input])
+    worker = ScoringWorker(
+        consumer=consumer, engine=engine, policy=policy, metrics=metrics, dead_letter=dead_letter,
+        dead_letter_topic=settings.topic_dead_letter, stage_topic=settings.topic_stage_changes,
+        conversion_topic=settings.topic_scoring_input, poll_timeout_ms=settings.consumer_poll_timeout_ms,
+        max_records=settings.consumer_max_poll_records, on_commit=relay.wake if relay else lambda: None,
+    )
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %s: finishing the batch in hand and stopping", signal.Signals(signum).name)
+        worker.stopping.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    log.info("scoring started", extra={"group": settings.scoring_group_id, "port": settings.scoring_port})
+    try:
+        worker.run()
+    finally:
+        consumer.close(autocommit=False, timeout_ms=5000)
+        if relay is not None:
+            relay.stop()
+        if relay_producer is not None:
+            relay_producer.close(timeout=5)
+        dead_letter.close(timeout=5)
+        http.stop()
+        engine.dispose()
+        log.info("scoring stopped")
+
+
+if __name__ == "__main__":
+    main()

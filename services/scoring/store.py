@@ -1,0 +1,235 @@
+"""The scoring transaction, whole: one database transaction per consumed batch.
+
+    dedupe rows (INSERT .. ON CONFLICT DO NOTHING RETURNING)  -> which facts are new
+    customer rows (SELECT .. FOR UPDATE)                       -> their state
+    domain.apply() in memory, in offset order                  -> new state, rungs entered, conversions
+    customers upsert (compare-and-set on version)              \
+    stage_history insert                                        > one statement each, set-based (unnest)
+    outbox insert (stage changes, referral conversions)        /
+    COMMIT                                                      -> then, and only then, the Kafka offsets
+
+Nothing commits unless the whole batch went through: `session()` rolls back on any exception.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC
+
+from sqlalchemy import Connection, Engine, text
+
+from services.scoring.domain.ladder import ReferralConverted, StageChanged, apply
+from services.scoring.domain.measures import loyalty, profitability, tier
+from services.scoring.domain.policy import Policy
+from services.scoring.domain.state import RANK, CustomerState, from_json, to_json
+from shared.messages import Fact, encode
+
+# every stage change id is derived from (customer, rung): a re-publish carries the same id, and there can
+# never be two ids for one customer and rung
+STAGE_CHANGE_NAMESPACE = uuid.UUID("6f1c1d52-3b0e-4a53-9d1e-7c1f0a5c2b11")
+SCHEMA_VERSION = 1
+
+
+class ConcurrentUpdate(RuntimeError):
+    """Another instance wrote a customer of this batch since we read it; the batch is retried."""
+
+
+def stage_change_id(customer_id: str, to_stage: str) -> str:
+    """The stable event id of a customer's entry onto a rung."""
+    return str(uuid.uuid5(STAGE_CHANGE_NAMESPACE, f"{customer_id}\x1f{to_stage}"))
+
+
+def conversion_message_id(referral_event_id: str) -> str:
+    """The outbox id of the conversion fact one referral yields."""
+    return f"conversion:{referral_event_id}"
+
+
+@dataclass
+class BatchOutcome:
+    """What one batch did, for metrics and logs."""
+
+    accepted: list[Fact] = field(default_factory=list)
+    duplicates: list[Fact] = field(default_factory=list)
+    stage_changes: list[StageChanged] = field(default_factory=list)
+    conversions: list[ReferralConverted] = field(default_factory=list)
+
+
+@contextmanager
+def session(engine: Engine) -> Iterator[Connection]:
+    """A unit of work: commits only when the block completes, rolls back on any exception."""
+    with engine.connect() as conn:
+        trans = conn.begin()
+        try:
+            yield conn
+        except BaseException:
+            trans.rollback()
+            raise
+        trans.commit()
+
+
+def stage_change_payload(change: StageChanged, state: CustomerState, *, policy: Policy) -> bytes:
+    """The `loyalty.stage-changes` message value (contract section 5)."""
+    body = {
+        "event_id": stage_change_id(change.customer_id, change.to_stage),
+        "type": "stage_changed",
+        "schema_version": SCHEMA_VERSION,
+        "customer_id": change.customer_id,
+        "from_stage": change.from_stage,
+        "to_stage": change.to_stage,
+        "occurred_at": change.occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "cause_event_id": change.cause_event_id,
+        "reason": change.reason,
+        "loyalty": loyalty(state, at=change.occurred_at, policy=policy).as_dict(),
+        "profitability": profitability(state, policy=policy),
+    }
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def unique_facts(facts: Sequence[Fact]) -> tuple[list[Fact], list[Fact]]:
+    """(first occurrence of each dedupe key, the repeats) — a poll batch can hold one event twice."""
+    seen: set[tuple[str, str]] = set()
+    first: list[Fact] = []
+    repeats: list[Fact] = []
+    for fact in facts:
+        if fact.dedupe_key in seen:
+            repeats.append(fact)
+        else:
+            seen.add(fact.dedupe_key)
+            first.append(fact)
+    return first, repeats
+
+
+_CLAIM_EVENTS = text("""
+    INSERT INTO processed_events (event_id, role, customer_id)
+    SELECT e, r, c FROM unnest(CAST(:event_ids AS text[]), CAST(:roles AS text[]), CAST(:customers AS text[]))
+        AS u(e, r, c)
+    ORDER BY e, r
+    ON CONFLICT DO NOTHING
+    RETURNING event_id, role
+""")
+
+_LOAD = text("""
+    SELECT customer_id, state, version FROM customers
+    WHERE customer_id = ANY(CAST(:ids AS text[]))
+    ORDER BY customer_id
+    FOR UPDATE
+""")
+
+_UPSERT = text("""
+    INSERT INTO customers AS c (customer_id, stage, stage_rank, stage_entered_at, tier, sales, costs, profit,
+                                first_seen_at, last_event_at, state, version, updated_at)
+    SELECT id, stage, rank, entered, tier, sales, costs, sales - costs, first_seen, last_event,
+           CAST(st AS jsonb), ver, now()
+    FROM unnest(CAST(:ids AS text[]), CAST(:stages AS text[]), CAST(:ranks AS smallint[]),
+                CAST(:entered AS timestamptz[]), CAST(:tiers AS text[]), CAST(:sales AS numeric[]),
+                CAST(:costs AS numeric[]), CAST(:first_seen AS timestamptz[]), CAST(:last_event AS timestamptz[]),
+                CAST(:states AS text[]), CAST(:versions AS bigint[]))
+        AS u(id, stage, rank, entered, tier, sales, costs, first_seen, last_event, st, ver)
+    ON CONFLICT (customer_id) DO UPDATE SET
+        stage = excluded.stage, stage_rank = excluded.stage_rank, stage_entered_at = excluded.stage_entered_at,
+        tier = excluded.tier, sales = excluded.sales, costs = excluded.costs, profit = excluded.profit,
+        first_seen_at = excluded.first_seen_at, last_event_at = excluded.last_event_at,
+        state = excluded.state, version = excluded.version, updated_at = now()
+    WHERE c.version = excluded.version - 1
+    RETURNING customer_id
+""")
+
+_HISTORY = text("""
+    INSERT INTO stage_history (customer_id, to_stage, from_stage, occurred_at, cause_event_id, reason)
+    SELECT * FROM unnest(CAST(:customers AS text[]), CAST(:to_stages AS text[]), CAST(:from_stages AS text[]),
+                         CAST(:occurred AS timestamptz[]), CAST(:causes AS text[]), CAST(:reasons AS text[]))
+    ON CONFLICT DO NOTHING
+""")
+
+_OUTBOX = text("""
+    INSERT INTO outbox (message_id, topic, key, payload)
+    SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:topics AS text[]), CAST(:keys AS text[]),
+                         CAST(:payloads AS bytea[]))
+    ON CONFLICT (message_id) DO NOTHING
+""")
+
+
+def process_batch(conn: Connection, *, facts: Sequence[Fact], policy: Policy, stage_topic: str,
+                  conversion_topic: str) -> BatchOutcome:
+    """Apply `facts` (in offset order) to customer state inside the caller's transaction."""
+    outcome = BatchOutcome()
+    candidates, outcome.duplicates = unique_facts(facts)
+    if not candidates:
+        return outcome
+    claimed = {
+        (row.event_id, row.role)
+        for row in conn.execute(_CLAIM_EVENTS, {
+            "event_ids": [f.event_id for f in candidates],
+            "roles": [f.role for f in candidates],
+            "customers": [f.customer_id for f in candidates],
+        })
+    }
+    for fact in candidates:
+        (outcome.accepted if fact.dedupe_key in claimed else outcome.duplicates).append(fact)
+    if not outcome.accepted:
+        return outcome
+
+    touched = sorted({f.customer_id for f in outcome.accepted})
+    states: dict[str, CustomerState | None] = dict.fromkeys(touched)
+    versions: dict[str, int] = dict.fromkeys(touched, 0)
+    for row in conn.execute(_LOAD, {"ids": touched}):
+        states[row.customer_id] = from_json(row.state)
+        versions[row.customer_id] = row.version
+
+    outbox_rows: list[tuple[str, str, str, bytes]] = []
+    for fact in outcome.accepted:
+        new_state, changes = apply(states[fact.customer_id], fact, policy=policy)
+        states[fact.customer_id] = new_state
+        for change in changes:
+            if isinstance(change, StageChanged):
+                outcome.stage_changes.append(change)
+                outbox_rows.append((stage_change_id(change.customer_id, change.to_stage), stage_topic,
+                                    change.customer_id, stage_change_payload(change, new_state, policy=policy)))
+            else:
+                outcome.conversions.append(change)
+                outbox_rows.append((conversion_message_id(change.referral_event_id), conversion_topic,
+                                    change.referrer_id, encode(_conversion_fact(change))))
+
+    _write_customers(conn, states=states, versions=versions, policy=policy)
+    if outcome.stage_changes:
+        sc = outcome.stage_changes
+        conn.execute(_HISTORY, {
+            "customers": [c.customer_id for c in sc], "to_stages": [c.to_stage for c in sc],
+            "from_stages": [c.from_stage for c in sc], "occurred": [c.occurred_at for c in sc],
+            "causes": [c.cause_event_id for c in sc], "reasons": [c.reason for c in sc],
+        })
+    if outbox_rows:
+        ids, topics, keys, payloads = (list(col) for col in zip(*outbox_rows, strict=True))
+        conn.execute(_OUTBOX, {"ids": ids, "topics": topics, "keys": keys, "payloads": payloads})
+    return outcome
+
+
+def _conversion_fact(change: ReferralConverted) -> Fact:
+    return Fact(kind="referral_converted", event_id=change.referral_event_id, role="converted",
+                customer_id=change.referrer_id, occurred_at=change.occurred_at,
+                other_customer_id=change.referred_customer_id)
+
+
+def _write_customers(conn: Connection, *, states: dict[str, CustomerState | None], versions: dict[str, int],
+                     policy: Policy) -> None:
+    written = [s for s in states.values() if s is not None]
+    params = {
+        "ids": [s.customer_id for s in written],
+        "stages": [s.stage for s in written],
+        "ranks": [RANK[s.stage] for s in written],
+        "entered": [s.stage_entered_at for s in written],
+        "tiers": [tier(s.profit, policy=policy) for s in written],
+        "sales": [s.sales for s in written],
+        "costs": [s.costs for s in written],
+        "first_seen": [s.first_seen_at for s in written],
+        "last_event": [s.last_event_at for s in written],
+        "states": [json.dumps(to_json(s), separators=(",", ":")) for s in written],
+        "versions": [versions[s.customer_id] + 1 for s in written],
+    }
+    stored = len(conn.execute(_UPSERT, params).all())
+    if stored != len(written):
+        raise ConcurrentUpdate(f"{len(written) - stored} of {len(written)} customers changed under this batch")
