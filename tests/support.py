@@ -91,12 +91,14 @@ class TopicReader:
 class System:
     """The system started as `make run` starts it (`python -m shared.launcher`), in a subprocess."""
 
-    def __init__(self, *, env: dict[str, str], state_dir: Path) -> None:
+    def __init__(self, *, env: dict[str, str], state_dir: Path, unset: tuple[str, ...] = ()) -> None:
         self.ingest_port = free_port()
         self.scoring_port = free_port()
         self.env = {**os.environ, **env, "INGEST_PORT": str(self.ingest_port),
                     "SCORING_PORT": str(self.scoring_port), "STATE_DIR": str(state_dir),
                     "LOG_FORMAT": "text", "PYTHONUNBUFFERED": "1"}
+        for name in unset:
+            self.env.pop(name, None)
         self.log_path = state_dir / "system.log"
         self.proc: subprocess.Popen[bytes] | None = None
 

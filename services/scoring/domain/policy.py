@@ -51,17 +51,70 @@ class Policy:
 
 _RUNGS_WITH_CONDITIONS = ("first_purchase", "regular", "advocate")
 _KINDS = ("financial", "procedural", "contact", "evaluative", "consultative")
+_EXTRA_KEY = {"procedural": "refund_weight", "consultative": "conversion_weight"}
+
+# the contract's numbers: what a policy file that leaves a section out gets
+DEFAULT_RUNGS: dict[str, tuple[tuple[str, int], ...]] = {
+    "first_purchase": (("orders", 1),),
+    "regular": (("orders", 3), ("order_months", 2)),
+    "advocate": (("full_price_orders", 3), ("referrals_made", 1)),
+}
+DEFAULT_KINDS: dict[str, KindParams] = {
+    "financial": KindParams(half_life_days=180, scale=500),
+    "procedural": KindParams(half_life_days=180, scale=2, extra=2),
+    "contact": KindParams(half_life_days=90, scale=4),
+    "evaluative": KindParams(half_life_days=180, scale=1),
+    "consultative": KindParams(half_life_days=180, scale=2, extra=2),
+}
+
+
+def _table(raw: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise PolicyError(f"{where}{key} must be a table, got {value!r}")
+    return value
+
+
+def _unknown(table: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    extra = sorted(set(table) - set(allowed))
+    if extra:
+        raise PolicyError(f"{where}: unknown keys {extra}; allowed: {list(allowed)}")
+
+
+def _decimal(value: Any, where: str) -> Decimal:
+    try:
+        parsed = Decimal(str(value))
+    except ArithmeticError as exc:
+        raise PolicyError(f"{where} must be a decimal number, got {value!r}") from exc
+    if not parsed.is_finite() or isinstance(value, bool):
+        raise PolicyError(f"{where} must be a finite decimal number, got {value!r}")
+    return parsed
+
+
+def _float(value: Any, where: str) -> float:
+    return float(_decimal(value, where))
 
 
 def parse_policy(text: str) -> Policy:
-    """The policy in TOML `text`; raises PolicyError when it is not a valid, monotone policy."""
+    """The policy in TOML `text` over the contract's defaults; raises PolicyError on anything not a valid policy.
+
+    A section left out keeps the contract's numbers; a rung section that is present replaces that rung's
+    conditions; an unknown section or key is refused (a typo must not silently unconditon a rung).
+    """
     try:
         raw: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"policy is not valid TOML: {exc}") from exc
+    _unknown(raw, ("rungs", "tiers", "loyalty"), "policy")
+
+    rung_tables = _table(raw, "rungs", "")
+    _unknown(rung_tables, _RUNGS_WITH_CONDITIONS, "rungs")
     rungs: list[tuple[str, tuple[tuple[str, int], ...]]] = []
     for rung in _RUNGS_WITH_CONDITIONS:
-        conds = raw.get("rungs", {}).get(rung, {})
+        if rung not in rung_tables:
+            rungs.append((rung, DEFAULT_RUNGS[rung]))
+            continue
+        conds = _table(rung_tables, rung, "rungs.")
         pairs: list[tuple[str, int]] = []
         for name, need in conds.items():
             if name not in MONOTONE_COUNTS:
@@ -70,25 +123,34 @@ def parse_policy(text: str) -> Policy:
                 raise PolicyError(f"rungs.{rung}.{name} must be a whole number >= 0, got {need!r}")
             pairs.append((name, need))
         rungs.append((rung, tuple(pairs)))
-    tiers = raw.get("tiers", {})
-    profitable_min = Decimal(str(tiers.get("profitable_min", "100.00")))
-    unprofitable_below = Decimal(str(tiers.get("unprofitable_below", "0")))
+
+    tiers = _table(raw, "tiers", "")
+    _unknown(tiers, ("profitable_min", "unprofitable_below"), "tiers")
+    profitable_min = _decimal(tiers.get("profitable_min", "100.00"), "tiers.profitable_min")
+    unprofitable_below = _decimal(tiers.get("unprofitable_below", "0"), "tiers.unprofitable_below")
     if unprofitable_below > profitable_min:
         raise PolicyError("tiers.unprofitable_below must not exceed tiers.profitable_min")
-    loyalty = raw.get("loyalty", {})
+
+    loyalty = _table(raw, "loyalty", "")
+    _unknown(loyalty, ("activity_horizon_months", *_KINDS), "loyalty")
     kinds: list[tuple[str, KindParams]] = []
     for kind in _KINDS:
-        section = loyalty.get(kind, {})
+        section = _table(loyalty, kind, "loyalty.")
+        extra_key = _EXTRA_KEY.get(kind)
+        _unknown(section, ("half_life_days", "scale", *((extra_key,) if extra_key else ())), f"loyalty.{kind}")
+        default = DEFAULT_KINDS[kind]
+        where = f"loyalty.{kind}"
         params = KindParams(
-            half_life_days=float(section.get("half_life_days", 180)),
-            scale=float(section.get("scale", "1")),
-            extra=float(section.get("refund_weight", section.get("conversion_weight", "0"))),
+            half_life_days=_float(section.get("half_life_days", default.half_life_days), f"{where}.half_life_days"),
+            scale=_float(section.get("scale", default.scale), f"{where}.scale"),
+            extra=_float(section.get(extra_key, default.extra), f"{where}.{extra_key}") if extra_key else 0.0,
         )
         if params.half_life_days <= 0 or params.scale <= 0 or params.extra < 0:
-            raise PolicyError(f"loyalty.{kind}: half_life_days and scale must be > 0, weights >= 0")
+            raise PolicyError(f"{where}: half_life_days and scale must be > 0, weights >= 0")
         kinds.append((kind, params))
-    horizon = int(loyalty.get("activity_horizon_months", 36))
-    if horizon < 12:
-        raise PolicyError("loyalty.activity_horizon_months must be >= 12 (stability looks back 12 months)")
+    horizon = loyalty.get("activity_horizon_months", 36)
+    if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 12:
+        raise PolicyError(f"loyalty.activity_horizon_months must be a whole number >= 12 (stability looks back "
+                          f"12 months), got {horizon!r}")
     return Policy(rungs=tuple(rungs), profitable_min=profitable_min, unprofitable_below=unprofitable_below,
                   activity_horizon_months=horizon, kinds=tuple(kinds))

@@ -1,0 +1,129 @@
+"""parse_policy: the default file, and the shapes it refuses (contract section 4: monotone conditions only).
+
+A policy file is an overlay on the contract's numbers: a section left out keeps them, and anything unknown or
+malformed is refused with a PolicyError naming the key.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from services.scoring.domain.ladder import apply
+from services.scoring.domain.policy import MONOTONE_COUNTS, KindParams, PolicyError, parse_policy
+from tests.unit.domain_builders import DEFAULT_POLICY_TEXT, at, complaint, default_policy
+
+BASE_RUNGS = """
+[rungs.first_purchase]
+orders = 1
+[rungs.regular]
+orders = 3
+order_months = 2
+"""
+
+
+def test_default_file_has_the_contracts_numbers() -> None:
+    policy = default_policy()
+    assert policy.rungs == (
+        ("first_purchase", (("orders", 1),)),
+        ("regular", (("orders", 3), ("order_months", 2))),
+        ("advocate", (("full_price_orders", 3), ("referrals_made", 1))),
+    )
+    assert policy.conditions_of("visitor") == ()
+    assert policy.conditions_of("potential") == ()
+    assert (policy.profitable_min, policy.unprofitable_below) == (Decimal("100.00"), Decimal("0"))
+    assert policy.activity_horizon_months == 36
+    assert policy.kinds == (
+        ("financial", KindParams(half_life_days=180.0, scale=500.0, extra=0.0)),
+        ("procedural", KindParams(half_life_days=180.0, scale=2.0, extra=2.0)),
+        ("contact", KindParams(half_life_days=90.0, scale=4.0, extra=0.0)),
+        ("evaluative", KindParams(half_life_days=180.0, scale=1.0, extra=0.0)),
+        ("consultative", KindParams(half_life_days=180.0, scale=2.0, extra=2.0)),
+    )
+
+
+def test_every_monotone_count_is_accepted() -> None:
+    text = "[rungs.advocate]\n" + "".join(f"{name} = {i}\n" for i, name in enumerate(MONOTONE_COUNTS))
+    policy = parse_policy(BASE_RUNGS + text)
+    assert policy.conditions_of("advocate") == tuple((name, i) for i, name in enumerate(MONOTONE_COUNTS))
+    assert MONOTONE_COUNTS == ("orders", "order_months", "full_price_orders", "referrals_made",
+                               "referrals_converted", "complaints")
+
+
+REFUSED = {
+    # ratios and counts that can shrink are not monotone: arrival order would decide the rung
+    "ratio-full-price-share": ("[rungs.advocate]\nfull_price_share = 1\n", "full_price_share"),
+    "refunds-can-undo": ("[rungs.regular]\nnet_orders = 3\n", "net_orders"),
+    "sales-not-a-count": ("[rungs.advocate]\nsales = 100\n", "sales"),
+    "negative-threshold": ("[rungs.regular]\norders = -1\n", "orders"),
+    "float-threshold": ("[rungs.regular]\norders = 1.5\n", "orders"),
+    "string-threshold": ('[rungs.regular]\norders = "3"\n', "orders"),
+    "bool-threshold": ("[rungs.regular]\norders = true\n", "orders"),
+    "bad-toml": ("[rungs.regular\norders = 3\n", "TOML"),
+    "tiers-crossed": ('[tiers]\nprofitable_min = "10"\nunprofitable_below = "10.01"\n', "unprofitable_below"),
+    "horizon-under-12": ("[loyalty]\nactivity_horizon_months = 11\n", "activity_horizon_months"),
+    "zero-half-life": ("[loyalty.contact]\nhalf_life_days = 0\n", "loyalty.contact"),
+    "negative-scale": ('[loyalty.financial]\nscale = "-1"\n', "loyalty.financial"),
+    "negative-weight": ('[loyalty.procedural]\nrefund_weight = "-2"\n', "loyalty.procedural"),
+}
+
+
+@pytest.mark.parametrize(("text", "mentions"), list(REFUSED.values()), ids=list(REFUSED))
+def test_refused(text: str, mentions: str) -> None:
+    with pytest.raises(PolicyError, match=mentions):
+        parse_policy(text)
+
+
+def test_edges_that_are_accepted() -> None:
+    policy = parse_policy(BASE_RUNGS + '[rungs.advocate]\nreferrals_made = 0\n[tiers]\nprofitable_min = "5"\n'
+                          'unprofitable_below = "5"\n[loyalty]\nactivity_horizon_months = 12\n')
+    assert policy.conditions_of("advocate") == (("referrals_made", 0),)
+    assert policy.profitable_min == policy.unprofitable_below == Decimal(5)
+    assert policy.activity_horizon_months == 12
+
+
+def test_changed_numbers_are_read() -> None:
+    text = DEFAULT_POLICY_TEXT.replace("full_price_orders = 3", "full_price_orders = 5").replace(
+        'profitable_min = "100.00"', 'profitable_min = "250.50"')
+    policy = parse_policy(text)
+    assert policy.conditions_of("advocate") == (("full_price_orders", 5), ("referrals_made", 1))
+    assert policy.profitable_min == Decimal("250.50")
+
+
+# ---- malformed or partial files: refused with PolicyError, or the contract's numbers where a section is missing --
+
+@pytest.mark.parametrize("text", [
+    '[tiers]\nprofitable_min = "abc"\n',
+    '[loyalty.financial]\nscale = "abc"\n',
+    "rungs = 3\n",
+], ids=["tier-not-a-number", "scale-not-a-number", "rungs-not-a-table"])
+def test_malformed_values_raise_policy_error(text: str) -> None:
+    try:
+        parse_policy(text)
+    except PolicyError:
+        return
+    pytest.fail("accepted")
+
+
+@pytest.mark.parametrize("text", [
+    "[loyalty.financial]\nscale = nan\n",
+    "[loyalty.evaluative]\nhalf_life_days = inf\n",
+    "[loyalty]\nactivity_horizon_months = 12.9\n",
+], ids=["nan-scale", "inf-half-life", "fractional-horizon"])
+def test_non_finite_or_fractional_constants_are_refused(text: str) -> None:
+    with pytest.raises(PolicyError):
+        parse_policy(text)
+
+
+def test_unknown_rung_section_is_refused() -> None:
+    with pytest.raises(PolicyError):
+        parse_policy(BASE_RUNGS + "[rungs.advocat]\nfull_price_orders = 3\nreferrals_made = 1\n")
+
+
+@pytest.mark.parametrize("text", ["", '[tiers]\nprofitable_min = "50"\n'], ids=["empty", "tiers-only"])
+def test_a_policy_without_rungs_does_not_make_everyone_an_advocate(text: str) -> None:
+    policy = parse_policy(text)
+    assert policy.rungs == default_policy().rungs
+    state, _ = apply(None, complaint("k1", at(2024, 1, 1)), policy=policy)
+    assert state.stage == "visitor"
