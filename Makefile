@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test unit integration e2e migrate lint fmt bench chaos demo clean
+.PHONY: help install run test unit integration e2e migrate lint fmt bench chaos demo contracts clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ chaos: $(STAMP) ## the whole fault-injection matrix with larger volumes
 
 demo: $(STAMP) ## feed a running system (make run) with a synthetic shop and print the ladder as it fills
 	$(PY) -m bench.demo
+
+contracts: $(STAMP) ## regenerate docs/contracts/ (AsyncAPI, OpenAPI) from the models
+	$(PY) -m tools.export_contracts
 
 clean: ## remove the environment and local state (embedded database data included)
 	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,97 @@
+"""The published contracts (docs/contracts/) match the models they are generated from, and are valid."""
+
+from __future__ import annotations
+
+import copy
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from referencing import Registry, Resource
+
+from services.scoring.domain.ladder import apply
+from services.scoring.store import stage_change_id, stage_change_payload
+from shared.messages import Fact
+from shared.stage_changes import StageChanged
+from tests.unit.domain_builders import default_policy
+from tools.export_contracts import OUT, documents
+
+ASYNCAPI_SCHEMA = json.loads((OUT / "vendor" / "asyncapi-3.0.0.schema.json").read_text())
+CONTRACT_MD = Path(__file__).resolve().parents[3] / "shared" / "contract.md"
+
+
+def _doc(name: str) -> dict[str, Any]:
+    return json.loads((OUT / name).read_text())
+
+
+@pytest.mark.parametrize("name", sorted(documents()))
+def test_committed_contract_matches_the_models(name: str) -> None:
+    assert (OUT / name).read_text() == documents()[name], f"{name} is stale: run `make contracts`"
+
+
+def test_asyncapi_document_is_valid_asyncapi_3() -> None:
+    jsonschema.Draft7Validator(ASYNCAPI_SCHEMA).validate(_doc("asyncapi.json"))
+
+
+def test_the_asyncapi_validation_catches_a_broken_document() -> None:
+    broken = copy.deepcopy(_doc("asyncapi.json"))
+    broken["operations"]["sendStageChanged"]["action"] = "publish"  # AsyncAPI 2 wording, invalid in 3
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(ASYNCAPI_SCHEMA).validate(broken)
+
+
+def test_every_contract_topic_has_a_channel() -> None:
+    addresses = {c["address"] for c in _doc("asyncapi.json")["channels"].values()}
+    assert addresses == {"shop.purchases", "shop.referrals", "shop.complaints", "loyalty.stage-changes",
+                         "loyalty.dead-letter"}
+
+
+def _component_validator(schema_name: str) -> jsonschema.Draft202012Validator:
+    doc = _doc("asyncapi.json")
+    registry = Registry().with_resource("urn:asyncapi", Resource.opaque(doc))
+    schema = {"$ref": f"urn:asyncapi#/components/schemas/{schema_name}"}
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+def test_a_published_stage_change_matches_the_published_schema() -> None:
+    policy = default_policy()
+    fact = Fact(kind="order_placed", event_id="e-1", role="primary", customer_id="c-42",
+                occurred_at=datetime(2026, 6, 1, 10, tzinfo=UTC), amount=Decimal("300.00"), cost=Decimal("180.00"))
+    state, changes = apply(None, fact, policy=policy)
+    payloads = [json.loads(stage_change_payload(c, state, policy=policy)) for c in changes]  # type: ignore[arg-type]
+    assert [p["to_stage"] for p in payloads] == ["visitor", "first_purchase"]
+    validator = _component_validator("StageChanged")
+    for p in payloads:
+        validator.validate(p)
+        StageChanged.model_validate(p)
+        assert p["event_id"] == stage_change_id("c-42", p["to_stage"])
+    assert payloads[1]["profitability"] == {"sales": "300.00", "costs": "180.00", "profit": "120.00",
+                                            "tier": "profitable"}
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate({**payloads[0], "to_stage": "gold"})
+
+
+def _contract_examples() -> list[dict[str, Any]]:
+    text = CONTRACT_MD.read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```json")[1:]]
+    return [json.loads(b) for b in blocks]
+
+
+def test_the_contract_example_stage_change_fits_the_model() -> None:
+    examples = [e for e in _contract_examples() if e.get("type") == "stage_changed"]
+    assert len(examples) == 1
+    example = {**examples[0], "occurred_at": "2026-06-01T10:00:00Z"}  # the contract shows a placeholder there
+    StageChanged.model_validate(example)
+    _component_validator("StageChanged").validate(example)
+
+
+def test_openapi_of_scoring_documents_the_contract_endpoints() -> None:
+    doc = _doc("openapi-scoring.json")
+    assert {"/v1/customers/{customer_id}", "/v1/stages", "/healthz", "/readyz", "/metrics"} <= set(doc["paths"])
+    customer = doc["components"]["schemas"]["CustomerOut"]["properties"]
+    assert set(customer) == {"customer_id", "stage", "stage_entered_at", "loyalty", "profitability", "stability",
+                             "counts", "first_seen_at", "last_event_at", "history"}
