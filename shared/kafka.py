@@ -111,7 +111,9 @@ def ensure_topics(settings: Settings, topics: Iterable[str] | None = None, *, pa
 def broker_reachable(settings: Settings, *, timeout_s: float = 2.0) -> str | None:
     """None when the broker answers a metadata request, else the reason it does not."""
     try:
-        admin = KafkaAdminClient(**_security(settings), request_timeout_ms=int(timeout_s * 1000))
+        # bootstrap_timeout_ms: without it a dead broker holds the readiness probe for kafka-python's 30 s default
+        admin = KafkaAdminClient(**_security(settings), request_timeout_ms=int(timeout_s * 1000),
+                                 bootstrap_timeout_ms=int(timeout_s * 1000))
     except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"; the reason is reported
         return f"{type(exc).__name__}: {exc}"
     try:

@@ -11,7 +11,7 @@ Wire form: one compact UTF-8 JSON object; money as decimal strings; times as RFC
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -62,13 +62,18 @@ def _ts(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+_FIELDS = tuple(f.name for f in fields(Fact))
+_MONEY = frozenset(("amount", "cost", "discount"))
+
+
 def encode(fact: Fact) -> bytes:
     """The wire bytes of `fact`."""
-    raw = asdict(fact)
+    # field by field rather than dataclasses.asdict, whose deep copy was 4x the cost of the whole encode
     out: dict[str, Any] = {"v": WIRE_VERSION}
-    for key, value in raw.items():
+    for key in _FIELDS:
+        value = getattr(fact, key)
         if isinstance(value, Decimal):
-            if value == 0 and key in ("amount", "cost", "discount"):
+            if value == 0 and key in _MONEY:
                 continue
             out[key] = str(value)
         elif isinstance(value, datetime):

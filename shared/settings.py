@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     outbox_retention_hours: int = 24
     housekeeping_interval_s: int = 300
 
+    # test-only: crash at named points (shared/faults.py); empty in production
+    fault_injection: str = ""
+
     # logging
     log_level: str = "INFO"
     log_format: str = "json"

@@ -12,6 +12,7 @@ from services.scoring.domain.policy import Policy, parse_policy
 from services.scoring.relay import Relay
 from services.scoring.worker import ScoringWorker
 from shared.db import make_engine
+from shared.faults import Faults
 from shared.http import ServerThread
 from shared.kafka import ensure_topics, make_consumer, make_producer
 from shared.logging import setup_logging
@@ -36,6 +37,7 @@ def main() -> None:
     policy = load_policy(settings=settings)
     metrics = Metrics(service="scoring")
     engine = make_engine(settings.database_url)
+    faults = Faults(settings.fault_injection)
     if settings.create_topics:
         ensure_topics(settings)
 
@@ -51,7 +53,7 @@ def main() -> None:
                       idle_s=settings.relay_idle_poll_ms / 1000,
                       outbox_retention_hours=settings.outbox_retention_hours,
                       dedupe_retention_days=settings.dedupe_retention_days,
-                      housekeeping_interval_s=settings.housekeeping_interval_s)
+                      housekeeping_interval_s=settings.housekeeping_interval_s, faults=faults)
         relay.start()
 
     dead_letter = make_producer(settings)
@@ -61,6 +63,7 @@ def main() -> None:
         dead_letter_topic=settings.topic_dead_letter, stage_topic=settings.topic_stage_changes,
         conversion_topic=settings.topic_scoring_input, poll_timeout_ms=settings.consumer_poll_timeout_ms,
         max_records=settings.consumer_max_poll_records, on_commit=relay.wake if relay else lambda: None,
+        faults=faults,
     )
 
     def _stop(signum: int, _frame: FrameType | None) -> None:

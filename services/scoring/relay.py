@@ -18,6 +18,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.scoring.store import session
+from shared.faults import Faults
 from shared.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ _PRUNE_DEDUPE = text("""
 """)
 
 
-def publish_once(*, engine: Engine, producer: KafkaProducer, limit: int) -> Counter[str]:
+def publish_once(*, engine: Engine, producer: KafkaProducer, limit: int, faults: Faults | None = None) -> Counter[str]:
     """Publish up to `limit` outbox rows; returns how many per topic (none when another relay holds the lock)."""
     with session(engine) as conn:
         if not conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _RELAY_LOCK}).scalar():
@@ -56,6 +57,8 @@ def publish_once(*, engine: Engine, producer: KafkaProducer, limit: int) -> Coun
         producer.flush()
         for future in futures:
             future.get(timeout=0)  # raises the send's error; the rows stay unpublished and are retried
+        if faults is not None:
+            faults.point("relay.after_publish")
         conn.execute(_MARK, {"ids": [r.id for r in rows]})
     return Counter(r.topic for r in rows)
 
@@ -83,7 +86,7 @@ class Relay:
 
     def __init__(self, *, engine: Engine, producer: KafkaProducer, metrics: Metrics, batch_size: int,
                  idle_s: float, outbox_retention_hours: int, dedupe_retention_days: int,
-                 housekeeping_interval_s: float) -> None:
+                 housekeeping_interval_s: float, faults: Faults | None = None) -> None:
         self.engine = engine
         self.producer = producer
         self.metrics = metrics
@@ -92,6 +95,7 @@ class Relay:
         self.outbox_retention_hours = outbox_retention_hours
         self.dedupe_retention_days = dedupe_retention_days
         self.housekeeping_interval_s = housekeeping_interval_s
+        self.faults = faults
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="relay", daemon=True)
@@ -112,7 +116,8 @@ class Relay:
         backoff = self.idle_s
         while not self._stop.is_set():
             try:
-                published = publish_once(engine=self.engine, producer=self.producer, limit=self.batch_size)
+                published = publish_once(engine=self.engine, producer=self.producer, limit=self.batch_size,
+                                         faults=self.faults)
                 for topic, count in published.items():
                     self.metrics.relay_published.labels(topic=topic).inc(count)
                 with self.engine.connect() as conn:

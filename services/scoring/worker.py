@@ -22,6 +22,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from services.scoring.domain.policy import Policy
 from services.scoring.store import BatchOutcome, ConcurrentUpdate, process_batch, session
+from shared.faults import Faults
 from shared.messages import Fact, MalformedFact, decode
 from shared.metrics import Metrics
 
@@ -38,7 +39,8 @@ class ScoringWorker:
 
     def __init__(self, *, consumer: KafkaConsumer, engine: Engine, policy: Policy, metrics: Metrics,
                  dead_letter: KafkaProducer, dead_letter_topic: str, stage_topic: str, conversion_topic: str,
-                 poll_timeout_ms: int, max_records: int, on_commit: Callable[[], None] = lambda: None) -> None:
+                 poll_timeout_ms: int, max_records: int, on_commit: Callable[[], None] = lambda: None,
+                 faults: Faults | None = None) -> None:
         self.consumer = consumer
         self.engine = engine
         self.policy = policy
@@ -50,6 +52,7 @@ class ScoringWorker:
         self.poll_timeout_ms = poll_timeout_ms
         self.max_records = max_records
         self.on_commit = on_commit
+        self.faults = faults or Faults()
         self.stopping = threading.Event()
         self._lag_refreshed = 0.0
 
@@ -91,6 +94,7 @@ class ScoringWorker:
             offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
         self.dead_letter.flush()
         outcome = self._transact(facts)
+        self.faults.point("scoring.after_db_commit")
         try:
             self.consumer.commit(offsets)
         except CommitFailedError as exc:

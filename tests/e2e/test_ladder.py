@@ -69,8 +69,11 @@ def test_several_rungs_on_one_event_give_one_message_each_in_ladder_order(
 def test_duplicates_with_same_and_different_content_count_once(system: System, shop: Shop) -> None:
     c = uid("dup-")
     e = purchase(c, at="2026-06-01T10:00:00Z", amount="10.00")
+    shop.send_all([e, e])
+    system.wait_customer(c, lambda x: x["counts"]["orders"] == 1)
+    # unkeyed copies may land on different partitions, so "first" is only defined once the first was applied
     altered = {**e, "amount": "999.00"}
-    shop.send_all([e, e, altered, purchase(c, at="2026-06-02T10:00:00Z", amount="1.00")])
+    shop.send_all([altered, e, purchase(c, at="2026-06-02T10:00:00Z", amount="1.00")])
     got = system.wait_customer(c, lambda x: x["counts"]["orders"] >= 2)
     assert got["counts"]["orders"] == 2
     assert got["profitability"]["sales"] == "11.00"

@@ -1,0 +1,35 @@
+"""Fault injection for the fault-tolerance tests: crash the process (SIGKILL, like `kill -9`) at a named point.
+
+Off unless the FAULT_INJECTION setting names points, as `point=probability,...`, e.g.
+`scoring.after_db_commit=0.05,relay.after_publish=0.1`. Points:
+
+- `ingest.after_flush`       hand-on and dead letters acknowledged, offsets not committed
+- `scoring.after_db_commit`  batch committed in PostgreSQL, offsets not committed
+- `relay.after_publish`      outbox rows published, not yet marked
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+
+POINTS = ("ingest.after_flush", "scoring.after_db_commit", "relay.after_publish")
+
+
+class Faults:
+    """Decides, at each named point, whether this process dies now."""
+
+    def __init__(self, spec: str = "") -> None:
+        self.odds: dict[str, float] = {}
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            point, _, chance = item.partition("=")
+            if point not in POINTS:
+                raise ValueError(f"unknown fault point {point!r}; known: {POINTS}")
+            self.odds[point] = float(chance or "1")
+
+    def point(self, name: str) -> None:
+        """SIGKILL this process with the configured probability for `name`."""
+        chance = self.odds.get(name)
+        if chance and random.random() < chance:
+            os.kill(os.getpid(), signal.SIGKILL)
