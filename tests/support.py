@@ -49,6 +49,9 @@ class Shop:
     def send(self, event: dict[str, Any] | bytes, *, topic: str | None = None, key: bytes | None = None) -> None:
         value = event if isinstance(event, bytes) else json.dumps(event).encode()
         kind = None if isinstance(event, bytes) else event.get("type")
+        if key is None and not isinstance(event, bytes):
+            # as a shop would: keyed by customer, so one customer's events keep their order on the topic
+            key = str(event.get("customer_id", "")).encode()
         self.producer.send(topic or self.topics.get(str(kind), self.topics["purchase"]), key=key, value=value)
 
     def send_all(self, events: Iterable[dict[str, Any]]) -> None:

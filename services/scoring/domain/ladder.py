@@ -96,20 +96,21 @@ def new_customer(customer_id: str, at: datetime) -> CustomerState:
                          first_seen_at=at, last_event_at=at)
 
 
-def _add_activity(state: CustomerState, at: datetime, delta: MonthActivity, *, policy: Policy) -> CustomerState:
-    """Add `delta` to the month of `at`, keeping only the horizon before the newest month.
+def _with_activity(activity: tuple[tuple[int, MonthActivity], ...], at: datetime, delta: MonthActivity,
+                   *, policy: Policy) -> tuple[tuple[int, MonthActivity], ...]:
+    """`activity` with `delta` added to the month of `at`, keeping only the horizon before the newest month.
 
     Both the add and the cut are decided from the set of months alone, so any arrival order ends
     with the same buckets.
     """
     month = month_index(at)
-    buckets = dict(state.activity)
-    newest = max([month, *buckets])
+    buckets = dict(activity)
+    newest = max(month, activity[-1][0]) if activity else month
     cutoff = newest - policy.activity_horizon_months
     if month > cutoff:
-        buckets[month] = buckets.get(month, MonthActivity()).plus(delta)
-    kept = tuple(sorted((m, a) for m, a in buckets.items() if m > cutoff))
-    return replace(state, activity=kept)
+        current = buckets.get(month)
+        buckets[month] = current.plus(delta) if current is not None else delta
+    return tuple(sorted((m, a) for m, a in buckets.items() if m > cutoff))
 
 
 def _conversion(pending: PendingReferral, referred: str) -> ReferralConverted:
@@ -117,49 +118,70 @@ def _conversion(pending: PendingReferral, referred: str) -> ReferralConverted:
                              referral_event_id=pending.referral_event_id, occurred_at=pending.occurred_at)
 
 
+_ACTIVITY = {
+    "order_placed": None,  # depends on the amount
+    "order_refunded": MonthActivity(refunds=1),
+    "referral_made": MonthActivity(referrals=1),
+    "referral_converted": MonthActivity(conversions=1),
+    "complaint_filed": MonthActivity(complaints=1),
+}
+
+
 def _count(state: CustomerState, fact: Fact, *, policy: Policy) -> tuple[CustomerState, list[Change]]:
-    """The counts, sums and buckets after `fact`, and any cross-customer effect it causes."""
+    """The counts, sums and buckets after `fact`, and any cross-customer effect it causes (one state built)."""
     at = fact.occurred_at
+    kind = fact.kind
     effects: list[Change] = []
-    s = replace(state, first_seen_at=min(state.first_seen_at, at), last_event_at=max(state.last_event_at, at))
-    if fact.kind == "order_placed":
-        first_order = s.orders == 0
-        s = replace(
-            s,
-            orders=s.orders + 1,
-            full_price_orders=s.full_price_orders + (1 if fact.discount == 0 else 0),
-            sales=s.sales + fact.amount,
-            costs=s.costs + fact.cost,
-            order_months=s.order_months | {month_index(at)},
-        )
-        s = _add_activity(s, at, MonthActivity(orders=1, order_value=fact.amount), policy=policy)
-        if first_order and s.pending_referrals:
-            effects.extend(_conversion(p, s.customer_id) for p in sorted(
-                s.pending_referrals, key=lambda p: p.referral_event_id))
-            s = replace(s, pending_referrals=frozenset())
-    elif fact.kind == "order_refunded":
+    orders, refunds, full_price = state.orders, state.refunds, state.full_price_orders
+    referrals_made, referrals_converted, complaints = state.referrals_made, state.referrals_converted, state.complaints
+    sales, costs = state.sales, state.costs
+    order_months, pending = state.order_months, state.pending_referrals
+    delta = _ACTIVITY.get(kind)
+    if kind == "order_placed":
+        if orders == 0 and pending:
+            effects.extend(_conversion(p, state.customer_id)
+                           for p in sorted(pending, key=lambda p: p.referral_event_id))
+            pending = frozenset()
+        orders += 1
+        if fact.discount == 0:
+            full_price += 1
+        sales += fact.amount
+        costs += fact.cost
+        month = month_index(at)
+        if month not in order_months:
+            order_months = order_months | {month}
+        delta = MonthActivity(orders=1, order_value=fact.amount)
+    elif kind == "order_refunded":
         # a refund never undoes a rung: it moves money and procedural loyalty only
-        s = replace(s, refunds=s.refunds + 1, sales=s.sales - fact.amount, costs=s.costs + fact.cost)
-        s = _add_activity(s, at, MonthActivity(refunds=1), policy=policy)
-    elif fact.kind == "referral_made":
-        s = replace(s, referrals_made=s.referrals_made + 1, costs=s.costs + fact.cost)
-        s = _add_activity(s, at, MonthActivity(referrals=1), policy=policy)
-    elif fact.kind == "referral_received":
-        pending = PendingReferral(referral_event_id=fact.event_id, referrer_id=fact.other_customer_id or "",
-                                  occurred_at=at)
-        if s.orders > 0:
-            effects.append(_conversion(pending, s.customer_id))
+        refunds += 1
+        sales -= fact.amount
+        costs += fact.cost
+    elif kind == "referral_made":
+        referrals_made += 1
+        costs += fact.cost
+    elif kind == "referral_received":
+        referral = PendingReferral(referral_event_id=fact.event_id, referrer_id=fact.other_customer_id or "",
+                                   occurred_at=at)
+        if orders > 0:
+            effects.append(_conversion(referral, state.customer_id))
         else:
-            s = replace(s, pending_referrals=s.pending_referrals | {pending})
-    elif fact.kind == "referral_converted":
-        s = replace(s, referrals_converted=s.referrals_converted + 1)
-        s = _add_activity(s, at, MonthActivity(conversions=1), policy=policy)
-    elif fact.kind == "complaint_filed":
-        s = replace(s, complaints=s.complaints + 1, costs=s.costs + fact.cost)
-        s = _add_activity(s, at, MonthActivity(complaints=1), policy=policy)
+            pending = pending | {referral}
+    elif kind == "referral_converted":
+        referrals_converted += 1
+    elif kind == "complaint_filed":
+        complaints += 1
+        costs += fact.cost
     else:
-        raise ValueError(f"unknown fact kind {fact.kind!r}")
-    return s, effects
+        raise ValueError(f"unknown fact kind {kind!r}")
+    activity = state.activity if delta is None else _with_activity(state.activity, at, delta, policy=policy)
+    after = CustomerState(
+        customer_id=state.customer_id, stage=state.stage, stage_entered_at=state.stage_entered_at,
+        first_seen_at=min(state.first_seen_at, at), last_event_at=max(state.last_event_at, at),
+        orders=orders, refunds=refunds, full_price_orders=full_price, referrals_made=referrals_made,
+        referrals_converted=referrals_converted, complaints=complaints, sales=sales, costs=costs,
+        order_months=order_months, activity=activity, pending_referrals=pending,
+    )
+    return after, effects
 
 
 def apply(state: CustomerState | None, fact: Fact, *, policy: Policy) -> tuple[CustomerState, list[Change]]:

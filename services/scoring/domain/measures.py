@@ -9,13 +9,12 @@ below 1, fading when nothing new happens.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from services.scoring.domain.policy import Policy
-from services.scoring.domain.state import CustomerState, MonthActivity, month_index, month_start
+from services.scoring.domain.state import CustomerState, month_index, month_start
 
 KINDS = ("financial", "procedural", "contact", "evaluative", "consultative")
 TIERS = ("profitable", "middling", "unprofitable")
@@ -40,43 +39,30 @@ def _saturate(activity: float, scale: float) -> float:
     return 1.0 - math.exp(-activity / scale) if activity > 0 else 0.0
 
 
-Weight = Callable[[MonthActivity], float]
-
-
-def _decayed(state: CustomerState, at: datetime, half_life_days: float, weight: Weight) -> float:
-    total = 0.0
-    for month, act in state.activity:
-        value = weight(act)
-        if not value:
-            continue
-        age_days = max(0.0, (at - month_start(month)).total_seconds() / 86400.0)
-        total += value * 0.5 ** (age_days / half_life_days)
-    return total
-
-
 def loyalty(state: CustomerState, *, at: datetime, policy: Policy) -> Loyalty:
     """The loyalty vector of `state` as of `at`."""
-    fin = policy.kind("financial")
-    proc = policy.kind("procedural")
-    con = policy.kind("contact")
-    ev = policy.kind("evaluative")
-    cons = policy.kind("consultative")
-
-    financial = _saturate(_decayed(state, at, fin.half_life_days, lambda a: float(a.order_value)),
-                          fin.scale)
-    orders = _decayed(state, at, proc.half_life_days, lambda a: a.orders)
-    refunds = _decayed(state, at, proc.half_life_days, lambda a: a.refunds)
+    fin, proc, con, ev, cons = (policy.kind(k) for k in KINDS)
+    financial = orders = refunds = contact = evaluative = consultative = 0.0
+    for month, act in state.activity:  # one pass: the age of a month is the same for every kind
+        age_days = max(0.0, (at - month_start(month)).total_seconds() / 86400.0)
+        if act.orders:
+            proc_decay = 0.5 ** (age_days / proc.half_life_days)
+            financial += float(act.order_value) * 0.5 ** (age_days / fin.half_life_days)
+            orders += act.orders * proc_decay
+        if act.refunds:
+            refunds += act.refunds * 0.5 ** (age_days / proc.half_life_days)
+        contacts = act.contacts
+        if contacts:
+            contact += contacts * 0.5 ** (age_days / con.half_life_days)
+        if act.complaints:
+            evaluative += act.complaints * 0.5 ** (age_days / ev.half_life_days)
+        if act.referrals or act.conversions:
+            consultative += (act.referrals + cons.extra * act.conversions) * 0.5 ** (age_days / cons.half_life_days)
     # following our processes = ordering without bouncing orders back; refunds pull it down
-    procedural = (_saturate(orders, proc.scale) * orders / (orders + proc.extra * refunds)) if orders > 0 else 0.0
-    contact = _saturate(_decayed(state, at, con.half_life_days, lambda a: a.contacts), con.scale)
-    evaluative = _saturate(_decayed(state, at, ev.half_life_days, lambda a: a.complaints), ev.scale)
-    consultative = _saturate(
-        _decayed(state, at, cons.half_life_days,
-                 lambda a: a.referrals + cons.extra * a.conversions),
-        cons.scale,
-    )
-    return Loyalty(*(round(min(1.0, max(0.0, v)), 4)
-                     for v in (financial, procedural, contact, evaluative, consultative)))
+    procedural = _saturate(orders, proc.scale) * orders / (orders + proc.extra * refunds) if orders > 0 else 0.0
+    values = (_saturate(financial, fin.scale), procedural, _saturate(contact, con.scale),
+              _saturate(evaluative, ev.scale), _saturate(consultative, cons.scale))
+    return Loyalty(*(round(min(1.0, max(0.0, v)), 4) for v in values))
 
 
 def stability(state: CustomerState, *, at: datetime) -> float:

@@ -42,11 +42,17 @@ class Policy:
 
     def conditions_of(self, rung: str) -> tuple[tuple[str, int], ...]:
         """(count name, threshold) pairs a customer needs for `rung`, beyond the rung below it."""
-        return dict(self.rungs).get(rung, ())
+        for name, conds in self.rungs:  # three entries: a scan beats building a dict on the hot path
+            if name == rung:
+                return conds
+        return ()
 
     def kind(self, name: str) -> KindParams:
         """Constants of loyalty kind `name`."""
-        return dict(self.kinds)[name]
+        for kind, params in self.kinds:
+            if kind == name:
+                return params
+        raise KeyError(name)
 
 
 _RUNGS_WITH_CONDITIONS = ("first_purchase", "regular", "advocate")
