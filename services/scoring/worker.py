@@ -28,6 +28,7 @@ from shared.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
+_LOGGED_IDS = 20
 SHOP_TYPE = {
     "order_placed": "purchase", "order_refunded": "purchase", "referral_made": "referral",
     "complaint_filed": "complaint",
@@ -134,9 +135,14 @@ class ScoringWorker:
             lag_s = max(0.0, datetime.now(UTC).timestamp() - newest_ts / 1000)
             m.processing_latency.labels(service="scoring").observe(lag_s)
         if outcome.accepted or outcome.duplicates:
-            log.debug("batch applied", extra={"accepted": len(outcome.accepted),
-                                              "duplicates": len(outcome.duplicates),
-                                              "stage_changes": len(outcome.stage_changes)})
+            # ids, never payloads; capped so a large batch stays one readable line
+            log.info("batch applied", extra={
+                "accepted": len(outcome.accepted), "duplicates": len(outcome.duplicates),
+                "stage_changes": len(outcome.stage_changes),
+                "duplicate_event_ids": [f.event_id for f in outcome.duplicates[:_LOGGED_IDS]],
+                "entered": [f"{c.customer_id}:{c.to_stage}:{c.cause_event_id}"
+                            for c in outcome.stage_changes[:_LOGGED_IDS]],
+            })
 
     def _dead_letter(self, rec: ConsumerRecord, reason: str) -> None:
         """An internal message that does not decode is a bug upstream: keep it, never drop it."""
