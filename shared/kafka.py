@@ -73,6 +73,14 @@ def make_consumer(settings: Settings, *, group_id: str, topics: Iterable[str], *
     return consumer
 
 
+def make_reader(settings: Settings) -> KafkaConsumer:
+    """A consumer outside any group (for tools that assign partitions themselves): joins nothing, commits nothing."""
+    return KafkaConsumer(**_security(settings), group_id=None, enable_auto_commit=False,
+                         auto_offset_reset="earliest", allow_auto_create_topics=False,
+                         max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024,
+                         request_timeout_ms=30000)
+
+
 def make_admin(settings: Settings) -> KafkaAdminClient:
     """An admin client for topic management and readiness checks."""
     return KafkaAdminClient(**_security(settings), request_timeout_ms=10000)

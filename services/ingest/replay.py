@@ -1,0 +1,493 @@
+"""`python -m services.ingest.replay`: re-publish chosen dead letters to the topic they came from.
+
+The dead-letter topic is read without a consumer group (every partition assigned, from the beginning or
+from `--from-offset`, up to the end offsets seen at start, so the command always terminates and commits
+nothing). `select()` decides which letters qualify; it is pure, so the rules are unit-testable. Each
+selected letter's original value bytes and key go back to its `source.topic` header (or `--to-topic`) with a
+`replay.of` header naming the dead letter, and every send is flushed and checked.
+
+Running it twice is safe: scoring counts each event's `event_id` once, so a re-published event that was
+already counted (or arrives twice) has no further effect. A message that is still invalid is simply
+dead-lettered again, with new `source.*` headers that point at the replayed copy (which carries `replay.of`).
+
+Exit codes: 0 success, 1 a read or send failed (or a selected letter could not be re-published), 2 bad
+arguments or settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol, TextIO
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaError
+from kafka.producer.future import FutureRecordMetadata
+from kafka.structs import TopicPartition
+from pydantic import ValidationError
+
+from shared.events import ErrorCode
+from shared.kafka import make_producer, make_reader
+from shared.logging import setup_logging
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
+REPLAY_HEADER: Final = "replay.of"
+FLUSH_TIMEOUT_S: Final = 30.0
+STALL_TIMEOUT_S: Final = 30.0
+POLL_MS: Final = 500
+NO_SOURCE: Final = "(no source.topic header)"
+MISSING_TOPIC: Final = "(target topic does not exist)"
+
+
+class UsageError(Exception):
+    """A bad argument or setting: the command exits with code 2."""
+
+
+class DeadLetterRecord(Protocol):
+    """The fields of a consumed record that replay uses (kafka-python's ConsumerRecord has them)."""
+
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes | None]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Letter:
+    """One dead letter: where it sits on the dead-letter topic, its original bytes, and its headers."""
+
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    error_code: str | None
+    error_message: str | None
+    source_topic: str | None
+    source_partition: str | None
+    source_offset: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Criteria:
+    """Which dead letters to replay; an empty set or None means "no restriction"."""
+
+    error_codes: frozenset[str] = frozenset()
+    source_topics: frozenset[str] = frozenset()
+    since: datetime | None = None  # inclusive, against the record timestamp
+    until: datetime | None = None  # exclusive
+    partitions: frozenset[int] = frozenset()
+    from_offsets: Mapping[int, int] = field(default_factory=dict)  # inclusive, per partition
+    to_offsets: Mapping[int, int] = field(default_factory=dict)  # inclusive, per partition
+
+
+def _header(headers: Sequence[tuple[str, bytes | None]], *, name: str) -> str | None:
+    """The last value of header `name` as text, or None."""
+    found: str | None = None
+    for key, value in headers:
+        if key == name and value is not None:
+            found = value.decode("utf-8", errors="replace")
+    return found
+
+
+def to_letter(record: DeadLetterRecord) -> Letter:
+    """The dead letter a consumed record of the dead-letter topic holds."""
+    headers = record.headers or []
+    return Letter(
+        partition=record.partition, offset=record.offset, timestamp_ms=record.timestamp,
+        key=record.key, value=record.value,
+        error_code=_header(headers, name="error.code"), error_message=_header(headers, name="error.message"),
+        source_topic=_header(headers, name="source.topic"), source_partition=_header(headers, name="source.partition"),
+        source_offset=_header(headers, name="source.offset"),
+    )
+
+
+def _epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def matches(letter: Letter, *, criteria: Criteria) -> bool:
+    """Whether one dead letter meets every criterion."""
+    c = criteria
+    if c.partitions and letter.partition not in c.partitions:
+        return False
+    low = c.from_offsets.get(letter.partition)
+    if low is not None and letter.offset < low:
+        return False
+    high = c.to_offsets.get(letter.partition)
+    if high is not None and letter.offset > high:
+        return False
+    if c.error_codes and letter.error_code not in c.error_codes:
+        return False
+    if c.source_topics and letter.source_topic not in c.source_topics:
+        return False
+    if c.since is not None or c.until is not None:
+        if letter.timestamp_ms is None or letter.timestamp_ms < 0:
+            return False  # no timestamp: cannot be inside any time range
+        if c.since is not None and letter.timestamp_ms < _epoch_ms(c.since):
+            return False
+        if c.until is not None and letter.timestamp_ms >= _epoch_ms(c.until):
+            return False
+    return True
+
+
+def select(records: Iterable[DeadLetterRecord], *, criteria: Criteria) -> Iterator[Letter]:
+    """The dead letters among `records` that meet `criteria`, in order (pure: no I/O)."""
+    for record in records:
+        letter = to_letter(record)
+        if matches(letter, criteria=criteria):
+            yield letter
+
+
+def replay_headers(letter: Letter, *, dead_letter_topic: str) -> list[tuple[str, bytes]]:
+    """The headers of a re-published letter: `replay.of` = "<dlq topic>:<partition>:<offset>"."""
+    return [(REPLAY_HEADER, f"{dead_letter_topic}:{letter.partition}:{letter.offset}".encode())]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the summary
+
+
+@dataclass
+class Summary:
+    """What a run read, selected and re-published, for the table printed at the end."""
+
+    dead_letter_topic: str
+    dry_run: bool
+    to_topic: str | None = None
+    read: int = 0
+    selected: Counter[tuple[str, str]] = field(default_factory=Counter)
+    published: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    failure: str | None = None
+
+    def render(self) -> str:
+        """The summary table: selected letters per error code and source topic, then the outcome."""
+        total = sum(self.selected.values())
+        rows = [("error code", "source topic", "count")]
+        rows += [(code, topic, str(n)) for (code, topic), n in sorted(self.selected.items())]
+        rows.append(("total", "", str(total)))
+        widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        lines = [f"dead-letter topic {self.dead_letter_topic}: read {self.read}, selected {total}"]
+        for i, (code, topic, count) in enumerate(rows):
+            lines.append(f"  {code:<{widths[0]}}  {topic:<{widths[1]}}  {count:>{widths[2]}}")
+            if i == 0 or i == len(rows) - 2:
+                lines.append("  " + "  ".join("-" * w for w in widths))
+        target = f"--to-topic {self.to_topic}" if self.to_topic else "each letter's source.topic"
+        if self.dry_run:
+            lines.append(f"dry run: nothing published (would re-publish {total - sum(self.skipped.values())} "
+                         f"to {target})")
+        else:
+            lines.append(f"re-published {self.published} of {total} to {target}")
+        for reason, n in sorted(self.skipped.items()):
+            lines.append(f"not re-publishable: {n} {reason}")
+        if self.failure:
+            lines.append(f"FAILED: {self.failure}")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# I/O
+
+
+@dataclass(slots=True)
+class Span:
+    """What to read of one partition: from `first` up to `end` (exclusive), never past `last` (inclusive)."""
+
+    first: int
+    end: int
+    last: int | None = None
+    end_confirmed: bool = False
+
+    @property
+    def stop(self) -> int:
+        """The first offset not to read."""
+        return self.end if self.last is None else min(self.end, self.last + 1)
+
+
+def plan_reads(*, consumer: KafkaConsumer, topic: str, criteria: Criteria) -> dict[TopicPartition, Span]:
+    """Per partition to read, its span: up to the end offset seen now, so that reading terminates."""
+    parts = consumer.partitions_for_topic(topic)
+    if not parts:
+        raise LookupError(f"dead-letter topic {topic!r} does not exist (or has no partitions)")
+    wanted = set(criteria.partitions or parts)
+    named = wanted | set(criteria.from_offsets) | set(criteria.to_offsets)
+    unknown = sorted(named - set(parts))
+    if unknown:
+        raise UsageError(f"topic {topic} has partitions {sorted(parts)}; no partition {unknown}")
+    tps = [TopicPartition(topic, p) for p in sorted(wanted)]
+    starts = consumer.beginning_offsets(tps)
+    ends = consumer.end_offsets(tps)
+    plan: dict[TopicPartition, Span] = {}
+    for tp in tps:
+        first = max(starts[tp], criteria.from_offsets.get(tp.partition, starts[tp]))
+        # kept even when it looks empty: the end offset is only confirmed by the first fetch (see read_batches)
+        plan[tp] = Span(first=first, end=ends[tp], last=criteria.to_offsets.get(tp.partition))
+    return plan
+
+
+def read_batches(*, consumer: KafkaConsumer, plan: Mapping[TopicPartition, Span],
+                 stall_timeout_s: float = STALL_TIMEOUT_S) -> Iterator[list[Any]]:
+    """Batches of records from the planned spans, in offset order per partition, until every stop is reached."""
+    if not plan:
+        return
+    consumer.assign(list(plan))
+    for tp, span in plan.items():
+        consumer.seek(tp, span.first)
+    remaining = dict(plan)
+    last_progress = time.monotonic()
+    while remaining:
+        polled = consumer.poll(timeout_ms=POLL_MS)
+        batch: list[Any] = []
+        for tp, span in list(remaining.items()):
+            # Some Kafka-protocol brokers (Tansu) answer ListOffsets "latest" with the base offset of the last
+            # record batch + 1, short of a batch's later records; the high watermark of a fetch is right. The
+            # first one seen extends the end, once, so reading still terminates.
+            highwater = consumer.highwater(tp)
+            if not span.end_confirmed and highwater is not None:
+                span.end = max(span.end, highwater)
+                span.end_confirmed = True
+            # the range check also drops what an offset reset (from-offset past the end) would re-read
+            batch.extend(r for r in polled.get(tp, ()) if span.first <= r.offset < span.stop)
+            # position() is the next offset to read; it also steps over gaps (compaction, transaction markers)
+            if span.end_confirmed and consumer.position(tp) >= span.stop:
+                del remaining[tp]
+                consumer.pause(tp)
+        if polled:
+            last_progress = time.monotonic()
+            if batch:
+                yield batch
+        elif time.monotonic() - last_progress > stall_timeout_s:
+            left = ", ".join(f"{tp.partition}@{consumer.position(tp)}<{span.stop}" for tp, span in remaining.items())
+            raise TimeoutError(f"no progress reading the dead-letter topic for {stall_timeout_s:.0f}s ({left})")
+
+
+def _check_sends(futures: Sequence[tuple[Letter, FutureRecordMetadata]]) -> tuple[int, str | None]:
+    """How many of the flushed sends succeeded, and what went wrong with the first that did not."""
+    ok = 0
+    for letter, future in futures:
+        if future.succeeded():
+            ok += 1
+        else:
+            reason = future.exception if future.is_done else "not acknowledged within the flush timeout"
+            return ok, f"send of dead letter {letter.partition}:{letter.offset} failed: {reason!r}"
+    return ok, None
+
+
+def replay(*, settings: Settings, criteria: Criteria, dry_run: bool, to_topic: str | None = None,
+           limit: int | None = None, listing: TextIO | None = None) -> Summary:
+    """Read, select and (unless `dry_run`) re-publish; the summary says what happened."""
+    topic = settings.topic_dead_letter
+    summary = Summary(dead_letter_topic=topic, dry_run=dry_run, to_topic=to_topic)
+    consumer = make_reader(settings)
+    producer: KafkaProducer | None = None
+    try:
+        existing = set(consumer.topics())
+        if to_topic is not None and to_topic not in existing:
+            raise UsageError(f"--to-topic {to_topic!r} does not exist")
+        plan = plan_reads(consumer=consumer, topic=topic, criteria=criteria)
+        if not dry_run:
+            producer = make_producer(settings, ordered=True, max_block_ms=15000)
+        chosen = 0
+        for batch in read_batches(consumer=consumer, plan=plan):
+            summary.read += len(batch)
+            futures: list[tuple[Letter, FutureRecordMetadata]] = []
+            for letter in select(batch, criteria=criteria):
+                if limit is not None and chosen >= limit:
+                    break
+                chosen += 1
+                summary.selected[(letter.error_code or "-", letter.source_topic or "-")] += 1
+                target = to_topic or letter.source_topic
+                if listing is not None:
+                    when = datetime.fromtimestamp(letter.timestamp_ms / 1000, UTC).isoformat()
+                    print(f"{topic}:{letter.partition}:{letter.offset}  {when}  {letter.error_code or '-'}  -> "
+                          f"{target or NO_SOURCE}  {(letter.error_message or '')[:120]}", file=listing)
+                if target is None:
+                    summary.skipped[NO_SOURCE] += 1
+                    continue
+                if target not in existing:
+                    summary.skipped[f"{MISSING_TOPIC} {target}"] += 1
+                    continue
+                if producer is not None:
+                    futures.append((letter, producer.send(
+                        target, value=letter.value, key=letter.key,
+                        headers=replay_headers(letter, dead_letter_topic=topic))))
+            if producer is not None and futures:
+                try:
+                    producer.flush(timeout=FLUSH_TIMEOUT_S)
+                except KafkaError as exc:
+                    log.warning("flush failed: %s", exc)
+                ok, failure = _check_sends(futures)
+                summary.published += ok
+                if failure is not None:
+                    summary.failure = failure
+                    return summary
+            if limit is not None and chosen >= limit:
+                break
+        return summary
+    except KafkaError as exc:
+        summary.failure = f"{type(exc).__name__}: {exc}"
+        return summary
+    finally:
+        if producer is not None:
+            producer.close(timeout=FLUSH_TIMEOUT_S)
+        consumer.close()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the command line
+
+
+def _instant(text: str) -> datetime:
+    """An ISO 8601 date-time with a UTC offset (Z or +hh:mm), as an aware datetime."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 date-time: {text!r}") from None
+    if moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no UTC offset; add Z or +hh:mm (e.g. 2026-06-01T00:00:00Z)")
+    return moment
+
+
+def _partition_offset(text: str) -> tuple[int, int]:
+    """`partition:offset`, both non-negative integers."""
+    part, sep, off = text.partition(":")
+    if not sep or not part.isdigit() or not off.isdigit():
+        raise argparse.ArgumentTypeError(f"expected PARTITION:OFFSET (e.g. 0:1500), got {text!r}")
+    return int(part), int(off)
+
+
+def _non_negative(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return int(text)
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the command."""
+    parser = argparse.ArgumentParser(
+        prog="python -m services.ingest.replay",
+        description="Re-publish chosen dead letters (original value bytes and key) to the topic they came "
+                    "from (their source.topic header), with a replay.of=<dlq topic>:<partition>:<offset> "
+                    "header. Reads the dead-letter topic (TOPIC_DEAD_LETTER) without a consumer group, up "
+                    "to its end at start, so it always terminates. Criteria combine with AND; a repeated "
+                    "option matches any of its values. Settings come from the environment "
+                    "(KAFKA_BOOTSTRAP_SERVERS, ...).",
+        epilog="Safe to run twice: events are deduplicated by their event_id in scoring, so an event "
+               "replayed twice (or that meanwhile arrived another way) counts once; one still invalid is "
+               "dead-lettered again. Always run with --dry-run first. Exit codes: 0 done, 1 a read or send "
+               "failed or a selected letter could not be re-published, 2 bad arguments.",
+    )
+    sel = parser.add_argument_group("selection")
+    sel.add_argument("--error-code", action="append", default=[], choices=[c.value for c in ErrorCode],
+                     metavar="CODE", help="only letters with this error.code (repeatable); one of: "
+                     + ", ".join(c.value for c in ErrorCode))
+    sel.add_argument("--source-topic", action="append", default=[], metavar="TOPIC",
+                     help="only letters whose source.topic header is TOPIC (repeatable)")
+    sel.add_argument("--since", type=_instant, metavar="ISO_TIME",
+                     help="only letters dead-lettered at or after this instant (record timestamp), "
+                          "e.g. 2026-06-01T00:00:00Z")
+    sel.add_argument("--until", type=_instant, metavar="ISO_TIME",
+                     help="only letters dead-lettered before this instant (exclusive)")
+    sel.add_argument("--partition", type=_non_negative, action="append", default=[], metavar="N",
+                     help="only this partition of the dead-letter topic (repeatable)")
+    sel.add_argument("--from-offset", type=_partition_offset, action="append", default=[],
+                     metavar="PARTITION:OFFSET", help="start this partition at OFFSET (inclusive; repeatable)")
+    sel.add_argument("--to-offset", type=_partition_offset, action="append", default=[],
+                     metavar="PARTITION:OFFSET", help="stop this partition after OFFSET (inclusive; repeatable)")
+    sel.add_argument("--limit", type=_positive, metavar="N",
+                     help="select at most N letters (in read order), e.g. to try a replay on a few first")
+    out = parser.add_argument_group("output")
+    out.add_argument("--dry-run", action="store_true",
+                     help="read and select, print the summary, publish nothing")
+    out.add_argument("--to-topic", metavar="TOPIC",
+                     help="publish every selected letter to TOPIC instead of its source.topic (must exist)")
+    out.add_argument("--list", action="store_true", dest="list_letters",
+                     help="also print one line per selected letter (dead-letter position, time, code, target)")
+    return parser
+
+
+def criteria_from(args: argparse.Namespace) -> Criteria:
+    """The selection criteria of parsed arguments; raises UsageError when they contradict each other."""
+    from_offsets = dict(args.from_offset)
+    to_offsets = dict(args.to_offset)
+    if len(from_offsets) != len(args.from_offset) or len(to_offsets) != len(args.to_offset):
+        raise UsageError("--from-offset/--to-offset: give each partition at most once")
+    partitions = frozenset(args.partition)
+    if partitions:
+        outside = sorted((set(from_offsets) | set(to_offsets)) - partitions)
+        if outside:
+            raise UsageError(f"--from-offset/--to-offset name partition(s) {outside} not chosen by --partition")
+    for p, low in from_offsets.items():
+        if p in to_offsets and to_offsets[p] < low:
+            raise UsageError(f"partition {p}: --to-offset {to_offsets[p]} is before --from-offset {low}")
+    if args.since is not None and args.until is not None and args.until <= args.since:
+        raise UsageError("--until must be later than --since")
+    return Criteria(
+        error_codes=frozenset(args.error_code), source_topics=frozenset(args.source_topic),
+        since=args.since, until=args.until, partitions=partitions,
+        from_offsets=from_offsets, to_offsets=to_offsets,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: parse, build the settings once, replay, print the summary; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits 2 with a usage message on a bad option
+    try:
+        criteria = criteria_from(args)
+    except UsageError as exc:
+        parser.error(str(exc))
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        print(f"replay: bad settings in the environment:\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    setup_logging(service="replay", level=settings.log_level, fmt=settings.log_format)
+    try:
+        summary = replay(settings=settings, criteria=criteria, dry_run=args.dry_run, to_topic=args.to_topic,
+                         limit=args.limit, listing=sys.stdout if args.list_letters else None)
+    except UsageError as exc:
+        print(f"replay: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (LookupError, TimeoutError, KafkaError) as exc:
+        print(f"replay: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(summary.render())
+    if summary.failure is not None:
+        print("replay: some letters were not re-published; re-running is safe (event ids dedupe), or resume "
+              "with --from-offset", file=sys.stderr)
+        return EXIT_FAILED
+    if summary.skipped and not args.dry_run:
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
