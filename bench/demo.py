@@ -1,0 +1,123 @@
+"""`make demo`: a synthetic shop feeding a running system, and the ladder printed as it fills.
+
+Start the system first (`make run` in another terminal), then `make demo`. It sends a generated stream
+(bench/generator.py) to the shop topics at a modest rate, and every couple of seconds prints the customers on
+each rung, by tier, from `GET /v1/stages` of the scoring service.
+
+    .venv/bin/python -m bench.demo [--customers 2000] [--events 20000] [--rate 300] [--every 2] [--seed N]
+
+Settings from the environment, as the services read them: KAFKA_BOOTSTRAP_SERVERS (127.0.0.1:9092),
+SCORING_PORT (8002), the topic names, and API_TOKENS (the first token is used when the API needs one).
+The seed defaults to the current time, so every demo adds new customers rather than re-sending old events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+import httpx
+from kafka import KafkaProducer
+
+from bench.generator import generate
+from shared.settings import Settings
+
+STAGES = ("potential", "visitor", "first_purchase", "regular", "advocate")
+TIERS = ("profitable", "middling", "unprofitable")
+
+
+def render(stages: dict[str, Any], *, sent: int, total: int, elapsed: float) -> str:
+    """The ladder as a text table, top rung first, with a bar per rung."""
+    customers = int(stages.get("customers", 0))
+    rungs = stages.get("stages", {})
+    widest = max([1, *(int(rungs.get(s, {}).get("customers", 0)) for s in STAGES)])
+    lines = [
+        f"t={elapsed:6.1f}s  sent {sent:,}/{total:,} events  customers {customers:,}",
+        f"{'rung':<15}{'customers':>10}{'profitable':>12}{'middling':>10}{'unprofitable':>14}  ",
+    ]
+    for stage in reversed(STAGES):
+        row = rungs.get(stage, {"customers": 0, "tiers": {}})
+        n = int(row.get("customers", 0))
+        tiers = row.get("tiers", {})
+        bar = "#" * round(30 * n / widest)
+        lines.append(f"{stage:<15}{n:>10,}" + "".join(f"{int(tiers.get(t, 0)):>{w},}" for t, w in
+                                                     zip(TIERS, (12, 10, 14), strict=True)) + f"  {bar}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make demo", description="feed a running system and watch the ladder")
+    parser.add_argument("--customers", type=int, default=2000)
+    parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--rate", type=float, default=300.0, help="events per second")
+    parser.add_argument("--every", type=float, default=2.0, help="seconds between two tables")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--scoring-url", default=None, help="default http://127.0.0.1:$SCORING_PORT")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    seed = args.seed if args.seed is not None else int(time.time())
+    base = args.scoring_url or f"http://127.0.0.1:{settings.scoring_port}"
+    headers = {}
+    if settings.api_tokens:
+        token = settings.api_tokens.split(",")[0].split(":")[0].strip()
+        headers["Authorization"] = f"Bearer {token}"
+    topics = {"purchase": settings.topic_purchases, "referral": settings.topic_referrals,
+              "complaint": settings.topic_complaints}
+
+    stream = generate(customers=args.customers, events=args.events, seed=seed, duplicates=0.005)
+    print(f"synthetic shop: {len(stream):,} events over {args.customers:,} customers (seed {seed}), "
+          f"{args.rate:.0f}/s to {settings.kafka_bootstrap_servers}; ladder from {base}/v1/stages", flush=True)
+    try:
+        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers.split(","), linger_ms=20,
+                                 compression_type="lz4", acks="all")
+    except Exception as exc:  # noqa: BLE001 - tell the user what to do rather than a traceback
+        print(f"cannot reach the broker at {settings.kafka_bootstrap_servers}: {exc}\n"
+              "start the system first (make run), or set KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
+        return 1
+    client = httpx.Client(base_url=base, headers=headers, timeout=5)
+    started = time.monotonic()
+    next_print = started
+    sent = 0
+    last: dict[str, Any] | None = None
+    finished_at = 0.0
+    try:
+        while True:
+            now = time.monotonic()
+            due = min(len(stream), int((now - started) * args.rate) + 1)
+            for event in stream[sent:due]:
+                producer.send(topics[event["type"]], key=event["customer_id"].encode(),
+                              value=json.dumps(event, separators=(",", ":")).encode())
+            sent = due
+            if now >= next_print:
+                producer.flush(10)
+                body: dict[str, Any] | None = None
+                try:
+                    resp = client.get("/v1/stages")
+                    resp.raise_for_status()
+                    body = resp.json()
+                    text = render(body, sent=sent, total=len(stream), elapsed=now - started)
+                except httpx.HTTPError as exc:
+                    text = f"t={now - started:6.1f}s  sent {sent:,}  (scoring API not answering: {exc})"
+                print(text + "\n", flush=True)
+                next_print = now + args.every
+                if sent >= len(stream):
+                    # everything is sent: stop once the ladder has settled (or after 30 s)
+                    if body == last or (finished_at and now - finished_at > 30):
+                        break
+                    finished_at = finished_at or now
+                last = body
+            time.sleep(0.02)
+    except KeyboardInterrupt:
+        print(f"stopped after {sent:,} events", flush=True)
+    finally:
+        producer.flush(10)
+        producer.close(5)
+        client.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
