@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     consumer_max_poll_records: int = 5000
     consumer_max_poll_interval_ms: int = 60000
     consumer_poll_timeout_ms: int = 200
-    producer_linger_ms: int = 5
+    producer_linger_ms: int = 20
     producer_batch_size: int = 262144
     producer_compression: str = "lz4"
 
@@ -84,7 +84,7 @@ class Settings(BaseSettings):
 
     # scoring / relay
     relay_enabled: bool = True
-    relay_batch_size: int = 1000
+    relay_batch_size: int = 5000
     relay_idle_poll_ms: int = 200
     dedupe_retention_days: int = 30
     outbox_retention_hours: int = 24

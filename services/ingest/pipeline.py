@@ -14,7 +14,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from kafka import KafkaConsumer, KafkaProducer
@@ -115,6 +115,7 @@ class Pipeline:
         scoring_topic = settings.topic_scoring_input
         dead_topic = settings.topic_dead_letter
         futures: list[FutureRecordMetadata] = []
+        stamp = now.astimezone(UTC).isoformat().replace("+00:00", "Z")  # once per batch, not per fact
         counts: Counter[tuple[str, str]] = Counter()
         dead: Counter[str] = Counter()
         rejections: list[str] = []
@@ -138,8 +139,7 @@ class Pipeline:
                         continue
                     source = {"topic": tp.topic, "partition": tp.partition, "offset": rec.offset}
                     for fact in result:
-                        fact = replace(fact, source=source, ingested_at=now)
-                        futures.append(send(scoring_topic, value=encode(fact),
+                        futures.append(send(scoring_topic, value=encode(fact, source=source, ingested_at=stamp),
                                             key=fact.customer_id.encode("utf-8")))
                         facts_sent += 1
                     counts[(KIND_TYPES[result[0].kind], "accepted")] += 1

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine, text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.scoring.auth import Access, AccessDenied, BearerAuth
 from services.scoring.domain.measures import TIERS, loyalty, profitability, stability
 from services.scoring.domain.policy import Policy
 from services.scoring.domain.state import RANK, STAGES, CustomerState, from_json
-from services.scoring.schemas import CustomerOut, ErrorOut, StagesOut
+from services.scoring.schemas import CustomerOut, ErrorOut, PolicyOut, StagesOut
 from shared.db import database_reachable
 from shared.http import ops_router
 from shared.kafka import broker_reachable
@@ -95,6 +98,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse({"error": exc.error, "detail": exc.detail}, status_code=exc.status)
 
+    @app.exception_handler(AccessDenied)
+    async def _access_denied(_: Request, exc: AccessDenied) -> JSONResponse:
+        return exc.response()
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": "http_error", "detail": str(exc.detail)}, status_code=exc.status_code,
@@ -105,19 +112,40 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": "invalid_request", "detail": str(exc.errors())}, status_code=422)
 
 
+def policy_view(policy: Policy) -> dict[str, object]:
+    """The GET /v1/policy body: rung conditions, tier limits and loyalty constants of `policy`."""
+    return {
+        "rungs": [{"rung": rung, "conditions": dict(conds)} for rung, conds in policy.rungs],
+        "profitable_min": str(policy.profitable_min),
+        "unprofitable_below": str(policy.unprofitable_below),
+        "activity_horizon_months": policy.activity_horizon_months,
+        "loyalty": {kind: {"half_life_days": p.half_life_days, "scale": p.scale, "extra": p.extra}
+                    for kind, p in policy.kinds},
+    }
+
+
 def create_app(*, ctx: ApiContext, metrics: Metrics) -> FastAPI:
     """The scoring service's FastAPI app."""
+    # imported here: the workspace module builds on this module's ApiContext, ApiError and load_customer
+    from services.scoring.workspace import STATIC_DIR, workspace_router
+
     app = FastAPI(title="Loyalty ladder — scoring", version="1.0.0",
-                  description="Customers on the loyalty ladder: rung, loyalty vector, profitability, history.")
+                  description="Customers on the loyalty ladder: rung, loyalty vector, profitability, history. "
+                              "With API_TOKENS set, /v1/* needs `Authorization: Bearer <token>`.")
     install_error_handlers(app)
+    # parsed once here; a malformed API_TOKENS stops the service at start-up rather than at the first request
+    access = Access.from_setting(ctx.settings.api_tokens)
+    app.add_middleware(BearerAuth, access=access)
+    read, admin = Depends(access.require("read")), Depends(access.require("admin"))
+    denied: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}}
     app.include_router(ops_router(
         checks={"database": lambda: database_reachable(ctx.engine),
                 "broker": lambda: broker_reachable(ctx.settings)},
         registry=metrics.registry,
     ))
 
-    @app.get("/v1/customers/{customer_id}", response_model=CustomerOut,
-             responses={404: {"model": ErrorOut}}, tags=["customers"])
+    @app.get("/v1/customers/{customer_id}", response_model=CustomerOut, dependencies=[read],
+             responses={404: {"model": ErrorOut}, **denied}, tags=["customers"])
     def get_customer(customer_id: str) -> dict[str, object]:
         """One customer's rung, loyalty vector, profitability, stability, counts and rung history."""
         found = load_customer(ctx, customer_id=customer_id)
@@ -126,9 +154,17 @@ def create_app(*, ctx: ApiContext, metrics: Metrics) -> FastAPI:
         state, history = found
         return customer_view(state, history, policy=ctx.policy, at=datetime.now(UTC))
 
-    @app.get("/v1/stages", response_model=StagesOut, tags=["customers"])
+    @app.get("/v1/stages", response_model=StagesOut, dependencies=[read], responses=denied, tags=["customers"])
     def get_stages() -> dict[str, object]:
         """The number of customers on each rung, and on each rung by tier."""
         return stage_counts(ctx)
+
+    @app.get("/v1/policy", response_model=PolicyOut, dependencies=[admin], responses=denied, tags=["operations"])
+    def get_policy() -> dict[str, object]:
+        """The active policy (admin scope: it tells how the rungs and tiers are decided)."""
+        return policy_view(ctx.policy)
+
+    app.include_router(workspace_router(ctx=ctx, read=access.require("read")))
+    app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
 
     return app

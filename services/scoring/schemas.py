@@ -103,3 +103,74 @@ class StageChangedMessage(BaseModel):
     reason: str
     loyalty: LoyaltyOut
     profitability: ProfitabilityOut
+
+
+class CustomerItemOut(BaseModel):
+    """One customer in a list (GET /v1/customers)."""
+
+    customer_id: str
+    stage: StageName
+    loyalty: LoyaltyOut
+    profitability: ProfitabilityOut
+    stability: float = Field(ge=0, le=1)
+
+
+class CustomerListOut(BaseModel):
+    """GET /v1/customers: one keyset page, in customer_id order."""
+
+    items: list[CustomerItemOut]
+    next: str | None = Field(description="Opaque cursor for `after=` to get the next page; null on the last page.")
+
+
+class ConditionOut(BaseModel):
+    """One condition of a rung: the customer's count against the policy's threshold."""
+
+    name: str = Field(examples=["full_price_orders"])
+    have: int
+    need: int
+    met: bool
+
+
+class NextRungOut(BaseModel):
+    """GET /v1/customers/{customer_id}/next-rung."""
+
+    stage: StageName
+    next_stage: StageName | None = Field(description="null on advocate, the top rung.")
+    conditions: list[ConditionOut]
+
+
+class EnteredOut(BaseModel):
+    """Customers who entered each rung within one bucket."""
+
+    visitor: int
+    first_purchase: int
+    regular: int
+    advocate: int
+
+
+class FlowBucketOut(BaseModel):
+    start: str = Field(description="First day of the bucket, YYYY-MM-DD (UTC; weeks start on Monday).",
+                       examples=["2026-06-01"])
+    entered: EnteredOut
+
+
+class FlowsOut(BaseModel):
+    """GET /v1/flows: entries per rung per bucket, in time order, empty buckets included."""
+
+    bucket: Literal["day", "week", "month"]
+    series: list[FlowBucketOut]
+
+
+class RungPolicyOut(BaseModel):
+    rung: StageName
+    conditions: dict[str, int] = Field(description="count name -> the number the customer needs (>=).")
+
+
+class PolicyOut(BaseModel):
+    """GET /v1/policy (admin scope): the active policy's rung conditions and tier limits."""
+
+    rungs: list[RungPolicyOut]
+    profitable_min: str
+    unprofitable_below: str
+    activity_horizon_months: int
+    loyalty: dict[str, dict[str, float]]

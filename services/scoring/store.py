@@ -73,12 +73,13 @@ def session(engine: Engine) -> Iterator[Connection]:
 
 
 def stage_change_payload(change: StageChanged, state: CustomerState, *, policy: Policy,
-                         measures: tuple[dict[str, float], dict[str, str]] | None = None) -> bytes:
+                         measures: tuple[dict[str, float], dict[str, str]] | None = None,
+                         event_id: str | None = None) -> bytes:
     """The `loyalty.stage-changes` message value (contract section 5); `measures` = (loyalty, profitability)."""
     loyalty_now, money_now = measures or (loyalty(state, at=change.occurred_at, policy=policy).as_dict(),
                                           profitability(state, policy=policy))
     body = {
-        "event_id": stage_change_id(change.customer_id, change.to_stage),
+        "event_id": event_id or stage_change_id(change.customer_id, change.to_stage),
         "type": "stage_changed",
         "schema_version": SCHEMA_VERSION,
         "customer_id": change.customer_id,
@@ -205,9 +206,10 @@ def process_batch(conn: Connection, *, facts: Sequence[Fact], policy: Policy, st
                     measures = (loyalty(new_state, at=fact.occurred_at, policy=policy).as_dict(),
                                 profitability(new_state, policy=policy))
                 outcome.stage_changes.append(change)
-                outbox_rows.append((stage_change_id(change.customer_id, change.to_stage), stage_topic,
-                                    change.customer_id,
-                                    stage_change_payload(change, new_state, policy=policy, measures=measures)))
+                change_id = stage_change_id(change.customer_id, change.to_stage)
+                outbox_rows.append((change_id, stage_topic, change.customer_id,
+                                    stage_change_payload(change, new_state, policy=policy, measures=measures,
+                                                         event_id=change_id)))
             else:
                 outcome.conversions.append(change)
                 outbox_rows.append((conversion_message_id(change.referral_event_id), conversion_topic,

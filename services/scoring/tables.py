@@ -47,6 +47,7 @@ customers = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     Index(None, "stage", "tier", "customer_id"),
     Index(None, "tier", "customer_id"),
+    Index(None, "stage", "customer_id"),  # migration 0002: a rung's list in customer_id order
 )
 
 processed_events = Table(
