@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test unit integration e2e migrate lint fmt bench chaos demo contracts clean
+.PHONY: help install browser-deps run test unit integration e2e migrate lint fmt bench bench-pages chaos demo contracts clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
@@ -23,7 +23,13 @@ install: $(STAMP) ## make the project's Python environment in .venv/
 run: $(STAMP) ## start everything in the foreground (embedded PostgreSQL + broker unless DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS are set)
 	exec $(PY) -m shared.launcher
 
-test: $(STAMP) ## the whole suite (starts its own database and broker)
+browser-deps: ## Debian Chromium for the /ui browser test (Playwright never downloads a browser)
+	@test -x /usr/bin/chromium || { command -v apt-get >/dev/null && \
+	  { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); $$SUDO apt-get update -qq && \
+	    $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; } || \
+	  { echo "install Debian's chromium (/usr/bin/chromium) for the browser test" >&2; exit 1; }
+
+test: $(STAMP) browser-deps ## the whole suite (starts its own database and broker)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 unit: $(STAMP) ## the pure-domain and validation tests only, no I/O
@@ -32,7 +38,7 @@ unit: $(STAMP) ## the pure-domain and validation tests only, no I/O
 integration: $(STAMP) ## tests against the real broker and PostgreSQL
 	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
 
-e2e: $(STAMP) ## end-to-end tests of the system started as `make run` starts it
+e2e: $(STAMP) browser-deps ## end-to-end tests of the system started as `make run` starts it
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 migrate: $(STAMP) ## bring the database at DATABASE_URL to the newest schema
@@ -50,6 +56,9 @@ bench: $(STAMP) ## throughput and latency against baselines in one run (N=, CUST
 
 chaos: $(STAMP) ## the whole fault-injection matrix with larger volumes
 	$(PY) -m pytest -m chaos tests/chaos -p no:cacheprovider $(PYTEST_ARGS)
+
+bench-pages: $(STAMP) ## GET /v1/customers timings at 1M customers (CUSTOMERS= to size it)
+	$(PY) -m bench.page_at_scale --csv $(if $(CUSTOMERS),--customers $(CUSTOMERS))
 
 demo: $(STAMP) ## feed a running system (make run) with a synthetic shop and print the ladder as it fills
 	$(PY) -m bench.demo

@@ -69,7 +69,7 @@ M_JAN = month_index(JAN)
 M_FEB = month_index(FEB)
 
 VISITOR_REASON = "first event: knows us"
-ADVOCATE_REASON = "3 full price orders, 1 referrals made"
+ADVOCATE_REASON = "3 full price orders, 1 referral made"
 
 
 def sc(fact: Fact, from_stage: str, to_stage: str, reason: str) -> StageChanged:
@@ -118,12 +118,12 @@ def _case_table() -> dict[str, Case]:
             {"stage": "first_purchase", "orders": 1, "full_price_orders": 1, "sales": "100.00",
              "order_months": frozenset({M_JAN}), "stage_entered_at": JAN},
             [sc(first, "potential", "visitor", VISITOR_REASON),
-             sc(first, "visitor", "first_purchase", "1 orders")]),
+             sc(first, "visitor", "first_purchase", "1 order")]),
         "visitor-first-order-one-change": Case(
             [complaint("k1", JAN)], order("o1", FEB),
             {"stage": "first_purchase", "orders": 1, "complaints": 1, "stage_entered_at": FEB,
              "first_seen_at": JAN, "last_event_at": FEB},
-            [sc(order("o1", FEB), "visitor", "first_purchase", "1 orders")]),
+            [sc(order("o1", FEB), "visitor", "first_purchase", "1 order")]),
         "three-orders-one-month-stays-first-purchase": Case(
             [o1, o2], third_same_month,
             {"stage": "first_purchase", "orders": 3, "order_months": frozenset({M_JAN}), "stage_entered_at": JAN},
@@ -190,7 +190,7 @@ def _case_table() -> dict[str, Case]:
             [referral_received("rr2", JAN2, referrer="r-b"), referral_received("rr1", JAN, referrer="r-a")],
             ord_pending,
             {"stage": "first_purchase", "pending_referrals": frozenset()},
-            [sc(ord_pending, "visitor", "first_purchase", "1 orders"),
+            [sc(ord_pending, "visitor", "first_purchase", "1 order"),
              ReferralConverted("r-a", CUSTOMER, "rr1", JAN),
              ReferralConverted("r-b", CUSTOMER, "rr2", JAN2)]),
         "second-order-converts-nothing": Case(
@@ -351,7 +351,7 @@ def test_stricter_policy_moves_the_rungs() -> None:
     assert changes == [sc(o5, "first_purchase", "regular", "5 orders in 3 months")]
     conv = referral_converted("r1", MAR)
     state, changes = apply(state, conv, policy=STRICT)
-    assert changes == [sc(conv, "regular", "advocate", "1 referrals converted")]
+    assert changes == [sc(conv, "regular", "advocate", "1 referral converted")]
     assert state.stage == "advocate"
 
 
@@ -360,8 +360,8 @@ def test_loose_policy_climbs_every_rung_on_the_first_order() -> None:
     _, changes = apply(None, first, policy=LOOSE)
     assert changes == [
         sc(first, "potential", "visitor", VISITOR_REASON),
-        sc(first, "visitor", "first_purchase", "1 orders"),
-        sc(first, "first_purchase", "regular", "1 orders in 1 months"),
+        sc(first, "visitor", "first_purchase", "1 order"),
+        sc(first, "first_purchase", "regular", "1 order in 1 month"),
         sc(first, "regular", "advocate", "0 full price orders"),
     ]
     # the same order under the default policy

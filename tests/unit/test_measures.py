@@ -303,7 +303,7 @@ def test_docs_worked_example() -> None:
     state, per_fact = run(facts, POLICY)
     assert [[(c.from_stage, c.to_stage, c.reason) for c in changes if isinstance(c, StageChanged)]
             for changes in per_fact] == [
-        [("potential", "visitor", "first event: knows us"), ("visitor", "first_purchase", "1 orders")],
+        [("potential", "visitor", "first event: knows us"), ("visitor", "first_purchase", "1 order")],
         [], [], [("first_purchase", "regular", "3 orders in 2 months")], [],
     ]
     assert profitability(state, policy=POLICY) == {"sales": "300.00", "costs": "189.00", "profit": "111.00",

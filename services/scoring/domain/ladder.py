@@ -86,8 +86,20 @@ def _reason(state: CustomerState, rung: str, *, policy: Policy) -> str:
         return "first event: knows us"
     conds = conditions(state, rung, policy=policy)
     if {c.name for c in conds} == {"orders", "order_months"}:
-        return f"{state.orders} orders in {len(state.order_months)} months"  # the contract's own wording
-    return ", ".join(f"{c.have} {c.name.replace('_', ' ')}" for c in conds) or rung
+        # the contract's own wording: "3 orders in 2 months"
+        return f"{_counted(state.orders, 'orders')} in {_counted(len(state.order_months), 'months')}"
+    return ", ".join(_counted(c.have, c.name.replace("_", " ")) for c in conds) or rung
+
+
+def _counted(n: int, plural: str) -> str:
+    """'1 order', '3 orders', '1 referral made', '2 full price orders'."""
+    if n == 1:
+        words = plural.split(" ")
+        noun = next((i for i in range(len(words) - 1, -1, -1) if words[i].endswith("s")), None)
+        if noun is not None:
+            words[noun] = words[noun][:-1]
+        return f"1 {' '.join(words)}"
+    return f"{n} {plural}"
 
 
 def new_customer(customer_id: str, at: datetime) -> CustomerState:
