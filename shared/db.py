@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import orjson
+from psycopg.types.json import set_json_loads
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -12,6 +14,8 @@ def make_engine(database_url: str, *, pool_size: int = 5) -> Engine:
     """An engine for `database_url` (any accepted form) with pre-ping, so a restarted server heals the pool."""
     if not database_url:
         raise ValueError("DATABASE_URL is not set")
+    # JSONB columns load with orjson: customer state is read for every customer of every batch
+    set_json_loads(orjson.loads)
     return create_engine(
         normalize_database_url(database_url),
         pool_size=pool_size,

@@ -13,7 +13,6 @@ Nothing commits unless the whole batch went through: `session()` rolls back on a
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Engine
 
 from services.scoring.domain.ladder import ReferralConverted, StageChanged, apply
@@ -91,7 +91,7 @@ def stage_change_payload(change: StageChanged, state: CustomerState, *, policy: 
         "loyalty": loyalty_now,
         "profitability": money_now,
     }
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return orjson.dumps(body)
 
 
 def unique_facts(facts: Sequence[Fact]) -> tuple[list[Fact], list[Fact]]:
@@ -248,7 +248,7 @@ def _write_customers(conn: Connection, *, states: dict[str, CustomerState | None
         "costs": [s.costs for s in written],
         "first_seen": [s.first_seen_at for s in written],
         "last_event": [s.last_event_at for s in written],
-        "states": [json.dumps(to_json(s), separators=(",", ":")) for s in written],
+        "states": [orjson.dumps(to_json(s)).decode() for s in written],
         "versions": [versions[s.customer_id] + 1 for s in written],
     }
     stored = len(_run(conn, _UPSERT, params))
