@@ -14,7 +14,7 @@ from collections import Counter
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, TextClause, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.scoring.store import session
@@ -63,22 +63,21 @@ def publish_once(*, engine: Engine, producer: KafkaProducer, limit: int, faults:
     return Counter(r.topic for r in rows)
 
 
+def _delete_in_chunks(engine: Engine, statement: TextClause, params: dict[str, int]) -> int:
+    """Run a `LIMIT 10000` delete until it deletes less than that; short transactions keep locks brief."""
+    total = 0
+    while True:
+        with session(engine) as conn:
+            n = conn.execute(statement, params).rowcount
+        total += n
+        if n < 10000:
+            return total
+
+
 def prune(*, engine: Engine, outbox_retention_hours: int, dedupe_retention_days: int) -> tuple[int, int]:
     """Delete published outbox rows and dedupe records past their retention; returns (outbox, dedupe) counts."""
-    outbox_total = dedupe_total = 0
-    while True:
-        with session(engine) as conn:
-            n = conn.execute(_PRUNE_OUTBOX, {"hours": outbox_retention_hours}).rowcount
-        outbox_total += n
-        if n < 10000:
-            break
-    while True:
-        with session(engine) as conn:
-            n = conn.execute(_PRUNE_DEDUPE, {"days": dedupe_retention_days}).rowcount
-        dedupe_total += n
-        if n < 10000:
-            break
-    return outbox_total, dedupe_total
+    return (_delete_in_chunks(engine, _PRUNE_OUTBOX, {"hours": outbox_retention_hours}),
+            _delete_in_chunks(engine, _PRUNE_DEDUPE, {"days": dedupe_retention_days}))
 
 
 class Relay:

@@ -1,33 +1,17 @@
-"""Response models of the scoring API and the stage-change message, field for field as the contract says."""
+"""Response models of the scoring API, field for field as the contract says."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-StageName = Literal["potential", "visitor", "first_purchase", "regular", "advocate"]
-TierName = Literal["profitable", "middling", "unprofitable"]
+from shared.stage_changes import LoyaltyVector, Profitability, StageName
 
-
-class LoyaltyOut(BaseModel):
-    """Five numbers in [0, 1]; formulas in docs/loyalty.md."""
-
-    financial: float = Field(ge=0, le=1)
-    procedural: float = Field(ge=0, le=1)
-    contact: float = Field(ge=0, le=1)
-    evaluative: float = Field(ge=0, le=1)
-    consultative: float = Field(ge=0, le=1)
-
-
-class ProfitabilityOut(BaseModel):
-    """Exact money as 2-place decimal strings; profit = sales - costs."""
-
-    sales: str = Field(examples=["300.00"])
-    costs: str = Field(examples=["180.00"])
-    profit: str = Field(examples=["120.00"])
-    tier: TierName
+# one definition of the rung names, tiers, loyalty vector and money block: the stage-change message's
+LoyaltyOut = LoyaltyVector
+ProfitabilityOut = Profitability
 
 
 class CountsOut(BaseModel):
@@ -86,23 +70,6 @@ class ErrorOut(BaseModel):
     error: str
     detail: str
 
-
-class StageChangedMessage(BaseModel):
-    """The value of a `loyalty.stage-changes` message (key = customer_id)."""
-
-    model_config = ConfigDict(title="StageChanged")
-
-    event_id: str = Field(description="Stable and unique for (customer_id, to_stage); the same on any re-publish.")
-    type: Literal["stage_changed"]
-    schema_version: Literal[1]
-    customer_id: str
-    from_stage: StageName
-    to_stage: StageName
-    occurred_at: datetime = Field(description="occurred_at of the event that caused the change.")
-    cause_event_id: str
-    reason: str
-    loyalty: LoyaltyOut
-    profitability: ProfitabilityOut
 
 
 class CustomerItemOut(BaseModel):

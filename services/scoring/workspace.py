@@ -35,9 +35,8 @@ from services.scoring.schemas import (
     ErrorOut,
     FlowsOut,
     NextRungOut,
-    StageName,
-    TierName,
 )
+from shared.stage_changes import StageName, TierName
 
 STATIC_DIR = Path(__file__).parent / "static"
 BucketName = Literal["day", "week", "month"]

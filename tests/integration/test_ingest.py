@@ -30,6 +30,7 @@ from shared.kafka import make_producer
 from shared.messages import Fact, decode
 from shared.metrics import Metrics
 from shared.settings import Settings
+from tests.support import wait_until as support_wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -37,15 +38,8 @@ WHEN = "2026-01-15T10:00:00+01:00"
 
 
 def wait_until(check: Callable[[], T | None], *, timeout_s: float = 30.0, what: str = "condition") -> T:
-    """Poll `check` until it returns something truthy; fail after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last: {last!r}")
+    """tests.support.wait_until with this module's longer default deadline."""
+    return support_wait_until(check, timeout_s=timeout_s, interval_s=0.05, what=what)
 
 
 class Reader:
