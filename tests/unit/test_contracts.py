@@ -21,7 +21,9 @@ from tests.unit.domain_builders import default_policy
 from tools.export_contracts import OUT, documents
 
 ASYNCAPI_SCHEMA = json.loads((OUT / "vendor" / "asyncapi-3.0.0.schema.json").read_text())
-CONTRACT_MD = Path(__file__).resolve().parents[3] / "shared" / "contract.md"
+ROOT = Path(__file__).resolve().parents[2]
+CONTRACT_MD = ROOT / "docs" / "contract.md"  # the product contract v1, committed so a clone is self-contained
+GIVEN_CONTRACT_MD = ROOT.parent / "shared" / "contract.md"  # the given material, beside the clone in CI
 
 
 def _doc(name: str) -> dict[str, Any]:
@@ -73,6 +75,13 @@ def test_a_published_stage_change_matches_the_published_schema() -> None:
                                             "tier": "profitable"}
     with pytest.raises(jsonschema.ValidationError):
         validator.validate({**payloads[0], "to_stage": "gold"})
+
+
+def test_the_committed_contract_is_the_given_one() -> None:
+    text = CONTRACT_MD.read_text()
+    assert "# The product contract (v1)" in text
+    if GIVEN_CONTRACT_MD.exists():  # a clone without the given folder beside it has only the committed copy
+        assert text == GIVEN_CONTRACT_MD.read_text(), "docs/contract.md differs from ../shared/contract.md"
 
 
 def _contract_examples() -> list[dict[str, Any]]:
