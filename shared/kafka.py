@@ -10,6 +10,7 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.partitioner.default import murmur2
 
 from shared.settings import Settings
 
@@ -31,6 +32,11 @@ def _security(settings: Settings) -> dict[str, Any]:
         if value:
             opts[key] = value
     return opts
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (murmur2, as in the Java client) gives a record with `key`."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def make_producer(settings: Settings, *, ordered: bool = False, **overrides: Any) -> KafkaProducer:

@@ -1,15 +1,20 @@
-"""The internal topic between ingest and scoring (`loyalty.scoring-input`), keyed by customer id.
+"""The internal topic between ingest and scoring (`loyalty.scoring-input`), partitioned by customer id.
 
 Ingest turns each valid shop event into one or two of these facts (past-tense names); scoring's relay
 adds `referral_converted` facts for cross-customer effects. Each fact is deduplicated by
 (`event_id`, `role`): `role` tells apart the several facts one shop event yields, so a shop's own
 `event_id` can never collide with a derived one.
 
-Wire form: one compact UTF-8 JSON object; money as decimal strings; times as RFC 3339 UTC.
+Wire form of a fact: one compact UTF-8 JSON object; money as decimal strings; times as RFC 3339 UTC.
+A record value is either one fact (the relay's conversions, keyed by customer id) or a JSON array of facts
+(ingest: one record per partition per poll batch, sent to the partition a record keyed by each fact's
+customer id would get, so a customer's facts still share one partition and keep their order). Per-record
+client cost dominated both services, so batching facts into one record halves what Kafka costs per event.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -98,10 +103,34 @@ def _parse_ts(value: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
+def encode_many(encoded: Sequence[bytes]) -> bytes:
+    """One record value holding the already encoded facts `encoded`, in order."""
+    return b"[" + b",".join(encoded) + b"]"
+
+
 def decode(data: bytes) -> Fact:
-    """The fact in `data`; raises MalformedFact on anything else."""
+    """The single fact in `data`; raises MalformedFact on anything else."""
+    facts = decode_record(data)
+    if len(facts) != 1 or data[:1] == b"[":
+        raise MalformedFact("expected one fact, got an array")
+    return facts[0]
+
+
+def decode_record(data: bytes | None) -> list[Fact]:
+    """The facts in one record value (one object or an array of them); raises MalformedFact on anything else."""
     try:
-        raw = orjson.loads(data)
+        raw = orjson.loads(data)  # type: ignore[arg-type]  # None raises a TypeError, reported below
+    except (TypeError, ValueError) as exc:
+        raise MalformedFact(f"{type(exc).__name__}: {exc}") from exc
+    if isinstance(raw, list):
+        if not raw:
+            raise MalformedFact("empty array of facts")
+        return [_fact(item) for item in raw]
+    return [_fact(raw)]
+
+
+def _fact(raw: Any) -> Fact:
+    try:
         if raw.get("v") != WIRE_VERSION or raw.get("kind") not in KINDS:
             raise MalformedFact(f"unknown version or kind: {raw.get('v')!r} {raw.get('kind')!r}")
         return Fact(
@@ -120,7 +149,7 @@ def decode(data: bytes) -> Fact:
             source=raw.get("source", {}),
             ingested_at=_parse_ts(raw["ingested_at"]) if raw.get("ingested_at") else None,
         )
-    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:  # orjson's decode error is a ValueError
+    except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as exc:
         if isinstance(exc, MalformedFact):
             raise
         raise MalformedFact(f"{type(exc).__name__}: {exc}") from exc

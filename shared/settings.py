@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     consumer_session_timeout_ms: int = 6000
     consumer_heartbeat_interval_ms: int = 1000
     consumer_max_poll_records: int = 5000
+    # scoring-input records carry up to producer_batch_size bytes of facts each (~700 under load), so
+    # scoring polls fewer of them: this bounds the facts, and so the work, of one scoring transaction
+    scoring_max_poll_records: int = Field(default=16, ge=1)
     consumer_max_poll_interval_ms: int = 60000
     consumer_poll_timeout_ms: int = 200
     producer_linger_ms: int = 20

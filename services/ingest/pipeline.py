@@ -1,8 +1,9 @@
 """The ingest loop: consume shop events, validate, hand on facts or dead letters, then commit.
 
-Per poll batch: every record is validated; valid ones become facts on the scoring-input topic (keyed by
-customer id, so one customer's facts stay in order on one partition), rejected ones go to the dead-letter
-topic unchanged. One flush per batch; offsets are committed only after every send of the batch was
+Per poll batch: every record is validated; valid ones become facts on the scoring-input topic, rejected
+ones go to the dead-letter topic unchanged. Facts travel in one record per partition per batch (see
+`shared.messages`), on the partition a record keyed by the fact's customer id would get, so one customer's
+facts stay in order on one partition. One flush per batch; offsets are committed only after every send of the batch was
 acknowledged, so a crash at any point re-delivers rather than loses (scoring dedupes by event id and role).
 A failed send never skips: the batch is re-read from its first offsets and sent again.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,8 +26,8 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from shared.events import KIND_TYPES, ErrorCode, Rejection, validate
 from shared.faults import Faults
-from shared.kafka import make_consumer, make_producer
-from shared.messages import Fact, encode
+from shared.kafka import make_consumer, make_producer, partition_for
+from shared.messages import Fact, encode, encode_many
 from shared.metrics import Metrics
 from shared.settings import Settings
 
@@ -120,7 +121,13 @@ class Pipeline:
         dead: Counter[str] = Counter()
         rejections: list[str] = []
         records = facts_sent = 0
+        # one record per partition, closed at the producer's batch size so it stays far below the broker's
+        # message size limit (a fact is at most max_message_bytes)
+        envelope_bytes = settings.producer_batch_size
+        pending: defaultdict[int, list[bytes]] = defaultdict(list)
+        pending_bytes: Counter[int] = Counter()
         try:
+            partitions = len(self.producer.partitions_for(scoring_topic))
             for tp, recs in batch.items():
                 for rec in recs:
                     records += 1
@@ -139,10 +146,18 @@ class Pipeline:
                         continue
                     source = {"topic": tp.topic, "partition": tp.partition, "offset": rec.offset}
                     for fact in result:
-                        futures.append(send(scoring_topic, value=encode(fact, source=source, ingested_at=stamp),
-                                            key=fact.customer_id.encode("utf-8")))
+                        data = encode(fact, source=source, ingested_at=stamp)
+                        p = partition_for(fact.customer_id.encode("utf-8"), partitions)
+                        pending[p].append(data)
+                        pending_bytes[p] += len(data)
+                        if pending_bytes[p] >= envelope_bytes:
+                            futures.append(send(scoring_topic, value=encode_many(pending.pop(p)), partition=p))
+                            pending_bytes[p] = 0
                         facts_sent += 1
                     counts[(KIND_TYPES[result[0].kind], "accepted")] += 1
+            for p, encoded in pending.items():
+                if encoded:
+                    futures.append(send(scoring_topic, value=encode_many(encoded), partition=p))
             self.producer.flush(timeout=FLUSH_TIMEOUT_S)
         except KafkaError as exc:
             # a send that raised (no metadata, buffer full) or a flush that timed out: retry the whole batch

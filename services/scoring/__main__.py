@@ -57,12 +57,13 @@ def main() -> None:
         relay.start()
 
     dead_letter = make_producer(settings)
-    consumer = make_consumer(settings, group_id=settings.scoring_group_id, topics=[settings.topic_scoring_input])
+    consumer = make_consumer(settings, group_id=settings.scoring_group_id, topics=[settings.topic_scoring_input],
+                             max_poll_records=settings.scoring_max_poll_records)
     worker = ScoringWorker(
         consumer=consumer, engine=engine, policy=policy, metrics=metrics, dead_letter=dead_letter,
         dead_letter_topic=settings.topic_dead_letter, stage_topic=settings.topic_stage_changes,
         conversion_topic=settings.topic_scoring_input, poll_timeout_ms=settings.consumer_poll_timeout_ms,
-        max_records=settings.consumer_max_poll_records, on_commit=relay.wake if relay else lambda: None,
+        max_records=settings.scoring_max_poll_records, on_commit=relay.wake if relay else lambda: None,
         faults=faults,
     )
 

@@ -13,6 +13,7 @@ Nothing commits unless the whole batch went through: `session()` rolls back on a
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -39,9 +40,17 @@ class ConcurrentUpdate(RuntimeError):
     """Another instance wrote a customer of this batch since we read it; the batch is retried."""
 
 
+_NAMESPACE_BYTES = STAGE_CHANGE_NAMESPACE.bytes
+
+
 def stage_change_id(customer_id: str, to_stage: str) -> str:
-    """The stable event id of a customer's entry onto a rung."""
-    return str(uuid.uuid5(STAGE_CHANGE_NAMESPACE, f"{customer_id}\x1f{to_stage}"))
+    """The stable event id of a customer's entry onto a rung: `uuid.uuid5(STAGE_CHANGE_NAMESPACE, ...)`."""
+    # uuid5 by hand: the same bytes as uuid.uuid5 without building a UUID object, a third of its cost
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{customer_id}\x1f{to_stage}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def conversion_message_id(referral_event_id: str) -> str:

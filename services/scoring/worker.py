@@ -10,6 +10,7 @@ import logging
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -23,7 +24,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from services.scoring.domain.policy import Policy
 from services.scoring.store import BatchOutcome, ConcurrentUpdate, process_batch, session
 from shared.faults import Faults
-from shared.messages import Fact, MalformedFact, decode
+from shared.messages import Fact, MalformedFact, decode_record
 from shared.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -86,12 +87,14 @@ class ScoringWorker:
         count = 0
         for tp, records in batch.items():
             for record in records:
-                count += 1
                 newest_ts = max(newest_ts, record.timestamp or 0)
                 try:
-                    facts.append(decode(record.value))
+                    decoded = decode_record(record.value)
                 except MalformedFact as exc:
                     self._dead_letter(record, str(exc))
+                    continue
+                facts.extend(decoded)
+                count += len(decoded)
             offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
         self.dead_letter.flush()
         outcome = self._transact(facts)
@@ -121,14 +124,13 @@ class ScoringWorker:
 
     def _record(self, outcome: BatchOutcome, *, count: int, started: float, newest_ts: int) -> None:
         m = self.metrics
-        for fact in outcome.accepted:
-            if fact.role == "primary":
-                m.events.labels(service="scoring", type=SHOP_TYPE[fact.kind], outcome="accepted").inc()
-        for fact in outcome.duplicates:
-            if fact.role == "primary":
-                m.events.labels(service="scoring", type=SHOP_TYPE[fact.kind], outcome="duplicate").inc()
-        for change in outcome.stage_changes:
-            m.stage_changes.labels(to_stage=change.to_stage).inc()
+        # counted first, then one labels() lookup per series: a lookup per fact was a tenth of scoring's CPU
+        events = Counter((SHOP_TYPE[f.kind], "accepted") for f in outcome.accepted if f.role == "primary")
+        events.update((SHOP_TYPE[f.kind], "duplicate") for f in outcome.duplicates if f.role == "primary")
+        for (event_type, result), n in events.items():
+            m.events.labels(service="scoring", type=event_type, outcome=result).inc(n)
+        for to_stage, n in Counter(c.to_stage for c in outcome.stage_changes).items():
+            m.stage_changes.labels(to_stage=to_stage).inc(n)
         m.batch_duration.labels(service="scoring").observe(time.monotonic() - started)
         m.batch_size.labels(service="scoring").observe(count)
         if newest_ts:

@@ -3,13 +3,13 @@ stops every process it started; the database keeps its data across restarts."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import psutil
 
 from shared.embedded import free_port
+from shared.messages import decode_record
 from tests.integration.test_ingest import BAD
 from tests.support import Shop, System, TopicReader, purchase, uid, wait_until
 
@@ -46,8 +46,9 @@ def test_make_run_embedded_stack_end_to_end(tmp_path: Path) -> None:
         got = sut.wait_customer(c, timeout_s=30)
         assert got["stage"] == "first_purchase"
         assert got["profitability"]["sales"] == "42.00"
-        facts = wait_until(lambda: [r for r in handed_on.poll() if r.key == c.encode()], what="handed-on fact")
-        assert json.loads(facts[0].value)["event_id"] == good["event_id"]
+        facts = wait_until(lambda: [f for r in handed_on.poll() for f in decode_record(r.value)
+                                    if f.customer_id == c], what="handed-on fact")
+        assert [f.event_id for f in facts] == [good["event_id"]]
         letters = wait_until(lambda: len(dead.poll()) >= len(BAD) and dead.poll(), what="every dead letter")
         by_key = {r.key: r for r in letters}
         for name, value, code in BAD:  # every bad input of contract section 3

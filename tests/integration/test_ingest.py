@@ -26,8 +26,8 @@ from kafka.structs import OffsetAndMetadata
 from services.ingest.app import create_app
 from services.ingest.pipeline import Pipeline
 from shared.embedded import EmbeddedBroker, free_port
-from shared.kafka import make_producer
-from shared.messages import Fact, decode
+from shared.kafka import make_producer, partition_for
+from shared.messages import Fact, decode_record
 from shared.metrics import Metrics
 from shared.settings import Settings
 from tests.support import wait_until as support_wait_until
@@ -43,19 +43,28 @@ def wait_until(check: Callable[[], T | None], *, timeout_s: float = 30.0, what: 
 
 
 class Reader:
-    """Everything on one topic from the beginning, without a consumer group."""
+    """Everything on one topic from the beginning, without a consumer group.
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    With `facts=True` each item is (record, fact), one per fact, for the scoring-input topic whose records
+    carry one fact or an array of them.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, *, facts: bool = False) -> None:
         self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
         parts = wait_until(lambda: self.consumer.partitions_for_topic(topic), what=f"metadata of {topic}")
+        self.partitions = len(parts)
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         self.consumer.assign(tps)
         self.consumer.seek_to_beginning(*tps)
+        self.facts = facts
         self.records: list[Any] = []
 
     def read(self) -> list[Any]:
         for batch in self.consumer.poll(timeout_ms=100, max_records=10000).values():
-            self.records.extend(batch)
+            if self.facts:
+                self.records.extend((rec, fact) for rec in batch for fact in decode_record(rec.value))
+            else:
+                self.records.extend(batch)
         return self.records
 
     def wait_for(self, count: int, *, timeout_s: float = 30.0) -> list[Any]:
@@ -104,7 +113,7 @@ def shop(broker: EmbeddedBroker) -> Iterator[Shop]:
 
 @pytest.fixture
 def readers(settings: Settings) -> Iterator[tuple[Reader, Reader]]:
-    facts = Reader(settings.kafka_bootstrap_servers, settings.topic_scoring_input)
+    facts = Reader(settings.kafka_bootstrap_servers, settings.topic_scoring_input, facts=True)
     dead = Reader(settings.kafka_bootstrap_servers, settings.topic_dead_letter)
     yield facts, dead
     facts.close()
@@ -212,17 +221,20 @@ def test_valid_events_become_facts_and_bad_ones_dead_letters(
     fact_records = facts_reader.wait_for(expected_facts)
     dead_records = dead_reader.wait_for(len(BAD) + 1)
 
-    facts: dict[tuple[str, str], tuple[bytes, Fact]] = {}
-    for rec in fact_records:
-        fact = decode(rec.value)
-        assert rec.key == fact.customer_id.encode("utf-8")
+    def home(customer_id: str) -> int:
+        """The partition a record keyed by this customer gets: every fact of a customer must be there."""
+        return partition_for(customer_id.encode("utf-8"), facts_reader.partitions)
+
+    facts: dict[tuple[str, str], tuple[int, Fact]] = {}
+    for rec, fact in fact_records:
+        assert rec.partition == home(fact.customer_id)
         assert fact.ingested_at is not None
         assert set(fact.source) == {"topic", "partition", "offset"}
-        facts[(fact.event_id, fact.role)] = (rec.key, fact)
+        facts[(fact.event_id, fact.role)] = (rec.partition, fact)
     assert len(facts) == expected_facts == len(fact_records)
 
     key, fact = facts[(purchase["event_id"], "primary")]
-    assert key == purchase["customer_id"].encode()
+    assert key == home(purchase["customer_id"])
     assert (fact.kind, fact.customer_id, str(fact.amount), str(fact.cost), fact.order_id) == (
         "order_placed", purchase["customer_id"], "19.99", "5.125", "o-1")
     assert fact.source["topic"] == settings.topic_purchases
@@ -231,11 +243,11 @@ def test_valid_events_become_facts_and_bad_ones_dead_letters(
     for ref in (referral, stray):
         made_key, made = facts[(ref["event_id"], "primary")]
         got_key, got = facts[(ref["event_id"], "referred")]
-        assert (made.kind, made_key) == ("referral_made", ref["customer_id"].encode())
-        assert (got.kind, got_key) == ("referral_received", ref["referred_customer_id"].encode())
+        assert (made.kind, made_key) == ("referral_made", home(ref["customer_id"]))
+        assert (got.kind, got_key) == ("referral_received", home(ref["referred_customer_id"]))
     assert facts[(complaint["event_id"], "primary")][1].severity == "high"
     for ev in after:
-        assert facts[(ev["event_id"], "primary")][0] == ev["customer_id"].encode()
+        assert facts[(ev["event_id"], "primary")][0] == home(ev["customer_id"])
 
     by_key = {rec.key: rec for rec in dead_records}
     assert len(by_key) == len(BAD) + 1
@@ -289,10 +301,10 @@ def test_offsets_are_committed_after_the_hand_on(
     second = start_ingest()
     marker = event("complaint")
     shop.send(settings.topic_complaints, j(marker))
-    wait_until(lambda: any(decode(r.value).event_id == marker["event_id"] for r in facts_reader.read()),
+    wait_until(lambda: any(f.event_id == marker["event_id"] for _, f in facts_reader.read()),
                what="marker handed on")
     second.stop()
-    event_ids = [decode(r.value).event_id for r in facts_reader.read()]
+    event_ids = [f.event_id for _, f in facts_reader.read()]
     assert sorted(event_ids) == sorted([ev["event_id"] for ev in batch] + [marker["event_id"]])
     assert len(dead_reader.read()) == 1
 
@@ -365,7 +377,7 @@ def test_a_failed_send_retries_the_batch_and_skips_nothing(
         shop.send(settings.topic_purchases, j(ev), partition=0)
     flaky = FlakyProducer(make_producer(settings), mode)
     running = start_ingest(producer=flaky)
-    wait_until(lambda: {decode(r.value).event_id for r in facts_reader.read()} >= {e["event_id"] for e in batch},
+    wait_until(lambda: {f.event_id for _, f in facts_reader.read()} >= {e["event_id"] for e in batch},
                what="every event after the retry")
     assert flaky.failed
     assert running.sample("loyalty_batch_retries_total", {"service": "ingest"}) >= 1
@@ -373,6 +385,29 @@ def test_a_failed_send_retries_the_batch_and_skips_nothing(
                                       {"service": "ingest", "type": "purchase", "outcome": "accepted"}) == 10,
                what="counted once")
     running.stop()
+
+
+def test_a_batch_goes_out_as_one_record_per_partition_each_on_its_customers_partition(
+        settings: Settings, shop: Shop, readers: tuple[Reader, Reader],
+        start_ingest: Callable[..., Running]) -> None:
+    facts_reader, _ = readers
+    # queued before the group joins, so the first poll returns them all as one batch
+    batch = [event("purchase") for _ in range(60)] + [event("referral") for _ in range(20)]
+    for ev in batch:
+        shop.send(settings.topic_purchases, j(ev), partition=0)
+    running = start_ingest()
+    got = wait_until(lambda: (lambda items: items if len(items) >= 100 else None)(facts_reader.read()),
+                     what="100 facts")
+    running.stop()
+    assert len(got) == 100
+    records = {(rec.partition, rec.offset): rec for rec, _ in got}
+    assert len(records) <= facts_reader.partitions  # 100 facts, at most one record per partition
+    for rec, fact in got:
+        assert rec.partition == partition_for(fact.customer_id.encode("utf-8"), facts_reader.partitions)
+    # within a record, facts keep the order of the shop's offsets
+    for rec in records.values():
+        offsets = [f.source["offset"] for r, f in got if r is rec]
+        assert offsets == sorted(offsets)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -402,7 +437,7 @@ class FakeProducer:
         self.sent: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
 
     def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
-             headers: list[tuple[str, bytes]] | None = None) -> Future:
+             headers: list[tuple[str, bytes]] | None = None, partition: int | None = None) -> Future:
         if value is None and key is None:
             raise ValueError("Need at least one: key or value")
         self.sent.append((topic, key, value, headers or []))
@@ -412,6 +447,9 @@ class FakeProducer:
 
     def flush(self, timeout: float | None = None) -> None:
         return None
+
+    def partitions_for(self, topic: str) -> set[int]:
+        return set(range(6))
 
 
 def record(topic: str, partition: int, offset: int, value: bytes | None, key: bytes | None = None) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from referencing import Registry, Resource
 
 from services.scoring.domain.ladder import apply
-from services.scoring.store import stage_change_id, stage_change_payload
+from services.scoring.store import STAGE_CHANGE_NAMESPACE, stage_change_id, stage_change_payload
 from shared.messages import Fact
 from shared.stage_changes import StageChanged
 from tests.unit.domain_builders import default_policy
@@ -104,3 +105,12 @@ def test_openapi_of_scoring_documents_the_contract_endpoints() -> None:
     customer = doc["components"]["schemas"]["CustomerOut"]["properties"]
     assert set(customer) == {"customer_id", "stage", "stage_entered_at", "loyalty", "profitability", "stability",
                              "counts", "first_seen_at", "last_event_at", "history"}
+
+
+@pytest.mark.parametrize("customer_id", ["c-42", "a", "é-ü-客户", "x" * 300, "with space", ""])
+@pytest.mark.parametrize("to_stage", ["visitor", "first_purchase", "regular", "advocate"])
+def test_stage_change_id_is_the_rfc_4122_uuid5_of_customer_and_rung(customer_id: str, to_stage: str) -> None:
+    expected = uuid.uuid5(STAGE_CHANGE_NAMESPACE, f"{customer_id}\x1f{to_stage}")
+    got = stage_change_id(customer_id, to_stage)
+    assert got == str(expected)
+    assert uuid.UUID(got).version == 5
