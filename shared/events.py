@@ -11,6 +11,7 @@ an exact `Decimal` (JSON is parsed with `parse_float=Decimal`, so no binary floa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass
@@ -149,6 +150,17 @@ def parse_rfc3339(value: str) -> datetime:
     match = _RFC3339.fullmatch(value)
     if match is None:
         raise ValueError("not an RFC 3339 date-time with a UTC offset (e.g. 2026-06-01T12:00:00Z)")
+    fraction, zulu, off_h, off_m = match.group(7, 8, 10, 11)
+    if (fraction is None or len(fraction) <= 6) and (zulu or (off_h <= "23" and off_m <= "59")):
+        # the C parser, 7x faster, for the shape the regex vouched for (it would take a 60-minute offset);
+        # whatever it refuses goes on to the field by field parse, which says why
+        with contextlib.suppress(ValueError, OverflowError):
+            return datetime.fromisoformat(value).astimezone(UTC)
+    return _rfc3339_fields(match)
+
+
+def _rfc3339_fields(match: re.Match[str]) -> datetime:
+    """The UTC instant of an `_RFC3339` match, field by field; raises ValueError with the reason."""
     year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
     if zulu:
         tz = UTC

@@ -15,7 +15,7 @@ client cost dominated both services, so batching facts into one record halves wh
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -64,32 +64,35 @@ class Fact:
         return (self.event_id, self.role)
 
 
-_FIELDS = tuple(f.name for f in fields(Fact))
-_MONEY = frozenset(("amount", "cost", "discount"))
-
-
 def encode(fact: Fact, *, source: dict[str, Any] | None = None, ingested_at: str | None = None) -> bytes:
-    """The wire bytes of `fact`; `source` and `ingested_at` (RFC 3339), when given, replace the fact's own."""
-    # field by field rather than dataclasses.asdict, whose deep copy was 4x the cost of the whole encode
-    out: dict[str, Any] = {"v": WIRE_VERSION}
-    for key in _FIELDS:
-        value = getattr(fact, key)
-        if key == "source" and source is not None:
-            value = source
-        elif key == "ingested_at" and ingested_at is not None:
-            out[key] = ingested_at
-            continue
-        if isinstance(value, Decimal):
-            if value == 0 and key in _MONEY:
-                continue
-            out[key] = str(value)
-        elif isinstance(value, datetime):
-            out[key] = value  # orjson writes RFC 3339, UTC as "Z"
-        elif value is None or value == {} or (key == "resolved" and value is False):
-            continue
-        else:
-            out[key] = value
-    return orjson.dumps(out, option=orjson.OPT_UTC_Z)
+    """The wire bytes of `fact`; `source` and `ingested_at` (RFC 3339), when given, replace the fact's own.
+
+    Defaults (zero money, None, False, an empty source) are left out; `decode` restores them.
+    """
+    # spelled out field by field: a generic loop over fields() cost twice as much, dataclasses.asdict 4x
+    out: dict[str, Any] = {"v": WIRE_VERSION, "kind": fact.kind, "event_id": fact.event_id, "role": fact.role,
+                           "customer_id": fact.customer_id, "occurred_at": fact.occurred_at}
+    if fact.amount:
+        out["amount"] = str(fact.amount)
+    if fact.cost:
+        out["cost"] = str(fact.cost)
+    if fact.discount:
+        out["discount"] = str(fact.discount)
+    if fact.order_id is not None:
+        out["order_id"] = fact.order_id
+    if fact.other_customer_id is not None:
+        out["other_customer_id"] = fact.other_customer_id
+    if fact.severity is not None:
+        out["severity"] = fact.severity
+    if fact.resolved:
+        out["resolved"] = True
+    where = fact.source if source is None else source
+    if where:
+        out["source"] = where
+    stamp: str | datetime | None = fact.ingested_at if ingested_at is None else ingested_at
+    if stamp is not None:
+        out["ingested_at"] = stamp
+    return orjson.dumps(out, option=orjson.OPT_UTC_Z)  # datetimes as RFC 3339, UTC as "Z"
 
 
 class MalformedFact(ValueError):

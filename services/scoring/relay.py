@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from services.scoring.store import session
 from shared.faults import Faults
+from shared.kafka import partition_for
 from shared.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,13 @@ def publish_once(*, engine: Engine, producer: KafkaProducer, limit: int, faults:
         rows = conn.execute(_CLAIM, {"limit": limit}).all()
         if not rows:
             return Counter()
-        futures = [producer.send(r.topic, key=r.key.encode(), value=bytes(r.payload)) for r in rows]
+        # the partition Kafka's partitioner would pick, from a bounded cache: kafka-python's own is pure Python
+        counts = {topic: len(producer.partitions_for(topic)) for topic in {r.topic for r in rows}}
+        futures = []
+        for r in rows:
+            key = r.key.encode()
+            futures.append(producer.send(r.topic, key=key, value=bytes(r.payload),
+                                         partition=partition_for(key, counts[r.topic])))
         producer.flush()
         for future in futures:
             future.get(timeout=0)  # raises the send's error; the rows stay unpublished and are retried

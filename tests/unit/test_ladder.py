@@ -310,6 +310,24 @@ def test_reached_rung_is_visitor_for_a_known_customer_and_never_skips() -> None:
     assert reached_rung(state, policy=POLICY) == "first_purchase"
 
 
+def test_rungs_a_customer_stands_on_count_as_met_after_a_stricter_policy() -> None:
+    # on `regular` under the default policy (3 orders in 2 months)
+    state, _ = run([order("o1", JAN), order("o2", JAN2), order("o3", FEB)], POLICY)
+    assert state.stage == "regular"
+    # the stricter policy's regular (4 orders in 3 months) no longer holds; the customer stays on it ...
+    assert reached_rung(state, policy=STRICT) == "first_purchase"
+    assert reached_rung(state, policy=STRICT, standing_on="regular") == "regular"
+    c1 = complaint("k1", FEB)
+    state, changes = apply(state, c1, policy=STRICT)
+    assert (state.stage, changes) == ("regular", [])
+    # ... and climbs on advocate's own conditions, as next_rung tells the marketer
+    assert [(c.name, c.met) for c in next_rung(state, policy=STRICT)[1]] == [("referrals_converted", False)]
+    conv = referral_converted("r1", FEB)
+    state, changes = apply(state, conv, policy=STRICT)
+    assert state.stage == "advocate"
+    assert stage_steps(changes) == [("regular", "advocate")]
+
+
 # ---- a policy with other numbers -----------------------------------------------------------------------------
 
 STRICT = parse_policy("""

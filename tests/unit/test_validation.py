@@ -12,9 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.events import (
+    _RFC3339,
     EVENT_MODELS,
     ErrorCode,
     Rejection,
+    _rfc3339_fields,
     parse_rfc3339,
     validate,
 )
@@ -455,6 +457,34 @@ def test_type_decides_the_kind(kind: str) -> None:
 def test_parse_rfc3339_rejects_naive() -> None:
     with pytest.raises(ValueError):
         parse_rfc3339("2026-06-01T10:00:00")
+
+
+_stamps = st.builds(
+    lambda d, t, frac, off: f"{d}{t}{frac}{off}",
+    st.dates(min_value=datetime(1, 1, 1).date()).map(lambda d: f"{d.year:04d}-{d.month:02d}-{d.day:02d}"),
+    st.tuples(st.sampled_from("Tt"), st.integers(0, 24), st.integers(0, 60), st.integers(0, 60)).map(
+        lambda x: f"{x[0]}{x[1]:02d}:{x[2]:02d}:{x[3]:02d}"),
+    st.just("") | st.from_regex(r"\.[0-9]{1,9}", fullmatch=True),
+    st.sampled_from(["Z", "z", "+00:00", "-00:00", "+05:30", "-08:00", "+23:59", "+24:00", "-12:60"]),
+)
+
+
+@given(_stamps)
+def test_parse_rfc3339_agrees_with_the_field_by_field_parse(stamp: str) -> None:
+    """The fast path (datetime.fromisoformat) never accepts or yields anything the full parse would not."""
+    match = _RFC3339.fullmatch(stamp)
+    assert match is not None
+    try:
+        expected: datetime | str = _rfc3339_fields(match)
+    except ValueError:
+        expected = "rejected"
+    try:
+        got: datetime | str = parse_rfc3339(stamp)
+    except ValueError:
+        got = "rejected"
+    assert got == expected
+    if isinstance(got, datetime):
+        assert got.tzinfo == UTC
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -71,12 +71,17 @@ def conditions(state: CustomerState, rung: str, *, policy: Policy) -> list[Condi
     return [Condition(name, state.count(name), need) for name, need in policy.conditions_of(rung)]
 
 
-def reached_rung(state: CustomerState, *, policy: Policy) -> str:
-    """The highest rung whose conditions, and those of every rung below it, hold."""
-    reached = "visitor"  # a customer exists from their first event, and so knows us
-    for rung in STAGES[RANK["first_purchase"]:]:
-        if not all(c.met for c in conditions(state, rung, policy=policy)):
-            break
+def reached_rung(state: CustomerState, *, policy: Policy, standing_on: str = "visitor") -> str:
+    """The highest rung whose conditions, and those of every rung between it and `standing_on`, hold.
+
+    A customer exists from their first event, and so knows us: `visitor` is always reached. The rungs up
+    to `standing_on` count as met, as they are for `next_rung`: a customer never steps down.
+    """
+    reached = standing_on if RANK[standing_on] > RANK["visitor"] else "visitor"
+    for rung in STAGES[RANK[reached] + 1:]:
+        for name, need in policy.conditions_of(rung):
+            if state.count(name) < need:
+                return reached
         reached = rung
     return reached
 
@@ -200,7 +205,7 @@ def apply(state: CustomerState | None, fact: Fact, *, policy: Policy) -> tuple[C
     """The customer's state after `fact`, the rungs it entered (in ladder order) and its cross-customer effects."""
     before = state if state is not None else new_customer(fact.customer_id, fact.occurred_at)
     after, effects = _count(before, fact, policy=policy)
-    target = reached_rung(after, policy=policy)
+    target = reached_rung(after, policy=policy, standing_on=before.stage)
     changes: list[Change] = []
     for rank in range(RANK[before.stage] + 1, RANK[target] + 1):
         to_stage = STAGES[rank]
