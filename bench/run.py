@@ -707,6 +707,13 @@ def table(result: dict[str, Any]) -> str:
         stp = scale["throughput"]
         rows.append(("scale-out throughput, events/s (12 partitions, 2 scoring)", f"{stp['events_per_s']:,.0f}",
                      f"{tp['events_per_s']:,.0f} (1 scoring)", _ratio(stp["events_per_s"], tp["events_per_s"])))
+        if naive:
+            rows.append(("  same vs. the naive path", f"{stp['events_per_s']:,.0f}",
+                         f"{naive['events_per_s']:,.0f} (naive: 1 tx/event)",
+                         _ratio(stp["events_per_s"], naive["events_per_s"])))
+        if stp.get("cpu_us_per_event_total"):
+            rows.append(("  CPU per event (all processes), us", f"{stp['cpu_us_per_event_total']:,}",
+                         f"system only (without the shop's producer): {_system_us(stp):,}", ""))
         rows.append(("  results identical to 1 instance (state md5, rung set md5)",
                      "yes" if result["identical"] else "NO",
                      f"{single['digest']['customers']} customers, {single['digest']['stage_history_rows']} rungs",
@@ -716,6 +723,7 @@ def table(result: dict[str, Any]) -> str:
         rows.append(("CPU per event (all processes), us", f"{tp['cpu_us_per_event_total']:,}",
                      f"{1e6 * (os.cpu_count() or 1) / TARGET_EVENTS_PER_S:,.0f} = budget for 8,000/s on "
                      f"{os.cpu_count()} cores", ""))
+        rows.append(("  system only (without the shop's producer), us", f"{_system_us(tp):,}", "", ""))
         busy = tp.get("cpu_busy_share_of_wall", {})
         waits = tp.get("run_queue_wait_seconds", {})
         for role, us in sorted(per_event.items(), key=lambda kv: -kv[1]):
@@ -740,17 +748,26 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _system_us(throughput: dict[str, Any]) -> int:
+    """CPU per event of the system's own processes: the bench's producer stands in for the shop."""
+    return sum(us for role, us in throughput.get("cpu_us_per_event", {}).items() if not role.startswith("bench"))
+
+
 def targets(result: dict[str, Any]) -> dict[str, Any]:
-    single = result["single"]
+    """Each target for each configuration that ran: 1 scoring over 6 partitions, and 2 over 12."""
     out: dict[str, Any] = {}
-    eps = single["throughput"]["events_per_s"]
-    out["throughput >= 8000 events/s"] = {"value": eps, "met": eps >= TARGET_EVENTS_PER_S}
+    configs = [("1 scoring", result["single"]["throughput"]["events_per_s"])]
+    if result.get("scaleout"):
+        configs.append(("2 scoring", result["scaleout"]["throughput"]["events_per_s"]))
+    for label, eps in configs:
+        out[f"throughput >= 8000 events/s ({label})"] = {"value": eps, "met": eps >= TARGET_EVENTS_PER_S}
+        if result.get("naive"):
+            ratio = eps / result["naive"]["events_per_s"]
+            out[f">= 8x the naive path ({label})"] = {"value": round(ratio, 2), "met": ratio >= TARGET_NAIVE_RATIO}
+    single = result["single"]
     if single.get("latency"):
         p99 = single["latency"]["p99_s"]
         out["p99 <= 1 s at 100 events/s"] = {"value": p99, "met": p99 <= TARGET_P99_S}
-    if result.get("naive"):
-        ratio = eps / result["naive"]["events_per_s"]
-        out[">= 8x the naive path"] = {"value": round(ratio, 2), "met": ratio >= TARGET_NAIVE_RATIO}
     if "identical" in result:
         out["scale-out identical"] = {"value": result["identical"], "met": bool(result["identical"])}
     return out

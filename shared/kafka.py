@@ -39,7 +39,7 @@ def _security(settings: Settings) -> dict[str, Any]:
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner (murmur2, as in the Java client) gives a record with `key`."""
     # cached (bounded): kafka-python's murmur2 is pure Python, a tenth of ingest's CPU before the cache
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def make_producer(settings: Settings, *, ordered: bool = False, **overrides: Any) -> KafkaProducer:

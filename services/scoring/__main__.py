@@ -45,22 +45,21 @@ def main() -> None:
                         host=settings.http_host, port=settings.scoring_port)
     http.start()
 
+    # one producer (one sender thread) for the relay and for dead letters; ordered for the relay's sake
+    producer = make_producer(settings, ordered=True)
     relay: Relay | None = None
-    relay_producer = None
     if settings.relay_enabled:
-        relay_producer = make_producer(settings, ordered=True)
-        relay = Relay(engine=engine, producer=relay_producer, metrics=metrics, batch_size=settings.relay_batch_size,
+        relay = Relay(engine=engine, producer=producer, metrics=metrics, batch_size=settings.relay_batch_size,
                       idle_s=settings.relay_idle_poll_ms / 1000,
                       outbox_retention_hours=settings.outbox_retention_hours,
                       dedupe_retention_days=settings.dedupe_retention_days,
                       housekeeping_interval_s=settings.housekeeping_interval_s, faults=faults)
         relay.start()
 
-    dead_letter = make_producer(settings)
     consumer = make_consumer(settings, group_id=settings.scoring_group_id, topics=[settings.topic_scoring_input],
                              max_poll_records=settings.scoring_max_poll_records)
     worker = ScoringWorker(
-        consumer=consumer, engine=engine, policy=policy, metrics=metrics, dead_letter=dead_letter,
+        consumer=consumer, engine=engine, policy=policy, metrics=metrics, dead_letter=producer,
         dead_letter_topic=settings.topic_dead_letter, stage_topic=settings.topic_stage_changes,
         conversion_topic=settings.topic_scoring_input, poll_timeout_ms=settings.consumer_poll_timeout_ms,
         max_records=settings.scoring_max_poll_records, on_commit=relay.wake if relay else lambda: None,
@@ -80,9 +79,7 @@ def main() -> None:
         consumer.close(autocommit=False, timeout_ms=5000)
         if relay is not None:
             relay.stop()
-        if relay_producer is not None:
-            relay_producer.close(timeout=5)
-        dead_letter.close(timeout=5)
+        producer.close(timeout=5)
         http.stop()
         engine.dispose()
         log.info("scoring stopped")

@@ -48,6 +48,7 @@ customers = Table(
     Index(None, "stage", "tier", "customer_id"),
     Index(None, "tier", "customer_id"),
     Index(None, "stage", "customer_id"),  # migration 0002: a rung's list in customer_id order
+    postgresql_with={"fillfactor": 80},  # migration 0003: room for HOT updates
 )
 
 processed_events = Table(
@@ -56,7 +57,7 @@ processed_events = Table(
     Column("role", Text, primary_key=True),
     Column("customer_id", Text, nullable=False),
     Column("processed_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
-    Index(None, "processed_at"),
+    Index(None, "processed_at", postgresql_using="brin"),  # migration 0003: rows come in time order
 )
 
 stage_history = Table(

@@ -84,7 +84,7 @@ class ScoringWorker:
         facts: list[Fact] = []
         newest_ts = 0
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
-        count = 0
+        count = dead = 0
         for tp, records in batch.items():
             for record in records:
                 newest_ts = max(newest_ts, record.timestamp or 0)
@@ -92,11 +92,13 @@ class ScoringWorker:
                     decoded = decode_record(record.value)
                 except MalformedFact as exc:
                     self._dead_letter(record, str(exc))
+                    dead += 1
                     continue
                 facts.extend(decoded)
                 count += len(decoded)
             offsets[tp] = OffsetAndMetadata(records[-1].offset + 1, "", -1)
-        self.dead_letter.flush()
+        if dead:
+            self.dead_letter.flush()  # kept before the offsets move past them
         outcome = self._transact(facts)
         self.faults.point("scoring.after_db_commit")
         try:

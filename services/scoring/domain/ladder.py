@@ -9,6 +9,7 @@ the order events arrive in. A customer never steps down.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -96,6 +97,7 @@ def _reason(state: CustomerState, rung: str, *, policy: Policy) -> str:
     return ", ".join(_counted(c.have, c.name.replace("_", " ")) for c in conds) or rung
 
 
+@functools.lru_cache(maxsize=1024)  # a handful of (count, noun) pairs recur in every reason
 def _counted(n: int, plural: str) -> str:
     """'1 order', '3 orders', '1 referral made', '2 full price orders'."""
     if n == 1:
@@ -121,6 +123,9 @@ def _with_activity(activity: tuple[tuple[int, MonthActivity], ...], at: datetime
     with the same buckets.
     """
     month = month_index(at)
+    if activity and activity[-1][0] == month:
+        # the common case, an event in the newest month: nothing falls out of the horizon
+        return (*activity[:-1], (month, activity[-1][1].plus(delta)))
     buckets = dict(activity)
     newest = max(month, activity[-1][0]) if activity else month
     cutoff = newest - policy.activity_horizon_months
