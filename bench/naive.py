@@ -10,7 +10,6 @@ is, if anything, flattered.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ import psycopg
 from services.scoring.domain.ladder import StageChanged, apply
 from services.scoring.domain.measures import tier
 from services.scoring.domain.policy import Policy
-from services.scoring.domain.state import RANK, from_json, to_json
+from services.scoring.domain.state import RANK, from_text, to_text
 from services.scoring.store import conversion_message_id, stage_change_id, stage_change_payload
 from shared.events import validate
 from shared.settings import libpq_url
@@ -32,7 +31,7 @@ _LOAD = "SELECT state, version FROM customers WHERE customer_id = %s FOR UPDATE"
 _UPSERT = """
     INSERT INTO customers AS c (customer_id, stage, stage_rank, stage_entered_at, tier, sales, costs, profit,
                                 first_seen_at, last_event_at, state, version, updated_at)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, now())
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
     ON CONFLICT (customer_id) DO UPDATE SET
         stage = excluded.stage, stage_rank = excluded.stage_rank, stage_entered_at = excluded.stage_entered_at,
         tier = excluded.tier, sales = excluded.sales, costs = excluded.costs, profit = excluded.profit,
@@ -64,12 +63,12 @@ def run_naive(database_url: str, messages: Sequence[bytes], *, policy: Policy,
                         duplicates += 1
                         continue
                     row = conn.execute(_LOAD, (fact.customer_id,)).fetchone()
-                    state, version = (from_json(row[0]), row[1]) if row else (None, 0)
+                    state, version = (from_text(row[0]), row[1]) if row else (None, 0)
                     new, changes = apply(state, fact, policy=policy)
                     conn.execute(_UPSERT, (
                         new.customer_id, new.stage, RANK[new.stage], new.stage_entered_at,
                         tier(new.profit, policy=policy), new.sales, new.costs, new.profit, new.first_seen_at,
-                        new.last_event_at, json.dumps(to_json(new), separators=(",", ":")), version + 1))
+                        new.last_event_at, to_text(new), version + 1))
                     for change in changes:
                         if isinstance(change, StageChanged):
                             conn.execute(_HISTORY, (change.customer_id, change.to_stage, change.from_stage,

@@ -106,7 +106,7 @@ SELECT customer_id, stage,
            'activity', CASE WHEN months = 0 AND complaints + referrals > 0
                             THEN jsonb_build_array(jsonb_build_array(m_now, 0, '0', 0, complaints, referrals, 0))
                             ELSE order_activity END,
-           'pending_referrals', '[]'::jsonb),
+           'pending_referrals', '[]'::jsonb)::text,
        1
 FROM shaped
 """

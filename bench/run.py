@@ -599,7 +599,7 @@ def digest(database_url: str, *, customer_prefix: str) -> dict[str, Any]:
         customers = conn.execute("""
             SELECT count(*), md5(coalesce(string_agg(
                 customer_id || '|' || stage || '|' || sales::text || '|' || costs::text || '|' ||
-                (state - 'stage_entered_at')::text, E'\n' ORDER BY customer_id), ''))
+                (state::jsonb - 'stage_entered_at')::text, E'\n' ORDER BY customer_id), ''))
             FROM customers WHERE customer_id LIKE %s""", (like,)).fetchone()
         history = conn.execute("""
             SELECT count(*), md5(coalesce(string_agg(customer_id || '|' || to_stage, E'\n'

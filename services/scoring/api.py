@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from services.scoring.auth import Access, AccessDenied, BearerAuth
 from services.scoring.domain.measures import TIERS, loyalty, profitability, stability
 from services.scoring.domain.policy import Policy
-from services.scoring.domain.state import RANK, STAGES, CustomerState, from_json
+from services.scoring.domain.state import RANK, STAGES, CustomerState, from_text
 from services.scoring.schemas import CustomerOut, ErrorOut, PolicyOut, StagesOut
 from shared.db import database_reachable
 from shared.http import ops_router
@@ -73,7 +73,7 @@ def load_customer(ctx: ApiContext, *, customer_id: str) -> tuple[CustomerState, 
             "SELECT from_stage, to_stage, occurred_at, cause_event_id, reason FROM stage_history "
             "WHERE customer_id = :id"), {"id": customer_id})]
     history.sort(key=lambda h: RANK[str(h["to_stage"])])
-    return from_json(row.state), history
+    return from_text(row.state), history
 
 
 def stage_counts(ctx: ApiContext) -> dict[str, object]:

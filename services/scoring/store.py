@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Engine
 from services.scoring.domain.ladder import ReferralConverted, StageChanged, apply
 from services.scoring.domain.measures import loyalty, profitability, tier
 from services.scoring.domain.policy import Policy
-from services.scoring.domain.state import RANK, CustomerState, from_json, to_json
+from services.scoring.domain.state import RANK, CustomerState, from_text, to_text
 from shared.messages import Fact, encode
 
 # every stage change id is derived from (customer, rung): a re-publish carries the same id, and there can
@@ -137,7 +137,7 @@ _UPSERT = """
     INSERT INTO customers AS c (customer_id, stage, stage_rank, stage_entered_at, tier, sales, costs, profit,
                                 first_seen_at, last_event_at, state, version, updated_at)
     SELECT id, stage, rank, entered, tier, sales, costs, sales - costs, first_seen, last_event,
-           st::jsonb, ver, now()
+           st, ver, now()
     FROM unnest(%(ids)b::text[], %(stages)b::text[], %(ranks)b::smallint[],
                 %(entered)b::timestamptz[], %(tiers)b::text[], %(sales)b::numeric[],
                 %(costs)b::numeric[], %(first_seen)b::timestamptz[], %(last_event)b::timestamptz[],
@@ -201,7 +201,7 @@ def process_batch(conn: Connection, *, facts: Sequence[Fact], policy: Policy, st
     states: dict[str, CustomerState | None] = dict.fromkeys(touched)
     versions: dict[str, int] = dict.fromkeys(touched, 0)
     for customer_id, raw_state, version in _run(conn, _LOAD, {"ids": touched}):
-        states[customer_id] = from_json(raw_state)
+        states[customer_id] = from_text(raw_state)
         versions[customer_id] = version
 
     outbox_rows: list[tuple[str, str, str, bytes]] = []
@@ -257,7 +257,7 @@ def _write_customers(conn: Connection, *, states: dict[str, CustomerState | None
         "costs": [s.costs for s in written],
         "first_seen": [s.first_seen_at for s in written],
         "last_event": [s.last_event_at for s in written],
-        "states": [orjson.dumps(to_json(s)).decode() for s in written],
+        "states": [to_text(s) for s in written],
         "versions": [versions[s.customer_id] + 1 for s in written],
     }
     stored = len(_run(conn, _UPSERT, params))

@@ -29,7 +29,7 @@ from sqlalchemy import Connection, text
 from services.scoring.api import ApiContext, ApiError, load_customer
 from services.scoring.domain.ladder import next_rung
 from services.scoring.domain.measures import KINDS, loyalty, profitability, stability
-from services.scoring.domain.state import STAGES, CustomerState, from_json
+from services.scoring.domain.state import STAGES, CustomerState, from_text
 from services.scoring.schemas import (
     CustomerListOut,
     ErrorOut,
@@ -100,7 +100,7 @@ def page_query(flt: ListFilter, *, after: str | None, limit: int) -> tuple[str, 
 def fetch_page(conn: Connection, flt: ListFilter, *, after: str | None, limit: int) -> list[CustomerState]:
     """Up to `limit` customers matching `flt` with customer_id after `after`, in customer_id order."""
     sql, params = page_query(flt, after=after, limit=limit)
-    return [from_json(row.state) for row in conn.execute(text(sql), params)]
+    return [from_text(row.state) for row in conn.execute(text(sql), params)]
 
 
 def iter_keyset(fetch: Callable[[str | None], Sequence[T]], *, key: Callable[[T], str],

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 STAGES: tuple[str, ...] = ("potential", "visitor", "first_purchase", "regular", "advocate")
 RANK: dict[str, int] = {stage: i for i, stage in enumerate(STAGES)}
 
@@ -132,6 +134,16 @@ def to_json(state: CustomerState) -> dict[str, Any]:
             ([p.referral_event_id, p.referrer_id, _ts(p.occurred_at)] for p in state.pending_referrals),
         ),
     }
+
+
+def to_text(state: CustomerState) -> str:
+    """`to_json` as compact JSON text, the form stored in `customers.state`."""
+    return orjson.dumps(to_json(state)).decode()
+
+
+def from_text(raw: str | bytes) -> CustomerState:
+    """The state stored as `raw` by `to_text`."""
+    return from_json(orjson.loads(raw))
 
 
 def from_json(raw: dict[str, Any]) -> CustomerState:
