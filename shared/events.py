@@ -371,11 +371,11 @@ def validate(
                          f"type must be one of purchase, referral, complaint; got {event_type[:32]!r}",
                          "unknown", readable_id)
 
-    context = {
-        "base_currency": base_currency,
-        "latest": now + timedelta(hours=max_future_skew_hours),
-        "skew_hours": max_future_skew_hours,
-    }
+    latest = now + timedelta(hours=max_future_skew_hours)
+    plain = _plain_facts(raw, event_type, base_currency=base_currency, latest=latest)
+    if plain is not None:
+        return plain
+    context = {"base_currency": base_currency, "latest": latest, "skew_hours": max_future_skew_hours}
     try:
         event = model.model_validate(raw, context=context)
     except ValidationError as exc:
@@ -384,6 +384,59 @@ def validate(
         return Rejection(ErrorCode.INVALID_AMOUNT, f"not a usable number: {type(exc).__name__}",
                          event_type, readable_id)
     return to_facts(event)
+
+
+def _id(value: Any) -> bool:
+    return type(value) is str and 0 < len(value) <= MAX_STRING
+
+
+_SEVERITIES: Final = frozenset(("low", "medium", "high"))
+
+
+def _plain_facts(raw: dict[str, Any], event_type: str, *, base_currency: str, latest: datetime) -> list[Fact] | None:
+    """The facts of an event that is plainly valid, checked by hand; None leaves the decision to the models.
+
+    The same rules as the models, for the common case only: it never rejects (the models find and name every
+    problem) and it accepts nothing the models would refuse (a property test holds the two side by side).
+    Pydantic's validation was a quarter of ingest's CPU.
+    """
+    event_id, customer_id, occurred = raw.get("event_id"), raw.get("customer_id"), raw.get("occurred_at")
+    if type(event_id) is not str or type(customer_id) is not str or type(occurred) is not str:
+        return None
+    if not (_id(event_id) and _id(customer_id)):
+        return None
+    try:
+        at = parse_rfc3339(occurred)
+        if at > latest:
+            return None
+        if event_type == "purchase":
+            refund, order_id = raw.get("refund", False), raw.get("order_id")
+            if (raw.get("currency") != base_currency or type(refund) is not bool
+                    or (order_id is not None and not _id(order_id)) or "amount" not in raw):
+                return None
+            return [Fact(kind="order_refunded" if refund else "order_placed", event_id=event_id, role="primary",
+                         customer_id=customer_id, occurred_at=at, amount=_amount(raw["amount"]),
+                         cost=_other_money(raw.get("cost", _ZERO)),
+                         discount=_other_money(raw.get("discount", _ZERO)), order_id=order_id)]
+        if event_type == "referral":
+            referred = raw.get("referred_customer_id")
+            if type(referred) is not str or not _id(referred) or referred == customer_id:
+                return None
+            return [Fact(kind="referral_made", event_id=event_id, role="primary", customer_id=customer_id,
+                         occurred_at=at, other_customer_id=referred,
+                         cost=_other_money(raw.get("reward_cost", _ZERO))),
+                    Fact(kind="referral_received", event_id=event_id, role="referred", customer_id=referred,
+                         occurred_at=at, other_customer_id=customer_id)]
+        if event_type == "complaint":
+            severity, resolved = raw.get("severity", "medium"), raw.get("resolved", False)
+            if type(severity) is not str or severity not in _SEVERITIES or type(resolved) is not bool:
+                return None
+            return [Fact(kind="complaint_filed", event_id=event_id, role="primary", customer_id=customer_id,
+                         occurred_at=at, cost=_other_money(raw.get("handling_cost", _ZERO)), severity=severity,
+                         resolved=resolved)]
+    except (ValueError, ArithmeticError, PydanticCustomError):
+        return None  # the models say what is wrong
+    return None
 
 
 def to_facts(event: ShopEvent) -> list[Fact]:

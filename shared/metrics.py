@@ -29,7 +29,8 @@ class Metrics:
             ["service", "topic", "partition"], registry=r)
         self.processing_latency = Histogram(
             "loyalty_processing_latency_seconds",
-            "From the broker's timestamp of a message to its effect being durable.",
+            "From the broker's timestamp of the oldest message of each partition in a batch to the batch's "
+            "effects being durable (the worst case of each batch).",
             ["service"], buckets=LATENCY_BUCKETS, registry=r)
         self.batch_duration = Histogram(
             "loyalty_batch_duration_seconds", "Time to process one poll batch end to end.",

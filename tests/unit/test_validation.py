@@ -10,14 +10,17 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from shared.events import (
     _RFC3339,
     EVENT_MODELS,
     ErrorCode,
     Rejection,
+    _plain_facts,
     _rfc3339_fields,
     parse_rfc3339,
+    to_facts,
     validate,
 )
 from shared.messages import Fact
@@ -527,3 +530,46 @@ def test_never_raises_on_arbitrary_events(event: dict[str, Any]) -> None:
         assert result.code in ErrorCode
     else:
         assert all(f.occurred_at.tzinfo is not None for f in result)
+
+
+# ------------------------------------------------------------------------------------------------------
+# the hand-checked fast path against the models
+
+_field_values = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 10**16), st.text(max_size=3),
+    st.sampled_from(["", "x" * 128, "x" * 129, "EUR", "USD", "eur", "c-1", "c-2", "low", "medium", "high",
+                     "urgent", "10.50", "-1", "1e3", "1.005", "0.001", "NaN", "Infinity", "1e15", "10.5.1",
+                     "2026-06-01T10:00:00Z", "2026-06-16T13:00:00Z", "2026-06-01T10:00:00", "2026-13-01T10:00:00Z",
+                     "2026-06-01T10:00:00+24:00", "2026-06-01t10:00:00z"]),
+    st.decimals(allow_nan=True, allow_infinity=True, places=None),
+    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+)
+_fields = st.sampled_from(["event_id", "customer_id", "occurred_at", "amount", "currency", "cost", "discount",
+                           "refund", "order_id", "referred_customer_id", "reward_cost", "severity", "resolved",
+                           "handling_cost"])
+
+
+@settings(max_examples=400)
+@given(st.sampled_from(["purchase", "referral", "complaint"]),
+       st.dictionaries(_fields, _field_values | st.just(DROP), max_size=4))
+def test_the_fast_path_accepts_only_what_the_models_accept_and_yields_the_same_facts(
+        kind: str, changes: dict[str, Any]) -> None:
+    event = {"purchase": purchase, "referral": referral, "complaint": complaint}[kind](**changes)
+    latest = NOW + timedelta(hours=24)
+    fast = _plain_facts(event, kind, base_currency="EUR", latest=latest)
+    model = EVENT_MODELS[kind]
+    try:
+        slow: list[Fact] | None = to_facts(model.model_validate(
+            event, context={"base_currency": "EUR", "latest": latest, "skew_hours": 24}))
+    except ValidationError:
+        slow = None
+    if fast is not None:
+        assert fast == slow
+        assert [str(f.amount) for f in fast] == [str(f.amount) for f in slow or []]  # the same digits, too
+
+
+@pytest.mark.parametrize("event", [purchase(), purchase(refund=True, cost="1.25", discount=0, order_id="o"),
+                                   referral(reward_cost=2), complaint(severity="high", resolved=True,
+                                                                      handling_cost="3.5")])
+def test_plain_valid_events_take_the_fast_path(event: dict[str, Any]) -> None:
+    assert _plain_facts(event, event["type"], base_currency="EUR", latest=NOW + timedelta(hours=24)) is not None
