@@ -502,6 +502,67 @@ def measure_throughput(sut: SystemUnderTest, messages: list[Message], expect: di
     return result
 
 
+def _last_ids(messages: list[Message], n: int = 500) -> list[str]:
+    """The event ids of the last `n` distinct events sent: when they are applied, the end is near."""
+    tail: list[str] = []
+    for _, _, value in reversed(messages[-4 * n:]):
+        event_id = json.loads(value)["event_id"]
+        if event_id not in tail:
+            tail.append(event_id)
+    return tail[:n]
+
+
+def measure_catch_up(sut: SystemUnderTest, messages: list[Message], expect: dict[str, int], *,
+                     progress: Progress, sampler: ResourceSampler, timeout_s: float) -> dict[str, Any]:
+    """The pipeline alone draining a backlog: ingest is paused while the shop writes N new events, then resumed.
+
+    The shop's producer is done before the clock starts, so its CPU is not on the machine while the clock
+    runs: this is the rate at which the system catches up after an outage, on the same 2 cores. Ingest is
+    SIGSTOPped for the few seconds of writing (less than the 6 s session timeout, so the group stays as it is).
+    """
+    ingest = sut.processes()["ingest"]
+    base = progress.counts()
+    producer = shop_producer(sut.bootstrap)
+    counts = {t: len(producer.partitions_for(t)) for t in {m[0] for m in messages}}
+    routed = [(topic, key, value, partition_for(key, counts[topic])) for topic, key, value in messages]
+    tail = _last_ids(messages)
+    log(f"{sut.name}: ingest paused; writing a backlog of {len(messages)} new events")
+    paused = time.perf_counter()
+    ingest.suspend()
+    try:
+        for topic, key, value, partition in routed:
+            producer.send(topic, key=key, value=value, partition=partition)
+        producer.flush(120)
+    finally:
+        cpu_before = sampler.cpu_seconds()
+        started = time.perf_counter()
+        ingest.resume()
+    paused_s = started - paused
+    if paused_s > 5.0:
+        log(f"{sut.name}: ingest was paused {paused_s:.1f}s, near the session timeout: a rebalance may be timed too")
+    producer.close(10)
+    deadline = started + timeout_s
+    while time.perf_counter() < deadline and progress.applied(tail) < len(tail):
+        time.sleep(0.05)
+    done = False
+    while time.perf_counter() < deadline:
+        c = progress.counts()
+        if (c[0] >= base[0] + expect["distinct_events"] and c[1] >= base[1] + expect["referrals"]
+                and c[2] >= c[3] and c[4] == 0):
+            done = True
+            break
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    cpu = {k: v - cpu_before.get(k, 0.0) for k, v in sampler.cpu_seconds().items() if not k.startswith("bench")}
+    result = {"events": len(messages), "done": done, "paused_s": round(paused_s, 2), "seconds": round(elapsed, 3),
+              "events_per_s": round(len(messages) / elapsed, 1),
+              "cpu_us_per_event": {k: round(v * 1e6 / len(messages)) for k, v in cpu.items()},
+              "cpu_us_per_event_total": round(sum(cpu.values()) * 1e6 / len(messages))}
+    log(f"{sut.name}: backlog {'drained' if done else 'NOT drained'} in {elapsed:.2f}s: "
+        f"{result['events_per_s']:.0f} events/s; cpu {result['cpu_us_per_event']}")
+    return result
+
+
 def bare_consumer(bootstrap: str, settings: Settings, expected: int, *, timeout_s: float = 120) -> dict[str, Any]:
     """Baseline 1: read and json-decode the shop topics' messages with a plain consumer."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=5000,
@@ -621,7 +682,8 @@ def digest(database_url: str, *, customer_prefix: str) -> dict[str, Any]:
 def run_system(*, name: str, root: Path, pg: EmbeddedPostgres, template_url: str | None, partitions: int,
                instances: int, messages: list[Message], expect: dict[str, int], seed: int, latency_s: float,
                latency_rate: float, with_baseline: bool, timeout_s: float,
-               profile_dir: Path | None = None) -> dict[str, Any]:
+               profile_dir: Path | None = None, backlog: list[Message] | None = None,
+               backlog_expect: dict[str, int] | None = None) -> dict[str, Any]:
     database_url = create_database(pg.url, f"bench_{name.replace('-', '_')}")
     sut = SystemUnderTest(name=name, workdir=root / name, database_url=database_url, partitions=partitions,
                           instances=instances)
@@ -636,6 +698,9 @@ def run_system(*, name: str, root: Path, pg: EmbeddedPostgres, template_url: str
         warm_up(sut, progress, tag=name)
         out["throughput"] = measure_throughput(sut, messages, expect, progress=progress, sampler=sampler,
                                                timeout_s=timeout_s, profile_dir=profile_dir)
+        if backlog is not None and backlog_expect is not None:
+            out["catch_up"] = measure_catch_up(sut, backlog, backlog_expect, progress=progress, sampler=sampler,
+                                               timeout_s=timeout_s)
         if with_baseline:
             log(f"{name}: baseline 1: bare consumer over {len(messages)} messages")
             out["bare_consumer"] = bare_consumer(sut.bootstrap, sut.settings, len(messages))
@@ -718,6 +783,17 @@ def table(result: dict[str, Any]) -> str:
                      "yes" if result["identical"] else "NO",
                      f"{single['digest']['customers']} customers, {single['digest']['stage_history_rows']} rungs",
                      ""))
+    for run_name in ("single", "scaleout"):
+        run = (result.get(run_name) or {}).get("catch_up")
+        if not run:
+            continue
+        label = ("6 partitions, 1 scoring" if run_name == "single" else "12 partitions, 2 scoring")
+        rows.append((f"catch-up from a backlog, events/s ({label})", f"{run['events_per_s']:,.0f}",
+                     f"{naive['events_per_s']:,.0f} (naive: 1 tx/event)" if naive else "-",
+                     _ratio(run["events_per_s"], naive["events_per_s"] if naive else None)))
+        rows.append(("  CPU per event, system only (no shop producer running), us",
+                     f"{run['cpu_us_per_event_total']:,}", f"ingest paused {run['paused_s']:.1f}s while written",
+                     ""))
     per_event = tp.get("cpu_us_per_event", {})
     if per_event:
         rows.append(("CPU per event (all processes), us", f"{tp['cpu_us_per_event_total']:,}",
@@ -785,6 +861,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900.0, help="max seconds for one throughput phase")
     parser.add_argument("--skip-scaleout", action="store_true")
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--skip-catchup", action="store_true",
+                        help="skip draining a backlog written while ingest is paused")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (databases, logs)")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the services during the single-instance throughput phase")
@@ -801,13 +879,21 @@ def main(argv: list[str] | None = None) -> int:
     expect = summary(stream)
     result["input"] = expect
     messages = to_messages(stream, Settings())
+    backlog: list[Message] | None = None
+    backlog_expect: dict[str, int] | None = None
+    if not args.skip_catchup:
+        # other customers and event ids (another seed), so that nothing of it was applied before
+        other = generate(customers=args.customers, events=args.events, seed=args.seed + 1,
+                         duplicates=args.duplicates, now=day)
+        backlog, backlog_expect = to_messages(other, Settings()), summary(other)
     root = Path(tempfile.mkdtemp(prefix="loyalty-bench-"))
     log(f"work folder {root}")
     pg = start_postgres(root / "pg" / "data")
     failed = False
     try:
         common = {"root": root, "pg": pg, "template_url": None, "messages": messages, "expect": expect,
-                  "seed": args.seed, "latency_rate": args.latency_rate, "timeout_s": args.timeout}
+                  "seed": args.seed, "latency_rate": args.latency_rate, "timeout_s": args.timeout,
+                  "backlog": backlog, "backlog_expect": backlog_expect}
         profile_dir = RESULTS / f"profile-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}" if args.profile else None
         result["single"] = run_system(name="single", partitions=6, instances=1, latency_s=args.latency_seconds,
                                       with_baseline=True, profile_dir=profile_dir, **common)
