@@ -37,7 +37,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,6 +51,7 @@ from bench.generator import generate, rfc3339, summary
 from shared.embedded import EmbeddedPostgres, create_database, die_with_parent, free_port, start_postgres
 from shared.kafka import partition_for
 from shared.settings import Settings, libpq_url
+from tests.support import tail_of, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -64,17 +64,6 @@ TARGET_NAIVE_RATIO = 8.0
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def wait_until(check: Callable[[], T | None], *, timeout_s: float, interval_s: float = 0.1, what: str) -> T:
-    deadline = time.monotonic() + timeout_s
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval_s)
-    raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}; last value: {last!r}")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -149,10 +138,7 @@ class SystemUnderTest:
             return False
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return tail_of(self.log_path, lines)
 
     def processes(self) -> dict[str, psutil.Process]:
         """The launcher's processes by role: launcher, broker, ingest, scoring-0, scoring-1, ..."""
@@ -437,21 +423,11 @@ def measure_throughput(sut: SystemUnderTest, messages: list[Message], expect: di
         time.sleep(1.0)  # py-spy attaches
     load_before = os.getloadavg()[0]
     base = progress.counts()
-    target_primary = base[0] + expect["distinct_events"]
-    target_referred = base[1] + expect["referrals"]
     cpu_before = sampler.cpu_seconds() if sampler else {}
     wait_before = sampler.run_queue_seconds() if sampler else {}
     producer = shop_producer(sut.bootstrap)
-    # the shop's own costs, paid before the clock: the partition its partitioner would pick for each key,
-    # and the last event ids sent, whose arrival tells when the exact (but costly) count is worth running
-    counts = {t: len(producer.partitions_for(t)) for t in {m[0] for m in messages}}
-    routed = [(topic, key, value, partition_for(key, counts[topic])) for topic, key, value in messages]
-    tail: list[str] = []
-    for _, _, value in reversed(messages[-2000:]):
-        event_id = json.loads(value)["event_id"]
-        if event_id not in tail:
-            tail.append(event_id)
-    tail = tail[:500]
+    routed = _routed(producer, messages)
+    tail = _last_ids(messages)
     log(f"{sut.name}: sending {len(messages)} events")
     started = time.perf_counter()
     for topic, key, value, partition in routed:
@@ -459,24 +435,8 @@ def measure_throughput(sut: SystemUnderTest, messages: list[Message], expect: di
     producer.flush(120)
     sent_s = time.perf_counter() - started
     log(f"{sut.name}: all sent in {sent_s:.2f}s ({len(messages) / sent_s:.0f} msgs/s); waiting for the effects")
-    samples: list[tuple[float, int]] = []
-    deadline = started + timeout_s
-    done = False
-    while time.perf_counter() < deadline and progress.applied(tail) < len(tail):
-        # the full count scans processed_events and the outbox: a cheap probe first, so that the bench's own
-        # polling does not load the database it measures
-        time.sleep(0.05)
-    while time.perf_counter() < deadline:
-        c = progress.counts()
-        now = time.perf_counter() - started
-        samples.append((round(now, 3), c[0] - base[0]))
-        if c[0] >= target_primary and c[1] >= target_referred and c[2] >= c[3] and c[4] == 0:
-            done = True
-            break
-        # a count over processed_events costs the database a few ms: poll often only near the end
-        rate = samples[-1][1] / now if now > 0 and samples[-1][1] > 0 else 0.0
-        remaining = target_primary - c[0]
-        time.sleep(min(0.5, max(0.05, remaining / rate / 3)) if rate else 0.2)
+    done, samples = _wait_applied(progress, base=base, expect=expect, tail=tail, started=started,
+                                  timeout_s=timeout_s)
     elapsed = time.perf_counter() - started
     cpu_after = sampler.cpu_seconds() if sampler else {}
     wait_after = sampler.run_queue_seconds() if sampler else {}
@@ -506,6 +466,36 @@ def measure_throughput(sut: SystemUnderTest, messages: list[Message], expect: di
     return result
 
 
+def _routed(producer: KafkaProducer, messages: list[Message]) -> list[tuple[str, bytes, bytes, int]]:
+    """Each message with the partition the shop's partitioner would pick: the shop's cost, paid before a clock."""
+    counts = {t: len(producer.partitions_for(t)) for t in {m[0] for m in messages}}
+    return [(topic, key, value, partition_for(key, counts[topic])) for topic, key, value in messages]
+
+
+def _wait_applied(progress: Progress, *, base: tuple[int, int, int, int, int], expect: dict[str, int],
+                  tail: list[str], started: float, timeout_s: float) -> tuple[bool, list[tuple[float, int]]]:
+    """Wait until every effect of `expect` beyond `base` is visible; (done, [(seconds, applied), ...])."""
+    target_primary = base[0] + expect["distinct_events"]
+    target_referred = base[1] + expect["referrals"]
+    deadline = started + timeout_s
+    while time.perf_counter() < deadline and progress.applied(tail) < len(tail):
+        # the full count scans processed_events and the outbox: a cheap probe first, so that the bench's own
+        # polling does not load the database it measures
+        time.sleep(0.05)
+    samples: list[tuple[float, int]] = []
+    while time.perf_counter() < deadline:
+        c = progress.counts()
+        now = time.perf_counter() - started
+        samples.append((round(now, 3), c[0] - base[0]))
+        if c[0] >= target_primary and c[1] >= target_referred and c[2] >= c[3] and c[4] == 0:
+            return True, samples
+        # a count over processed_events costs the database a few ms: poll often only near the end
+        rate = samples[-1][1] / now if now > 0 and samples[-1][1] > 0 else 0.0
+        remaining = target_primary - c[0]
+        time.sleep(min(0.5, max(0.05, remaining / rate / 3)) if rate else 0.2)
+    return False, samples
+
+
 def _last_ids(messages: list[Message], n: int = 500) -> list[str]:
     """The event ids of the last `n` distinct events sent: when they are applied, the end is near."""
     tail: list[str] = []
@@ -527,8 +517,7 @@ def measure_catch_up(sut: SystemUnderTest, messages: list[Message], expect: dict
     ingest = sut.processes()["ingest"]
     base = progress.counts()
     producer = shop_producer(sut.bootstrap)
-    counts = {t: len(producer.partitions_for(t)) for t in {m[0] for m in messages}}
-    routed = [(topic, key, value, partition_for(key, counts[topic])) for topic, key, value in messages]
+    routed = _routed(producer, messages)
     tail = _last_ids(messages)
     log(f"{sut.name}: ingest paused; writing a backlog of {len(messages)} new events")
     paused = time.perf_counter()
@@ -545,17 +534,7 @@ def measure_catch_up(sut: SystemUnderTest, messages: list[Message], expect: dict
     if paused_s > 5.0:
         log(f"{sut.name}: ingest was paused {paused_s:.1f}s, near the session timeout: a rebalance may be timed too")
     producer.close(10)
-    deadline = started + timeout_s
-    while time.perf_counter() < deadline and progress.applied(tail) < len(tail):
-        time.sleep(0.05)
-    done = False
-    while time.perf_counter() < deadline:
-        c = progress.counts()
-        if (c[0] >= base[0] + expect["distinct_events"] and c[1] >= base[1] + expect["referrals"]
-                and c[2] >= c[3] and c[4] == 0):
-            done = True
-            break
-        time.sleep(0.05)
+    done, _ = _wait_applied(progress, base=base, expect=expect, tail=tail, started=started, timeout_s=timeout_s)
     elapsed = time.perf_counter() - started
     cpu = {k: v - cpu_before.get(k, 0.0) for k, v in sampler.cpu_seconds().items() if not k.startswith("bench")}
     result = {"events": len(messages), "done": done, "paused_s": round(paused_s, 2), "seconds": round(elapsed, 3),

@@ -23,16 +23,27 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def wait_until(check: Callable[[], T | None], *, timeout_s: float = 20.0, interval_s: float = 0.1,
-               what: str = "condition") -> T:
-    """Poll `check` until it returns something truthy, or fail after `timeout_s` (never a fixed sleep)."""
+               what: str = "condition", tick: Callable[[], None] | None = None) -> T:
+    """Poll `check` (calling `tick` before each poll) until it returns something truthy, or fail after
+    `timeout_s` (never a fixed sleep). The one polling helper of the tests, the fault harness and the bench."""
     deadline = time.monotonic() + timeout_s
     last: T | None = None
     while time.monotonic() < deadline:
+        if tick is not None:
+            tick()
         last = check()
         if last:
             return last
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last value: {last!r}")
+
+
+def tail_of(path: Path, lines: int) -> str:
+    """The last `lines` lines of a log file, or "" when there is none yet."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
 
 
 def uid(prefix: str = "") -> str:
@@ -142,10 +153,13 @@ class System:
             return False
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return tail_of(self.log_path, lines)
+
+    def __enter__(self) -> System:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def stop(self, *, timeout_s: float = 30.0) -> int:
         """SIGTERM the launcher and wait for it; returns its exit code."""

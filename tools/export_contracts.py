@@ -84,15 +84,10 @@ def asyncapi(settings: Settings) -> dict[str, Any]:
         "summary": "Published by ingest for every message that breaks a rule of the contract.",
     }
     messages = {
-        "Purchase": {"name": "purchase", "title": "Purchase", "contentType": "application/json",
-                     "payload": {"$ref": "#/components/schemas/PurchaseEvent"},
-                     "bindings": _key("Optional; the system does its own keying.")},
-        "Referral": {"name": "referral", "title": "Referral", "contentType": "application/json",
-                     "payload": {"$ref": "#/components/schemas/ReferralEvent"},
-                     "bindings": _key("Optional; the system does its own keying.")},
-        "Complaint": {"name": "complaint", "title": "Complaint", "contentType": "application/json",
-                      "payload": {"$ref": "#/components/schemas/ComplaintEvent"},
-                      "bindings": _key("Optional; the system does its own keying.")},
+        **{title: {"name": title.lower(), "title": title, "contentType": "application/json",
+                   "payload": {"$ref": f"#/components/schemas/{title}Event"},
+                   "bindings": _key("Optional; the system does its own keying.")}
+           for title in ("Purchase", "Referral", "Complaint")},
         "StageChanged": {"name": "stage_changed", "title": "Stage changed", "contentType": "application/json",
                          "payload": {"$ref": "#/components/schemas/StageChanged"},
                          "bindings": _key("customer_id")},

@@ -43,25 +43,11 @@ from shared.settings import Settings, normalize_database_url
 from tests.chaos import oracle
 from tests.chaos.oracle import Expected, Record, Report, Sent
 from tests.chaos.workload import Topics, generate
+from tests.support import tail_of, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 POLICY: Policy = parse_policy(DEFAULT_POLICY.read_text(encoding="utf-8"))
-
-
-def wait_for(check: Callable[[], Any], *, timeout_s: float, what: str, interval_s: float = 0.1,
-             tick: Callable[[], None] | None = None) -> Any:
-    """Poll `check` (calling `tick` between polls) until truthy; AssertionError after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        if tick is not None:
-            tick()
-        last = check()
-        if last:
-            return last
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}; last: {last!r}")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -168,10 +154,7 @@ class Service:
             return None
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return tail_of(self.log_path, lines)
 
 
 class Monkey:
@@ -283,7 +266,7 @@ class TopicDump:
         self.topic = topic
         self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                       max_partition_fetch_bytes=8 * 1024 * 1024)
-        parts = wait_for(lambda: self.consumer.partitions_for_topic(topic), timeout_s=30, what=f"{topic} metadata")
+        parts = wait_until(lambda: self.consumer.partitions_for_topic(topic), timeout_s=30, what=f"{topic} metadata")
         self.tps = [TopicPartition(topic, p) for p in sorted(parts)]
         self.consumer.assign(self.tps)
         self.consumer.seek_to_beginning(*self.tps)
@@ -298,7 +281,7 @@ class TopicDump:
                                            offset=r.offset) for r in batch)
             return all(self.consumer.position(tp) >= ends[tp] for tp in self.tps)
 
-        wait_for(done, timeout_s=timeout_s, interval_s=0, what=f"reading {self.topic} to its end")
+        wait_until(done, timeout_s=timeout_s, interval_s=0, what=f"reading {self.topic} to its end")
         return self.records
 
     def close(self) -> None:
@@ -416,7 +399,7 @@ class Harness:
             got = svc.readyz()
             return got is not None and got[0] == 200
 
-        wait_for(ready, timeout_s=timeout_s, interval_s=0.2, what=f"{svc.name} ready ({svc.log_path})")
+        wait_until(ready, timeout_s=timeout_s, interval_s=0.2, what=f"{svc.name} ready ({svc.log_path})")
 
     # -- the shop ----------------------------------------------------------------------------------------
 
@@ -454,7 +437,7 @@ class Harness:
                 idle[0] = during(self.feeder.progress)  # type: ignore[union-attr]
             return self.feeder.done.is_set() and idle[0]  # type: ignore[union-attr]
 
-        wait_for(finished, timeout_s=timeout_s, tick=self.tick, interval_s=0.05, what="the feeder to send all")
+        wait_until(finished, timeout_s=timeout_s, tick=self.tick, interval_s=0.05, what="the feeder to send all")
         if self.feeder.error is not None:
             raise AssertionError(f"the shop could not send: {self.feeder.error!r}")
 
@@ -544,7 +527,7 @@ class Harness:
                 return False
 
         try:
-            wait_for(settled, timeout_s=timeout_s, interval_s=0.25, tick=self.tick, what="the system to settle")
+            wait_until(settled, timeout_s=timeout_s, interval_s=0.25, tick=self.tick, what="the system to settle")
             return None
         except AssertionError:
             return f"did not settle in {timeout_s:.0f}s: {state} (expected {want} facts processed)"

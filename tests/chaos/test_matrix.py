@@ -31,8 +31,9 @@ from shared.embedded import (
     start_postgres,
     wait_for_port,
 )
-from tests.chaos.harness import Harness, Monkey, Outcome, Script, Service, TcpProxy, wait_for
+from tests.chaos.harness import Harness, Monkey, Outcome, Script, Service, TcpProxy
 from tests.chaos.oracle import Sent
+from tests.support import wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 
@@ -383,7 +384,7 @@ def test_retention_prunes_dedupe_and_outbox(make_harness: MakeHarness, chaos_tab
     before_old = _customer(h, old["customer_id"])
     before_kept = _customer(h, kept["customer_id"])
     h.send_now([Sent(old_msg.topic, old_msg.key, old_msg.value), Sent(kept_msg.topic, kept_msg.key, kept_msg.value)])
-    wait_for(lambda: _customer(h, old["customer_id"])["counts"]["orders"] == before_old["counts"]["orders"] + 1,
+    wait_until(lambda: _customer(h, old["customer_id"])["counts"]["orders"] == before_old["counts"]["orders"] + 1,
              timeout_s=60, tick=h.tick, what="the late duplicate of a pruned id to count again")
     settle = h.settle(None, timeout_s=60)  # everything read (lag 0) before looking at the kept customer
     if settle:

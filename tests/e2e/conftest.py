@@ -35,11 +35,8 @@ def system_env(pg: EmbeddedPostgres, broker: EmbeddedBroker, migrated_template: 
 
 @pytest.fixture(scope="module")
 def system(system_env: dict[str, str], state_dir: Path) -> Iterator[System]:
-    sut = System(env=system_env, state_dir=state_dir / f"system-{system_env['SCORING_GROUP_ID']}").start()
-    try:
+    with System(env=system_env, state_dir=state_dir / f"system-{system_env['SCORING_GROUP_ID']}") as sut:
         yield sut
-    finally:
-        sut.stop()
 
 
 @pytest.fixture(scope="module")

@@ -18,11 +18,8 @@ ADMIN_TOKEN = "adm1n-t0ken-0123456789"
 @pytest.fixture(scope="module")
 def secured(system_env: dict[str, str], state_dir: Path) -> Iterator[System]:
     env = {**system_env, "API_TOKENS": f"{READ_TOKEN}:read, {ADMIN_TOKEN}:admin"}
-    sut = System(env=env, state_dir=state_dir / f"secured-{system_env['SCORING_GROUP_ID']}").start()
-    try:
+    with System(env=env, state_dir=state_dir / f"secured-{system_env['SCORING_GROUP_ID']}") as sut:
         yield sut
-    finally:
-        sut.stop()
 
 
 @pytest.fixture(scope="module")

@@ -225,11 +225,8 @@ def test_clicking_a_funnel_bar_lists_that_rung_and_tier_and_pages(page: Any, fed
 def secured(system_env: dict[str, str], state_dir: Path, system: System) -> Iterator[System]:
     """A second system on the same database and topics (it joins the consumer group), with API_TOKENS."""
     env = {**system_env, "API_TOKENS": f"{TOKEN}:read"}
-    sut = System(env=env, state_dir=state_dir / f"ui-secured-{system_env['SCORING_GROUP_ID']}").start()
-    try:
+    with System(env=env, state_dir=state_dir / f"ui-secured-{system_env['SCORING_GROUP_ID']}") as sut:
         yield sut
-    finally:
-        sut.stop()
 
 
 def test_the_page_asks_for_a_token_and_keeps_it_for_the_session_only(page: Any, fed_system: System,
