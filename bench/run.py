@@ -37,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,6 +49,7 @@ import psycopg
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from bench.generator import generate, rfc3339, summary
+from bench.shop import BatchWriter
 from shared.embedded import EmbeddedPostgres, create_database, die_with_parent, free_port, start_postgres
 from shared.kafka import partition_for
 from shared.settings import Settings, libpq_url
@@ -413,7 +415,7 @@ def warm_up(sut: SystemUnderTest, progress: Progress, *, tag: str) -> None:
 
 def measure_throughput(sut: SystemUnderTest, messages: list[Message], expect: dict[str, int], *,
                        progress: Progress, sampler: ResourceSampler | None, timeout_s: float,
-                       profile_dir: Path | None = None) -> dict[str, Any]:
+                       profile_dir: Path | None = None, shop: str = "batches") -> dict[str, Any]:
     recordings = []
     if profile_dir is not None:
         from bench import profile
@@ -425,14 +427,25 @@ def measure_throughput(sut: SystemUnderTest, messages: list[Message], expect: di
     base = progress.counts()
     cpu_before = sampler.cpu_seconds() if sampler else {}
     wait_before = sampler.run_queue_seconds() if sampler else {}
-    producer = shop_producer(sut.bootstrap)
-    routed = _routed(producer, messages)
+    producer: KafkaProducer | BatchWriter
+    if shop == "kafka-python":
+        producer = shop_producer(sut.bootstrap)
+        routed = _routed(producer.partitions_for, messages)
+    else:
+        producer = BatchWriter(sut.bootstrap)
+        routed = _routed(producer.partitions, messages)
     tail = _last_ids(messages)
-    log(f"{sut.name}: sending {len(messages)} events")
+    log(f"{sut.name}: sending {len(messages)} events ({shop} producer)")
     started = time.perf_counter()
-    for topic, key, value, partition in routed:
-        producer.send(topic, key=key, value=value, partition=partition)
-    producer.flush(120)
+    if isinstance(producer, BatchWriter):
+        append = producer.append
+        for topic, key, value, partition in routed:
+            append(topic, key=key, value=value, partition=partition)
+        producer.flush()
+    else:
+        for topic, key, value, partition in routed:
+            producer.send(topic, key=key, value=value, partition=partition)
+        producer.flush(120)
     sent_s = time.perf_counter() - started
     log(f"{sut.name}: all sent in {sent_s:.2f}s ({len(messages) / sent_s:.0f} msgs/s); waiting for the effects")
     done, samples = _wait_applied(progress, base=base, expect=expect, tail=tail, started=started,
@@ -445,11 +458,15 @@ def measure_throughput(sut: SystemUnderTest, messages: list[Message], expect: di
         from bench import profile
 
         profiles = profile.stop(recordings)
-    producer.close(10)
+    if isinstance(producer, BatchWriter):
+        producer.close()
+    else:
+        producer.close(10)
     cpu = {k: round(cpu_after[k] - cpu_before.get(k, 0.0), 2) for k in cpu_after}
     final = progress.counts()
     result = {
         "events": len(messages), "done": done, "seconds": round(elapsed, 3), "send_seconds": round(sent_s, 3),
+        "shop_producer": shop,
         "events_per_s": round(len(messages) / elapsed, 1),
         "loadavg_1m_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "cpu_us_per_event": {k: round(v * 1e6 / len(messages)) for k, v in cpu.items()},
@@ -466,9 +483,10 @@ def measure_throughput(sut: SystemUnderTest, messages: list[Message], expect: di
     return result
 
 
-def _routed(producer: KafkaProducer, messages: list[Message]) -> list[tuple[str, bytes, bytes, int]]:
+def _routed(partitions_of: Callable[[str], Any], messages: list[Message]) -> list[tuple[str, bytes, bytes, int]]:
     """Each message with the partition the shop's partitioner would pick: the shop's cost, paid before a clock."""
-    counts = {t: len(producer.partitions_for(t)) for t in {m[0] for m in messages}}
+    sizes = {t: partitions_of(t) for t in {m[0] for m in messages}}
+    counts = {t: n if isinstance(n, int) else len(n) for t, n in sizes.items()}
     return [(topic, key, value, partition_for(key, counts[topic])) for topic, key, value in messages]
 
 
@@ -517,7 +535,7 @@ def measure_catch_up(sut: SystemUnderTest, messages: list[Message], expect: dict
     ingest = sut.processes()["ingest"]
     base = progress.counts()
     producer = shop_producer(sut.bootstrap)
-    routed = _routed(producer, messages)
+    routed = _routed(producer.partitions_for, messages)
     tail = _last_ids(messages)
     log(f"{sut.name}: ingest paused; writing a backlog of {len(messages)} new events")
     paused = time.perf_counter()
@@ -666,7 +684,7 @@ def run_system(*, name: str, root: Path, pg: EmbeddedPostgres, template_url: str
                instances: int, messages: list[Message], expect: dict[str, int], seed: int, latency_s: float,
                latency_rate: float, with_baseline: bool, timeout_s: float,
                profile_dir: Path | None = None, backlog: list[Message] | None = None,
-               backlog_expect: dict[str, int] | None = None) -> dict[str, Any]:
+               backlog_expect: dict[str, int] | None = None, shop: str = "batches") -> dict[str, Any]:
     database_url = create_database(pg.url, f"bench_{name.replace('-', '_')}")
     sut = SystemUnderTest(name=name, workdir=root / name, database_url=database_url, partitions=partitions,
                           instances=instances)
@@ -680,7 +698,7 @@ def run_system(*, name: str, root: Path, pg: EmbeddedPostgres, template_url: str
     try:
         warm_up(sut, progress, tag=name)
         out["throughput"] = measure_throughput(sut, messages, expect, progress=progress, sampler=sampler,
-                                               timeout_s=timeout_s, profile_dir=profile_dir)
+                                               timeout_s=timeout_s, profile_dir=profile_dir, shop=shop)
         # before the backlog: draining it fills the consumers' fetch buffers (up to fetch_max_bytes)
         out["peak_rss_mib"] = sampler.peaks()
         if backlog is not None and backlog_expect is not None:
@@ -850,6 +868,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--skip-catchup", action="store_true",
                         help="skip draining a backlog written while ingest is paused")
+    parser.add_argument("--shop-producer", choices=("batches", "kafka-python"), default="batches",
+                        help="how the bench writes the shop's events in the throughput runs: record batches "
+                             "built in the clock (bench/shop.py, default) or kafka-python's KafkaProducer")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (databases, logs)")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the services during the single-instance throughput phase")
@@ -880,7 +901,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         common = {"root": root, "pg": pg, "template_url": None, "messages": messages, "expect": expect,
                   "seed": args.seed, "latency_rate": args.latency_rate, "timeout_s": args.timeout,
-                  "backlog": backlog, "backlog_expect": backlog_expect}
+                  "backlog": backlog, "backlog_expect": backlog_expect, "shop": args.shop_producer}
         profile_dir = RESULTS / f"profile-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}" if args.profile else None
         result["single"] = run_system(name="single", partitions=6, instances=1, latency_s=args.latency_seconds,
                                       with_baseline=True, profile_dir=profile_dir, **common)

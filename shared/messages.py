@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 import orjson
 
+from shared.frozen import quick_init
+
 Kind = Literal[
     "order_placed", "order_refunded", "referral_made", "referral_received", "referral_converted",
     "complaint_filed",
@@ -35,6 +37,7 @@ KINDS: frozenset[str] = frozenset(
 WIRE_VERSION = 1
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Fact:
     """One fact about one customer, as carried on the internal topic."""

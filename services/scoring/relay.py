@@ -1,6 +1,7 @@
-"""The outbox relay: claim unpublished rows, publish them, mark them — in that order.
+"""The outbox relay: claim and mark unpublished rows, publish them, commit the mark — in that order.
 
-A crash between publish and mark re-publishes the same rows with the same ids (at least once on the
+The mark is written with the claim but commits only after the broker acknowledged every message, so a crash
+or a failed send before the commit re-publishes the same rows with the same ids (at least once on the
 wire, never a second id). Only one relay publishes at a time (a transaction-scoped advisory lock), so the
 stage changes of one customer leave in the order they were written, which is ladder order.
 """
@@ -17,7 +18,7 @@ from kafka.errors import KafkaError
 from sqlalchemy import Engine, TextClause, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from services.scoring.store import session
+from services.scoring.store import run_sql, session
 from shared.faults import Faults
 from shared.kafka import partition_for
 from shared.metrics import Metrics
@@ -26,14 +27,15 @@ log = logging.getLogger(__name__)
 
 _RELAY_LOCK = 74210002
 
-_CLAIM = text("""
-    SELECT id, topic, key, payload FROM outbox
-    WHERE published_at IS NULL
-    ORDER BY id
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
-""")
-_MARK = text("UPDATE outbox SET published_at = now() WHERE id = ANY(CAST(:ids AS bigint[]))")
+# claim and mark in one statement: the mark only commits after the publish was acknowledged, so a failed or
+# interrupted publish rolls it back and the rows are claimed again (a second round trip cost as much as the mark)
+_CLAIM = """
+    UPDATE outbox SET published_at = now()
+    WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT %(limit)b::integer
+                 FOR UPDATE SKIP LOCKED)
+    RETURNING id, topic, key, payload
+"""
+_LOCK = "SELECT pg_try_advisory_xact_lock(%(k)b::bigint)"
 _BACKLOG = text("SELECT count(*) FROM outbox WHERE published_at IS NULL")
 _PRUNE_OUTBOX = text("""
     DELETE FROM outbox WHERE id IN (
@@ -47,27 +49,26 @@ _PRUNE_DEDUPE = text("""
 
 
 def publish_once(*, engine: Engine, producer: KafkaProducer, limit: int, faults: Faults | None = None) -> Counter[str]:
-    """Publish up to `limit` outbox rows; returns how many per topic (none when another relay holds the lock)."""
+    """Publish and mark up to `limit` outbox rows; how many per topic (none when another relay holds the lock)."""
     with session(engine) as conn:
-        if not conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _RELAY_LOCK}).scalar():
+        if not run_sql(conn, _LOCK, {"k": _RELAY_LOCK})[0][0]:
             return Counter()
-        rows = conn.execute(_CLAIM, {"limit": limit}).all()
+        rows = sorted(run_sql(conn, _CLAIM, {"limit": limit}))  # RETURNING has no order; publish in id order
         if not rows:
             return Counter()
         # the partition Kafka's partitioner would pick, from a bounded cache: kafka-python's own is pure Python
-        counts = {topic: len(producer.partitions_for(topic)) for topic in {r.topic for r in rows}}
+        counts = {topic: len(producer.partitions_for(topic)) for topic in {r[1] for r in rows}}
+        send = producer.send
         futures = []
-        for r in rows:
-            key = r.key.encode()
-            futures.append(producer.send(r.topic, key=key, value=bytes(r.payload),
-                                         partition=partition_for(key, counts[r.topic])))
+        for _, topic, key, payload in rows:
+            raw_key = key.encode()
+            futures.append(send(topic, key=raw_key, value=payload, partition=partition_for(raw_key, counts[topic])))
         producer.flush()
         for future in futures:
-            future.get(timeout=0)  # raises the send's error; the rows stay unpublished and are retried
+            future.get(timeout=0)  # raises the send's error; the transaction rolls back and the rows stay unpublished
         if faults is not None:
             faults.point("relay.after_publish")
-        conn.execute(_MARK, {"ids": [r.id for r in rows]})
-    return Counter(r.topic for r in rows)
+    return Counter(r[1] for r in rows)
 
 
 def _delete_in_chunks(engine: Engine, statement: TextClause, params: dict[str, int]) -> int:

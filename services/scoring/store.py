@@ -167,7 +167,7 @@ _OUTBOX = """
 """
 
 
-def _run(conn: Connection, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+def run_sql(conn: Connection, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
     """Execute on the transaction's own psycopg connection with binary parameters.
 
     Binary arrays skip psycopg's per-element text escaping, which was the largest client-side cost of a batch.
@@ -186,7 +186,7 @@ def process_batch(conn: Connection, *, facts: Sequence[Fact], policy: Policy, st
         return outcome
     claimed = {
         (event_id, role)
-        for event_id, role in _run(conn, _CLAIM_EVENTS, {
+        for event_id, role in run_sql(conn, _CLAIM_EVENTS, {
             "event_ids": [f.event_id for f in candidates],
             "roles": [f.role for f in candidates],
             "customers": [f.customer_id for f in candidates],
@@ -200,7 +200,7 @@ def process_batch(conn: Connection, *, facts: Sequence[Fact], policy: Policy, st
     touched = sorted({f.customer_id for f in outcome.accepted})
     states: dict[str, CustomerState | None] = dict.fromkeys(touched)
     versions: dict[str, int] = dict.fromkeys(touched, 0)
-    for customer_id, raw_state, version in _run(conn, _LOAD, {"ids": touched}):
+    for customer_id, raw_state, version in run_sql(conn, _LOAD, {"ids": touched}):
         states[customer_id] = from_text(raw_state)
         versions[customer_id] = version
 
@@ -227,14 +227,14 @@ def process_batch(conn: Connection, *, facts: Sequence[Fact], policy: Policy, st
     _write_customers(conn, states=states, versions=versions, policy=policy)
     if outcome.stage_changes:
         sc = outcome.stage_changes
-        _run(conn, _HISTORY, {
+        run_sql(conn, _HISTORY, {
             "customers": [c.customer_id for c in sc], "to_stages": [c.to_stage for c in sc],
             "from_stages": [c.from_stage for c in sc], "occurred": [c.occurred_at for c in sc],
             "causes": [c.cause_event_id for c in sc], "reasons": [c.reason for c in sc],
         })
     if outbox_rows:
         ids, topics, keys, payloads = (list(col) for col in zip(*outbox_rows, strict=True))
-        _run(conn, _OUTBOX, {"ids": ids, "topics": topics, "keys": keys, "payloads": payloads})
+        run_sql(conn, _OUTBOX, {"ids": ids, "topics": topics, "keys": keys, "payloads": payloads})
     return outcome
 
 
@@ -260,6 +260,6 @@ def _write_customers(conn: Connection, *, states: dict[str, CustomerState | None
         "states": [to_text(s) for s in written],
         "versions": [versions[s.customer_id] + 1 for s in written],
     }
-    stored = len(_run(conn, _UPSERT, params))
+    stored = len(run_sql(conn, _UPSERT, params))
     if stored != len(written):
         raise ConcurrentUpdate(f"{len(written) - stored} of {len(written)} customers changed under this batch")

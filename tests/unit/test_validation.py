@@ -18,7 +18,9 @@ from shared.events import (
     ErrorCode,
     Rejection,
     _plain_facts,
+    _quick_facts,
     _rfc3339_fields,
+    _thorough,
     parse_rfc3339,
     to_facts,
     validate,
@@ -573,3 +575,81 @@ def test_the_fast_path_accepts_only_what_the_models_accept_and_yields_the_same_f
                                                                       handling_cost="3.5")])
 def test_plain_valid_events_take_the_fast_path(event: dict[str, Any]) -> None:
     assert _plain_facts(event, event["type"], base_currency="EUR", latest=NOW + timedelta(hours=24)) is not None
+
+
+# ------------------------------------------------------------------------------------------------------
+# the orjson front door against the exact decoder, on message bytes
+
+
+class Token(str):
+    """A JSON number written as is, e.g. `19.99`, `1e3`, `-0` or a 30-digit integer."""
+
+
+def _render(value: Any) -> str:
+    if isinstance(value, Token):
+        return str(value)
+    if isinstance(value, Decimal):
+        return str(value) if value.is_finite() else "NaN"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(k)}:{_render(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_render(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+_number_tokens = st.sampled_from(["1.0", "19.99", "0.10", "1e3", "1E+2", "-0", "0", "10", "1.005", "-1",
+                                  "123456789012345678901234567890", "1e400", "0.000000000000000000001"]).map(Token)
+
+
+@settings(max_examples=400)
+@given(st.sampled_from(["purchase", "referral", "complaint"]),
+       st.dictionaries(_fields, _field_values | _number_tokens | st.just(DROP), max_size=4),
+       st.sampled_from(["", "\ufeff", "dup", "pad"]))
+def test_the_orjson_front_door_accepts_only_what_the_exact_path_accepts_with_the_same_facts(
+        kind: str, changes: dict[str, Any], twist: str) -> None:
+    event = {"purchase": purchase, "referral": referral, "complaint": complaint}[kind](**changes)
+    text = _render(event)
+    if twist == "\ufeff":
+        text = "\ufeff" + text
+    elif twist == "dup":  # a repeated key: the last one counts on both paths
+        text = text[:-1] + ',"customer_id":"c-dup"}'
+    elif twist == "pad":
+        text = text[:-1] + ',"extra":[1.5,{"deep":1e300}]}'
+    value = text.encode()
+    latest = NOW + timedelta(hours=24)
+    quick = _quick_facts(value, base_currency="EUR", latest=latest)
+    exact = _thorough(value, base_currency="EUR", now=NOW, max_future_skew_hours=24)
+    if quick is not None:
+        assert quick == exact
+        assert isinstance(exact, list)
+        assert [(str(f.amount), str(f.cost), str(f.discount)) for f in quick] == \
+            [(str(f.amount), str(f.cost), str(f.discount)) for f in exact]  # the same digits, too
+
+
+_MONEY_FIELDS = {"purchase": ["amount", "cost", "discount"], "referral": ["reward_cost"],
+                 "complaint": ["handling_cost"]}
+
+
+@settings(max_examples=200)
+@given(st.sampled_from(["purchase", "referral", "complaint"]), st.data())
+def test_money_written_as_a_json_number_comes_out_with_the_same_digits(kind: str, data: st.DataObject) -> None:
+    name = data.draw(st.sampled_from(_MONEY_FIELDS[kind]))
+    number = data.draw(_number_tokens | st.decimals(min_value=0, max_value=10**6, places=3).map(str).map(Token))
+    event = {"purchase": purchase, "referral": referral, "complaint": complaint}[kind](**{name: number})
+    value = _render(event).encode()
+    quick = _quick_facts(value, base_currency="EUR", latest=NOW + timedelta(hours=24))
+    exact = _thorough(value, base_currency="EUR", now=NOW, max_future_skew_hours=24)
+    if quick is not None:
+        assert isinstance(exact, list)
+        assert [(str(f.amount), str(f.cost)) for f in quick] == [(str(f.amount), str(f.cost)) for f in exact]
+
+
+@pytest.mark.parametrize("value", [b'{"type":"purchase","amount":19.99}', "\ufeff{}".encode(), b"[]", b"{",
+                                   b'{"type":"nope"}'])
+def test_the_front_door_leaves_numbers_with_a_fraction_and_oddities_to_the_exact_path(value: bytes) -> None:
+    assert _quick_facts(value, base_currency="EUR", latest=NOW) is None
+
+
+def test_plain_valid_messages_take_the_front_door() -> None:
+    value = raw(purchase(amount="19.99", cost=2, discount="0.50"))
+    assert _quick_facts(value, base_currency="EUR", latest=NOW + timedelta(hours=24)) == check(value)

@@ -22,9 +22,11 @@ from services.scoring.domain.state import (
     PendingReferral,
     month_index,
 )
+from shared.frozen import quick_init
 from shared.messages import Fact
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class StageChanged:
     """A customer entered `to_stage`."""
@@ -37,6 +39,7 @@ class StageChanged:
     reason: str
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class ReferralConverted:
     """A customer someone referred placed an order: the referrer's consultative loyalty counts it."""

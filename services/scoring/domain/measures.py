@@ -15,12 +15,14 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from services.scoring.domain.policy import Policy
 from services.scoring.domain.state import CustomerState, month_index, month_start
+from shared.frozen import quick_init
 
 KINDS = ("financial", "procedural", "contact", "evaluative", "consultative")
 TIERS = ("profitable", "middling", "unprofitable")
 _CENT = Decimal("0.01")
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Loyalty:
     """Five numbers in [0, 1]."""

@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from shared.frozen import quick_init
+
 STAGES: tuple[str, ...] = ("potential", "visitor", "first_purchase", "regular", "advocate")
 RANK: dict[str, int] = {stage: i for i, stage in enumerate(STAGES)}
 
@@ -28,6 +30,7 @@ def month_start(index: int) -> datetime:
     return datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class MonthActivity:
     """What a customer did in one calendar month; the loyalty formulas decay these."""
@@ -56,6 +59,7 @@ class MonthActivity:
         return self.orders + self.refunds + self.complaints + self.referrals
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class PendingReferral:
     """A referral of this customer that converts when they place their first order."""
@@ -65,7 +69,8 @@ class PendingReferral:
     occurred_at: datetime
 
 
-@dataclass(frozen=True)
+@quick_init
+@dataclass(frozen=True, slots=True)
 class CustomerState:
     """Everything the ladder knows about one customer."""
 
