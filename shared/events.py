@@ -101,8 +101,24 @@ def _decimal_places(value: Decimal) -> int:
     return max(0, -exponent - trailing_zeros)
 
 
+# the everyday shape of money ("19.99", "0", "1250.5"): no sign, no exponent, no leading zero, below 1e15 and
+# within the places; such a string needs no further check (a property test holds this against the full one)
+_PLAIN_MONEY: Final = {
+    places: re.compile(rf"(?:0|[1-9][0-9]{{0,14}})(?:\.[0-9]{{1,{places}}})?", re.ASCII)
+    for places in (AMOUNT_PLACES, MONEY_PLACES)
+}
+
+
 def _money(value: Any, places: int) -> Decimal:
     """An exact non-negative decimal from a JSON number or a decimal string; never a bool or a float."""
+    if type(value) is str and _PLAIN_MONEY[places].fullmatch(value) is not None:
+        number = Decimal(value)
+        return number if number else _ZERO
+    return _checked_money(value, places)
+
+
+def _checked_money(value: Any, places: int) -> Decimal:
+    """`_money` with every check spelled out; names what is wrong."""
     if isinstance(value, bool):  # bool is an int subclass: `true` must not become 1
         _fail(ErrorCode.INVALID_AMOUNT, "must be a number, not a boolean")
     if isinstance(value, Decimal):

@@ -11,12 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from pydantic_core import PydanticCustomError
 
 from shared.events import (
     _RFC3339,
     EVENT_MODELS,
     ErrorCode,
     Rejection,
+    _checked_money,
+    _money,
     _plain_facts,
     _quick_facts,
     _rfc3339_fields,
@@ -653,3 +656,26 @@ def test_the_front_door_leaves_numbers_with_a_fraction_and_oddities_to_the_exact
 def test_plain_valid_messages_take_the_front_door() -> None:
     value = raw(purchase(amount="19.99", cost=2, discount="0.50"))
     assert _quick_facts(value, base_currency="EUR", latest=NOW + timedelta(hours=24)) == check(value)
+
+
+# ------------------------------------------------------------------------------------------------------
+# the everyday money shape against the fully checked parse
+
+_money_strings = st.one_of(
+    st.decimals(min_value=0, max_value=10**16, places=3).map(str),
+    st.from_regex(r"\A-?[0-9]{1,17}(\.[0-9]{0,14})?([eE][+-]?[0-9]{1,2})?\Z"),
+    st.sampled_from(["0", "00", "0.0", "0.00", "007", "1.", ".5", "1.005", "999999999999999", "1000000000000000",
+                     "999999999999999.99", "1e3", "-0", "+1", " 1", "1 ", "1_000", "\u0661"]),
+    st.text(max_size=6),
+)
+
+
+@settings(max_examples=600)
+@given(_money_strings, st.sampled_from([2, 12]))
+def test_the_everyday_money_shape_parses_as_the_full_check_does(value: str, places: int) -> None:
+    def outcome(parse: Any) -> tuple[str, str]:
+        try:
+            return ("ok", str(parse(value, places)))
+        except PydanticCustomError as exc:
+            return ("rejected", exc.message())
+    assert outcome(_money) == outcome(_checked_money)
