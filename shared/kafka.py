@@ -72,6 +72,7 @@ def make_consumer(settings: Settings, *, group_id: str, topics: Iterable[str], *
         "heartbeat_interval_ms": settings.consumer_heartbeat_interval_ms,
         "max_poll_records": settings.consumer_max_poll_records,
         "max_poll_interval_ms": settings.consumer_max_poll_interval_ms,
+        "fetch_max_wait_ms": settings.consumer_fetch_max_wait_ms,
         "fetch_max_bytes": 32 * 1024 * 1024,
         "max_partition_fetch_bytes": 4 * 1024 * 1024,
         "request_timeout_ms": 30000,
