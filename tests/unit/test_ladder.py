@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -21,6 +21,7 @@ from services.scoring.domain.ladder import (
     Condition,
     ReferralConverted,
     StageChanged,
+    _with_activity,
     apply,
     conditions,
     new_customer,
@@ -498,3 +499,28 @@ def test_state_round_trips_through_json(facts: list[Fact]) -> None:
     assert to_json(back) == raw
     assert [str(a.order_value) for _, a in back.activity] == [str(a.order_value) for _, a in state.activity]
     assert (str(back.sales), str(back.costs)) == (str(state.sales), str(state.costs))
+
+
+def _buckets_by_the_general_rule(activity: tuple[tuple[int, MonthActivity], ...], month: int, delta: MonthActivity,
+                                 horizon: int) -> tuple[tuple[int, MonthActivity], ...]:
+    """Add to the month, keep the months within `horizon` before the newest: the rule, without fast paths."""
+    buckets = dict(activity)
+    newest = max([month, *buckets])
+    cutoff = newest - horizon
+    if month > cutoff:
+        buckets[month] = buckets[month].plus(delta) if month in buckets else delta
+    return tuple(sorted((m, a) for m, a in buckets.items() if m > cutoff))
+
+
+@settings(max_examples=300)
+@given(st.lists(st.tuples(st.integers(24_300, 24_400), st.integers(1, 3)), max_size=30), st.integers(12, 40))
+def test_the_bucket_fast_paths_follow_the_general_rule(events: list[tuple[int, int]], horizon: int) -> None:
+    policy = replace(POLICY, activity_horizon_months=horizon)
+    fast: tuple[tuple[int, MonthActivity], ...] = ()
+    general: tuple[tuple[int, MonthActivity], ...] = ()
+    for month, orders in events:
+        moment = datetime(month // 12, month % 12 + 1, 15, tzinfo=UTC)
+        delta = MonthActivity(orders=orders, order_value=Decimal(orders))
+        fast = _with_activity(fast, moment, delta, policy=policy)
+        general = _buckets_by_the_general_rule(general, month, delta, horizon)
+        assert fast == general

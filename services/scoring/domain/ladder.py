@@ -10,7 +10,7 @@ the order events arrive in. A customer never steps down.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 
 from services.scoring.domain.policy import Policy
@@ -126,9 +126,19 @@ def _with_activity(activity: tuple[tuple[int, MonthActivity], ...], at: datetime
     with the same buckets.
     """
     month = month_index(at)
-    if activity and activity[-1][0] == month:
-        # the common case, an event in the newest month: nothing falls out of the horizon
-        return (*activity[:-1], (month, activity[-1][1].plus(delta)))
+    if activity:
+        newest = activity[-1][0]
+        if newest == month:
+            # the common case, an event in the newest month: nothing falls out of the horizon
+            return (*activity[:-1], (month, activity[-1][1].plus(delta)))
+        if month > newest and policy.activity_horizon_months > 0:
+            # the next common case, a new newest month: append it, and the months it pushes out of the
+            # horizon are a prefix (the buckets are in month order)
+            cutoff = month - policy.activity_horizon_months
+            first = 0
+            while first < len(activity) and activity[first][0] <= cutoff:
+                first += 1
+            return (*activity[first:], (month, delta))
     buckets = dict(activity)
     newest = max(month, activity[-1][0]) if activity else month
     cutoff = newest - policy.activity_horizon_months
@@ -223,7 +233,15 @@ def apply(state: CustomerState | None, fact: Fact, *, policy: Policy) -> tuple[C
             reason=_reason(after, to_stage, policy=policy),
         ))
     if changes:
-        after = replace(after, stage=target, stage_entered_at=fact.occurred_at)
+        # spelled out rather than dataclasses.replace, which looks up the fields on every call
+        after = CustomerState(
+            customer_id=after.customer_id, stage=target, stage_entered_at=fact.occurred_at,
+            first_seen_at=after.first_seen_at, last_event_at=after.last_event_at, orders=after.orders,
+            refunds=after.refunds, full_price_orders=after.full_price_orders, referrals_made=after.referrals_made,
+            referrals_converted=after.referrals_converted, complaints=after.complaints, sales=after.sales,
+            costs=after.costs, order_months=after.order_months, activity=after.activity,
+            pending_referrals=after.pending_referrals,
+        )
     return after, [*changes, *effects]
 
 
