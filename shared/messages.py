@@ -6,9 +6,10 @@ adds `referral_converted` facts for cross-customer effects. Each fact is dedupli
 `event_id` can never collide with a derived one.
 
 Wire form of a fact: one compact UTF-8 JSON object; money as decimal strings; times as RFC 3339 UTC.
-A record value is either one fact (the relay's conversions, keyed by customer id) or a JSON array of facts
-(ingest: one record per partition per poll batch, sent to the partition a record keyed by each fact's
-customer id would get, so a customer's facts still share one partition and keep their order). Per-record
+A record value is a JSON array of facts (ingest: one record per partition per poll batch; the relay: one per
+partition per pass for the conversions), sent to the partition a record keyed by each fact's customer id
+would get, so a customer's facts still share one partition and keep their order; `decode_record` also takes
+a single fact object, as records written before that change hold. Per-record
 client cost dominated both services, so batching facts into one record halves what Kafka costs per event.
 """
 

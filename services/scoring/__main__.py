@@ -53,7 +53,8 @@ def main() -> None:
                       idle_s=settings.relay_idle_poll_ms / 1000,
                       outbox_retention_hours=settings.outbox_retention_hours,
                       dedupe_retention_days=settings.dedupe_retention_days,
-                      housekeeping_interval_s=settings.housekeeping_interval_s, faults=faults)
+                      housekeeping_interval_s=settings.housekeeping_interval_s, faults=faults,
+                      facts_topic=settings.topic_scoring_input, record_bytes=settings.producer_batch_size)
         relay.start()
 
     consumer = make_consumer(settings, group_id=settings.scoring_group_id, topics=[settings.topic_scoring_input],

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from services.scoring.store import run_sql, session
 from shared.faults import Faults
 from shared.kafka import partition_for
+from shared.messages import encode_many
 from shared.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,14 @@ _PRUNE_DEDUPE = text("""
 """)
 
 
-def publish_once(*, engine: Engine, producer: KafkaProducer, limit: int, faults: Faults | None = None) -> Counter[str]:
-    """Publish and mark up to `limit` outbox rows; how many per topic (none when another relay holds the lock)."""
+def publish_once(*, engine: Engine, producer: KafkaProducer, limit: int, faults: Faults | None = None,
+                 facts_topic: str | None = None, record_bytes: int = 262144) -> Counter[str]:
+    """Publish and mark up to `limit` outbox rows; how many per topic (none when another relay holds the lock).
+
+    Rows for `facts_topic` (the referral conversions going back to scoring) travel as ingest's facts do: one
+    record per partition holding their facts in order, at most `record_bytes` each (`shared.messages`). Every
+    other row is one record keyed by its key, as the contract wants for stage changes.
+    """
     with session(engine) as conn:
         if not run_sql(conn, _LOCK, {"k": _RELAY_LOCK})[0][0]:
             return Counter()
@@ -60,9 +67,21 @@ def publish_once(*, engine: Engine, producer: KafkaProducer, limit: int, faults:
         counts = {topic: len(producer.partitions_for(topic)) for topic in {r[1] for r in rows}}
         send = producer.send
         futures = []
+        facts: defaultdict[int, list[bytes]] = defaultdict(list)
+        facts_bytes: Counter[int] = Counter()
         for _, topic, key, payload in rows:
             raw_key = key.encode()
-            futures.append(send(topic, key=raw_key, value=payload, partition=partition_for(raw_key, counts[topic])))
+            partition = partition_for(raw_key, counts[topic])
+            if topic == facts_topic:
+                if facts_bytes[partition] + len(payload) > record_bytes and facts[partition]:
+                    futures.append(send(topic, value=encode_many(facts.pop(partition)), partition=partition))
+                    facts_bytes[partition] = 0
+                facts[partition].append(payload)
+                facts_bytes[partition] += len(payload)
+            else:
+                futures.append(send(topic, key=raw_key, value=payload, partition=partition))
+        for partition, payloads in facts.items():
+            futures.append(send(facts_topic, value=encode_many(payloads), partition=partition))
         producer.flush()
         for future in futures:
             future.get(timeout=0)  # raises the send's error; the transaction rolls back and the rows stay unpublished
@@ -93,8 +112,11 @@ class Relay:
 
     def __init__(self, *, engine: Engine, producer: KafkaProducer, metrics: Metrics, batch_size: int,
                  idle_s: float, outbox_retention_hours: int, dedupe_retention_days: int,
-                 housekeeping_interval_s: float, faults: Faults | None = None) -> None:
+                 housekeeping_interval_s: float, faults: Faults | None = None, facts_topic: str | None = None,
+                 record_bytes: int = 262144) -> None:
         self.engine = engine
+        self.facts_topic = facts_topic
+        self.record_bytes = record_bytes
         self.producer = producer
         self.metrics = metrics
         self.batch_size = batch_size
@@ -125,7 +147,8 @@ class Relay:
         while not self._stop.is_set():
             try:
                 published = publish_once(engine=self.engine, producer=self.producer, limit=self.batch_size,
-                                         faults=self.faults)
+                                         faults=self.faults, facts_topic=self.facts_topic,
+                                         record_bytes=self.record_bytes)
                 for topic, count in published.items():
                     self.metrics.relay_published.labels(topic=topic).inc(count)
                 if time.monotonic() >= next_backlog:  # a count per pass was a fifth of the relay's time

@@ -1,0 +1,68 @@
+"""The outbox relay against the real broker and PostgreSQL: stage changes one keyed record each, referral
+conversions batched into one record of facts per partition, everything marked only after the broker took it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import text
+
+from services.scoring.relay import publish_once
+from shared.db import make_engine
+from shared.kafka import make_producer, partition_for
+from shared.messages import Fact, decode_record, encode
+from shared.settings import Settings
+from tests.support import TopicReader, wait_until
+
+AT = datetime(2026, 6, 1, 12, tzinfo=UTC)
+
+
+def _conversion(referral: str, referrer: str) -> Fact:
+    return Fact(kind="referral_converted", event_id=referral, role="converted", customer_id=referrer,
+                occurred_at=AT, other_customer_id=f"new-{referral}")
+
+
+def test_conversions_travel_as_facts_per_partition_and_stage_changes_one_by_one(settings: Settings) -> None:
+    engine = make_engine(settings.database_url)
+    conversions = [_conversion(f"r{i}", f"referrer-{i % 7}") for i in range(40)]
+    rows = [{"id": f"conversion:{f.event_id}", "topic": settings.topic_scoring_input, "key": f.customer_id,
+             "payload": encode(f)} for f in conversions]
+    rows += [{"id": f"stage-{i}", "topic": settings.topic_stage_changes, "key": f"c{i}",
+              "payload": b'{"n":%d}' % i} for i in range(5)]
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO outbox (message_id, topic, key, payload) VALUES (:id, :topic, :key, :payload)"),
+                     rows)
+    producer = make_producer(settings, ordered=True)
+    try:
+        # a small record size: the 40 facts need several records on some partitions
+        published = publish_once(engine=engine, producer=producer, limit=1000,
+                                 facts_topic=settings.topic_scoring_input, record_bytes=1500)
+    finally:
+        producer.close(5)
+    assert published == {settings.topic_scoring_input: 40, settings.topic_stage_changes: 5}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM outbox WHERE published_at IS NULL")).scalar() == 0
+
+    facts_reader = TopicReader(settings.kafka_bootstrap_servers, settings.topic_scoring_input)
+    stage_reader = TopicReader(settings.kafka_bootstrap_servers, settings.topic_stage_changes)
+    try:
+        records = wait_until(lambda: (lambda r: r if sum(len(decode_record(x.value)) for x in r) >= 40 else None)(
+            facts_reader.poll()), what="the conversion facts")
+        stage = wait_until(lambda: (lambda r: r if len(r) >= 5 else None)(stage_reader.poll()),
+                           what="the stage changes")
+    finally:
+        facts_reader.close()
+        stage_reader.close()
+    partitions = settings.topic_partitions
+    assert len(records) < 40 and all(r.value[:1] == b"[" and r.key is None for r in records)
+    assert all(len(r.value) <= 1500 for r in records)
+    by_partition: dict[int, list[Fact]] = {}
+    for r in sorted(records, key=lambda r: (r.partition, r.offset)):
+        for fact in decode_record(r.value):
+            assert partition_for(fact.customer_id.encode(), partitions) == r.partition
+            by_partition.setdefault(r.partition, []).append(fact)
+    for p, facts in by_partition.items():
+        assert facts == [f for f in conversions if partition_for(f.customer_id.encode(), partitions) == p]
+    assert sorted((r.key, r.value) for r in stage) == sorted(
+        (f"c{i}".encode(), b'{"n":%d}' % i) for i in range(5))
+    assert all(r.partition == partition_for(r.key, partitions) for r in stage)
