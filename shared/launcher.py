@@ -19,7 +19,15 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from shared.embedded import EmbeddedBroker, EmbeddedPostgres, die_with_parent, free_port, start_broker, start_postgres
+from shared.embedded import (
+    EMBEDDED_FETCH_MAX_WAIT_MS,
+    EmbeddedBroker,
+    EmbeddedPostgres,
+    die_with_parent,
+    free_port,
+    start_broker,
+    start_postgres,
+)
 from shared.kafka import ensure_topics
 from shared.logging import setup_logging
 from shared.settings import Settings
@@ -114,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             broker = start_broker(port=_port_or_free(args.broker_port), log_path=args.state_dir / "broker.log")
             bootstrap = broker.bootstrap
+            env.setdefault("CONSUMER_FETCH_MAX_WAIT_MS", str(EMBEDDED_FETCH_MAX_WAIT_MS))
             log.info("embedded broker (Tansu, in-memory): %s", bootstrap)
         env.update(DATABASE_URL=database_url, KAFKA_BOOTSTRAP_SERVERS=bootstrap)
         settings = Settings(database_url=database_url, kafka_bootstrap_servers=bootstrap)
