@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     producer_linger_ms: int = 20
     producer_batch_size: int = 262144
     producer_compression: str = "lz4"
+    # young-generation GC threshold of the services (shared/runtime.py); 0 = Python's default of 700
+    gc_gen0_threshold: int = Field(default=50_000, ge=0)
 
     # domain
     base_currency: str = "EUR"

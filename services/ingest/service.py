@@ -13,6 +13,7 @@ from shared.http import ServerThread
 from shared.kafka import ensure_topics
 from shared.logging import setup_logging
 from shared.metrics import Metrics
+from shared.runtime import tune_gc
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ def run(*, settings: Settings, stop: threading.Event) -> None:
         if settings.create_topics:
             ensure_topics(settings)
         pipeline = Pipeline(settings=settings, metrics=metrics)
+        tune_gc(gen0_threshold=settings.gc_gen0_threshold)
         try:
             pipeline.run(stop)
         finally:

@@ -17,6 +17,7 @@ from shared.http import ServerThread
 from shared.kafka import ensure_topics, make_consumer, make_producer
 from shared.logging import setup_logging
 from shared.metrics import Metrics
+from shared.runtime import tune_gc
 from shared.settings import Settings
 
 log = logging.getLogger("services.scoring")
@@ -74,6 +75,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     log.info("scoring started", extra={"group": settings.scoring_group_id, "port": settings.scoring_port})
+    tune_gc(gen0_threshold=settings.gc_gen0_threshold)
     try:
         worker.run()
     finally:
