@@ -115,6 +115,43 @@ def encode_many(encoded: Sequence[bytes]) -> bytes:
     return b"[" + b",".join(encoded) + b"]"
 
 
+class FactRecords:
+    """Encoded facts gathered into record values: one open record per partition, each at most `max_bytes`.
+
+    Ingest (per poll batch) and the relay (per pass) both hand facts on this way. `add` returns the
+    partition's record when the new fact would not fit in it (send it: the fact opens the next one); `drain`
+    returns the records still open. A single fact larger than `max_bytes` travels alone.
+    """
+
+    def __init__(self, *, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._open: dict[int, list[bytes]] = {}
+        self._size: dict[int, int] = {}  # bytes of the record value so far: brackets and commas included
+
+    def add(self, partition: int, encoded: bytes) -> bytes | None:
+        """Add one encoded fact to `partition`'s record; the full record value to send first, if any."""
+        facts = self._open.get(partition)
+        if facts is None:
+            self._open[partition] = [encoded]
+            self._size[partition] = len(encoded) + 2
+            return None
+        if self._size[partition] + len(encoded) + 1 > self.max_bytes:
+            full = encode_many(facts)
+            self._open[partition] = [encoded]
+            self._size[partition] = len(encoded) + 2
+            return full
+        facts.append(encoded)
+        self._size[partition] += len(encoded) + 1
+        return None
+
+    def drain(self) -> list[tuple[int, bytes]]:
+        """The records still open, as (partition, value), and none open after."""
+        out = [(partition, encode_many(facts)) for partition, facts in self._open.items()]
+        self._open.clear()
+        self._size.clear()
+        return out
+
+
 def decode(data: bytes) -> Fact:
     """The single fact in `data`; raises MalformedFact on anything else."""
     facts = decode_record(data)

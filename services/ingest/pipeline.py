@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +27,7 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from shared.events import KIND_TYPES, ErrorCode, Rejection, validate
 from shared.faults import Faults
 from shared.kafka import make_consumer, make_producer, partition_for
-from shared.messages import Fact, encode, encode_many
+from shared.messages import Fact, FactRecords, encode
 from shared.metrics import Metrics
 from shared.settings import Settings
 
@@ -121,11 +121,9 @@ class Pipeline:
         dead: Counter[str] = Counter()
         rejections: list[str] = []
         records = facts_sent = 0
-        # one record per partition, closed at the producer's batch size so it stays far below the broker's
+        # one record per partition, at most the producer's batch size so it stays far below the broker's
         # message size limit (a fact is at most max_message_bytes)
-        envelope_bytes = settings.producer_batch_size
-        pending: defaultdict[int, list[bytes]] = defaultdict(list)
-        pending_bytes: Counter[int] = Counter()
+        records_out = FactRecords(max_bytes=settings.producer_batch_size)
         try:
             partitions = len(self.producer.partitions_for(scoring_topic))
             for tp, recs in batch.items():
@@ -146,18 +144,14 @@ class Pipeline:
                         continue
                     source = {"topic": tp.topic, "partition": tp.partition, "offset": rec.offset}
                     for fact in result:
-                        data = encode(fact, source=source, ingested_at=stamp)
                         p = partition_for(fact.customer_id.encode("utf-8"), partitions)
-                        pending[p].append(data)
-                        pending_bytes[p] += len(data)
-                        if pending_bytes[p] >= envelope_bytes:
-                            futures.append(send(scoring_topic, value=encode_many(pending.pop(p)), partition=p))
-                            pending_bytes[p] = 0
+                        full = records_out.add(p, encode(fact, source=source, ingested_at=stamp))
+                        if full is not None:
+                            futures.append(send(scoring_topic, value=full, partition=p))
                         facts_sent += 1
                     counts[(KIND_TYPES[result[0].kind], "accepted")] += 1
-            for p, encoded in pending.items():
-                if encoded:
-                    futures.append(send(scoring_topic, value=encode_many(encoded), partition=p))
+            for p, value in records_out.drain():
+                futures.append(send(scoring_topic, value=value, partition=p))
             self.producer.flush(timeout=FLUSH_TIMEOUT_S)
         except KafkaError as exc:
             # a send that raised (no metadata, buffer full) or a flush that timed out: retry the whole batch

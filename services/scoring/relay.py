@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from services.scoring.store import run_sql, session
 from shared.faults import Faults
 from shared.kafka import partition_for
-from shared.messages import encode_many
+from shared.messages import FactRecords
 from shared.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -49,8 +49,8 @@ _PRUNE_DEDUPE = text("""
 """)
 
 
-def publish_once(*, engine: Engine, producer: KafkaProducer, limit: int, faults: Faults | None = None,
-                 facts_topic: str | None = None, record_bytes: int = 262144) -> Counter[str]:
+def publish_once(*, engine: Engine, producer: KafkaProducer, limit: int, facts_topic: str, record_bytes: int,
+                 faults: Faults | None = None) -> Counter[str]:
     """Publish and mark up to `limit` outbox rows; how many per topic (none when another relay holds the lock).
 
     Rows for `facts_topic` (the referral conversions going back to scoring) travel as ingest's facts do: one
@@ -67,21 +67,18 @@ def publish_once(*, engine: Engine, producer: KafkaProducer, limit: int, faults:
         counts = {topic: len(producer.partitions_for(topic)) for topic in {r[1] for r in rows}}
         send = producer.send
         futures = []
-        facts: defaultdict[int, list[bytes]] = defaultdict(list)
-        facts_bytes: Counter[int] = Counter()
+        facts = FactRecords(max_bytes=record_bytes)
         for _, topic, key, payload in rows:
             raw_key = key.encode()
             partition = partition_for(raw_key, counts[topic])
             if topic == facts_topic:
-                if facts_bytes[partition] + len(payload) > record_bytes and facts[partition]:
-                    futures.append(send(topic, value=encode_many(facts.pop(partition)), partition=partition))
-                    facts_bytes[partition] = 0
-                facts[partition].append(payload)
-                facts_bytes[partition] += len(payload)
+                full = facts.add(partition, payload)
+                if full is not None:
+                    futures.append(send(topic, value=full, partition=partition))
             else:
                 futures.append(send(topic, key=raw_key, value=payload, partition=partition))
-        for partition, payloads in facts.items():
-            futures.append(send(facts_topic, value=encode_many(payloads), partition=partition))
+        for partition, value in facts.drain():
+            futures.append(send(facts_topic, value=value, partition=partition))
         producer.flush()
         for future in futures:
             future.get(timeout=0)  # raises the send's error; the transaction rolls back and the rows stay unpublished
@@ -112,8 +109,8 @@ class Relay:
 
     def __init__(self, *, engine: Engine, producer: KafkaProducer, metrics: Metrics, batch_size: int,
                  idle_s: float, outbox_retention_hours: int, dedupe_retention_days: int,
-                 housekeeping_interval_s: float, faults: Faults | None = None, facts_topic: str | None = None,
-                 record_bytes: int = 262144) -> None:
+                 housekeeping_interval_s: float, facts_topic: str, record_bytes: int,
+                 faults: Faults | None = None) -> None:
         self.engine = engine
         self.facts_topic = facts_topic
         self.record_bytes = record_bytes

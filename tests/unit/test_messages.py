@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.kafka import partition_for
-from shared.messages import KINDS, Fact, MalformedFact, decode, decode_record, encode, encode_many
+from shared.messages import KINDS, Fact, FactRecords, MalformedFact, decode, decode_record, encode, encode_many
 
 _money = st.decimals(min_value=0, max_value=Decimal("1e12"), places=2, allow_nan=False, allow_infinity=False)
 _text = st.text(min_size=1, max_size=40)
@@ -52,6 +52,41 @@ def test_a_fact_survives_the_wire(fact: Fact) -> None:
 def test_an_array_record_holds_the_facts_in_order(batch: list[Fact]) -> None:
     value = encode_many([encode(f) for f in batch])
     assert decode_record(value) == batch
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), facts), max_size=40), st.integers(150, 2000))
+def test_fact_records_keep_each_partitions_facts_in_order_within_the_size(
+        added: list[tuple[int, Fact]], max_bytes: int) -> None:
+    packer = FactRecords(max_bytes=max_bytes)
+    sent: list[tuple[int, bytes]] = []
+    for partition, fact in added:
+        full = packer.add(partition, encode(fact))
+        if full is not None:
+            sent.append((partition, full))
+    sent += packer.drain()
+    assert packer.drain() == []  # nothing left open
+    for partition in range(4):
+        encoded = [encode(f) for p, f in added if p == partition]
+        values = [v for p, v in sent if p == partition]
+        start = 0
+        for i, value in enumerate(values):
+            # each record is the next run of the partition's facts, byte for byte, in order
+            count = len(decode_record(value))
+            assert value == encode_many(encoded[start:start + count])
+            start += count
+            # within the limit unless a lone fact is larger by itself, and closed only when the next did not fit
+            assert len(value) <= max_bytes or count == 1
+            if i < len(values) - 1:
+                assert len(value) + 1 + len(encoded[start]) > max_bytes
+        assert start == len(encoded)
+
+
+def test_fact_records_count_brackets_and_commas() -> None:
+    packer = FactRecords(max_bytes=10)
+    assert [packer.add(0, part) for part in (b"aa", b"bb", b"cc")] == [None, None, None]  # [aa,bb,cc]: 10 bytes
+    assert packer.add(0, b"d") == b"[aa,bb,cc]"  # an eleventh byte would not fit
+    assert packer.add(1, b"x" * 20) is None  # a lone fact larger than the limit still travels
+    assert packer.drain() == [(0, b"[d]"), (1, b"[" + b"x" * 20 + b"]")]
 
 
 @given(facts)
