@@ -44,9 +44,9 @@ e2e: $(STAMP) browser-deps ## end-to-end tests of the system started as `make ru
 migrate: $(STAMP) ## bring the database at DATABASE_URL to the newest schema
 	$(PY) -m services.scoring.migrate
 
-lint: $(STAMP) ## ruff, then mypy (strict on shared/ and the domain)
+lint: $(STAMP) ## ruff, then mypy over shared/, services/, bench/ and tools/ (strict on shared/ and the domain)
 	$(PY) -m ruff check .
-	$(PY) -m mypy shared services
+	$(PY) -m mypy shared services bench tools
 
 fmt: $(STAMP) ## apply ruff's fixes and formatting
 	$(PY) -m ruff check --fix .

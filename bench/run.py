@@ -25,6 +25,7 @@ Prints one table and writes bench/results/<timestamp>.json and bench/results/lat
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -37,7 +38,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -444,25 +444,15 @@ def measure_throughput(sut: SystemUnderTest, messages: list[Message], expect: di
     base = progress.counts()
     cpu_before = sampler.cpu_seconds() if sampler else {}
     wait_before = sampler.run_queue_seconds() if sampler else {}
-    producer: KafkaProducer | BatchWriter
-    if shop == "kafka-python":
-        producer = shop_producer(sut.bootstrap)
-        routed = _routed(producer.partitions_for, messages)
-    else:
-        producer = BatchWriter(sut.bootstrap)
-        routed = _routed(producer.partitions, messages)
+    producer = shop_producer(sut.bootstrap) if shop == "kafka-python" else BatchWriter(sut.bootstrap)
+    routed = _routed(producer, messages)
     tail = _last_ids(messages)
     log(f"{sut.name}: sending {len(messages)} events ({shop} producer)")
     started = time.perf_counter()
-    if isinstance(producer, BatchWriter):
-        append = producer.append
-        for topic, key, value, partition in routed:
-            append(topic, key=key, value=value, partition=partition)
-        producer.flush()
-    else:
-        for topic, key, value, partition in routed:
-            producer.send(topic, key=key, value=value, partition=partition)
-        producer.flush(120)
+    send = producer.send
+    for topic, key, value, partition in routed:
+        send(topic, key=key, value=value, partition=partition)
+    producer.flush(120)
     sent_s = time.perf_counter() - started
     log(f"{sut.name}: all sent in {sent_s:.2f}s ({len(messages) / sent_s:.0f} msgs/s); waiting for the effects")
     done, samples = _wait_applied(progress, base=base, expect=expect, tail=tail, started=started,
@@ -475,10 +465,7 @@ def measure_throughput(sut: SystemUnderTest, messages: list[Message], expect: di
         from bench import profile
 
         profiles = profile.stop(recordings)
-    if isinstance(producer, BatchWriter):
-        producer.close()
-    else:
-        producer.close(10)
+    producer.close(10)
     cpu = {k: round(cpu_after[k] - cpu_before.get(k, 0.0), 2) for k in cpu_after}
     final = progress.counts()
     result = {
@@ -500,10 +487,9 @@ def measure_throughput(sut: SystemUnderTest, messages: list[Message], expect: di
     return result
 
 
-def _routed(partitions_of: Callable[[str], Any], messages: list[Message]) -> list[tuple[str, bytes, bytes, int]]:
+def _routed(producer: KafkaProducer | BatchWriter, messages: list[Message]) -> list[tuple[str, bytes, bytes, int]]:
     """Each message with the partition the shop's partitioner would pick: the shop's cost, paid before a clock."""
-    sizes = {t: partitions_of(t) for t in {m[0] for m in messages}}
-    counts = {t: n if isinstance(n, int) else len(n) for t, n in sizes.items()}
+    counts = {t: len(producer.partitions_for(t)) for t in {m[0] for m in messages}}
     return [(topic, key, value, partition_for(key, counts[topic])) for topic, key, value in messages]
 
 
@@ -556,7 +542,7 @@ def measure_catch_up(sut: SystemUnderTest, messages: list[Message], expect: dict
     ingest = sut.processes()["ingest"]
     base = progress.counts()
     producer = shop_producer(sut.bootstrap)
-    routed = _routed(producer.partitions_for, messages)
+    routed = _routed(producer, messages)
     tail = _last_ids(messages)
     log(f"{sut.name}: ingest paused; writing a backlog of {len(messages)} new events")
     paused = time.perf_counter()
@@ -589,9 +575,10 @@ def bare_consumer(bootstrap: str, settings: Settings, expected: int, *, timeout_
     """Baseline 1: read and json-decode the shop topics' messages with a plain consumer."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=5000,
                              fetch_max_bytes=32 << 20, max_partition_fetch_bytes=4 << 20)
-    tps = []
+    tps: list[TopicPartition] = []
     for topic in settings.shop_topics:
-        parts = wait_until(lambda t=topic: consumer.partitions_for_topic(t), timeout_s=30, what=f"metadata {topic}")
+        parts: set[int] = wait_until(functools.partial(consumer.partitions_for_topic, topic), timeout_s=30,
+                                     what=f"metadata {topic}")
         tps.extend(TopicPartition(topic, p) for p in sorted(parts))
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
@@ -644,13 +631,13 @@ def measure_latency(sut: SystemUnderTest, *, rate: float, seconds: float, seed: 
         pause = due - time.perf_counter()
         if pause > 0:
             time.sleep(pause)
-        event_id = f"lat{seed}-{i:06d}"
-        event = {"event_id": event_id, "type": "purchase", "customer_id": f"lat{seed}-c{i:06d}",
+        event_id, customer_id = f"lat{seed}-{i:06d}", f"lat{seed}-c{i:06d}"
+        event = {"event_id": event_id, "type": "purchase", "customer_id": customer_id,
                  "occurred_at": rfc3339(datetime.now(UTC)), "amount": "42.00", "cost": "20.00",
                  "currency": "EUR", "refund": False}
         value = json.dumps(event).encode()
         sent[event_id] = time.time()
-        producer.send(sut.settings.topic_purchases, key=event["customer_id"].encode(), value=value)
+        producer.send(sut.settings.topic_purchases, key=customer_id.encode(), value=value)
     producer.flush(30)
     actual_rate = total / (time.perf_counter() - started)
     try:

@@ -47,11 +47,13 @@ class BatchWriter:
         self.records = 0
         self.requests = 0
 
-    def partitions(self, topic: str) -> int:
-        """How many partitions `topic` has."""
-        return len(self._meta.partitions_for(topic))
+    # the part of KafkaProducer's interface the bench uses, so either can be the shop's producer
 
-    def append(self, topic: str, *, key: bytes | None, value: bytes, partition: int) -> None:
+    def partitions_for(self, topic: str) -> set[int]:
+        """The partitions of `topic`."""
+        return set(self._meta.partitions_for(topic))
+
+    def send(self, topic: str, *, key: bytes | None, value: bytes, partition: int) -> None:
         """Add one record; sends the partition's batch when it is full."""
         tp = TopicPartition(topic, partition)
         builder = self._open.get(tp)
@@ -65,15 +67,18 @@ class BatchWriter:
                 raise ValueError(f"a record of {len(value)} bytes does not fit a {self._batch_bytes}-byte batch")
         self.records += 1
 
-    def flush(self) -> None:
-        """Send every open batch and wait until the broker acknowledged all of them; raises on any error."""
+    def flush(self, timeout: float | None = None) -> None:
+        """Send every open batch and wait until the broker acknowledged all of them; raises on any error.
+
+        `timeout` is accepted for KafkaProducer's signature; each request has `timeout_ms` of its own.
+        """
         for tp in list(self._open):
             self._send(tp, self._open.pop(tp))
         while self._pending:
             self._complete(self._pending.pop(0))
 
-    def close(self) -> None:
-        """Flush, then close both clients."""
+    def close(self, timeout: float | None = None) -> None:
+        """Flush, then close both clients (`timeout` as for `flush`)."""
         try:
             self.flush()
         finally:

@@ -37,13 +37,13 @@ def test_records_land_on_their_partitions_in_order(broker: EmbeddedBroker, setti
     topic = settings.topic_purchases
     # small batches: several requests per partition, several in flight
     writer = BatchWriter(broker.bootstrap, batch_bytes=4096, in_flight=3)
-    partitions = writer.partitions(topic)
+    partitions = len(writer.partitions_for(topic))
     sent: dict[int, list[tuple[bytes | None, bytes]]] = defaultdict(list)
     for i in range(3000):
         key = f"c-{i % 97}".encode()
         value = b'{"n":%d,"pad":"%s"}' % (i, b"x" * (i % 50))
         p = partition_for(key, partitions)
-        writer.append(topic, key=key, value=value, partition=p)
+        writer.send(topic, key=key, value=value, partition=p)
         sent[p].append((key, value))
     writer.close()
     assert writer.records == 3000 and writer.requests > partitions  # batches were closed when full
@@ -53,7 +53,7 @@ def test_records_land_on_their_partitions_in_order(broker: EmbeddedBroker, setti
 def test_a_refused_batch_raises_instead_of_being_counted(broker: EmbeddedBroker, settings: Settings) -> None:
     writer = BatchWriter(broker.bootstrap)
     try:
-        writer.append(settings.topic_purchases, key=b"k", value=b"v", partition=99)  # no such partition
+        writer.send(settings.topic_purchases, key=b"k", value=b"v", partition=99)  # no such partition
         with pytest.raises(KafkaError):
             writer.flush()
     finally:
