@@ -505,7 +505,7 @@ def _wait_applied(progress: Progress, *, base: tuple[int, int, int, int, int], e
         time.sleep(0.05)
     samples: list[tuple[float, int]] = []
     while time.perf_counter() < deadline:
-        if progress.unpublished() and time.perf_counter() < deadline:
+        if progress.unpublished():
             # stage changes still on their way out: an index-only look, every 20 ms, until the outbox is empty
             time.sleep(0.02)
             continue
