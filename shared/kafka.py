@@ -13,6 +13,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.partitioner.default import murmur2
 
+from shared.batches import RecordBatchProducer
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,12 @@ def make_producer(settings: Settings, *, ordered: bool = False, **overrides: Any
         opts["max_in_flight_requests_per_connection"] = 1
     opts.update(overrides)
     return KafkaProducer(**opts)
+
+
+def make_batch_producer(settings: Settings, *, client_id: str = "loyalty-relay") -> RecordBatchProducer:
+    """A whole-batch producer (acks=all, one request per partition in flight) for the relay's many small records."""
+    return RecordBatchProducer(client_config=_security(settings), compression=settings.producer_compression or None,
+                               batch_bytes=settings.producer_batch_size, client_id=client_id)
 
 
 def make_consumer(settings: Settings, *, group_id: str, topics: Iterable[str], **overrides: Any) -> KafkaConsumer:

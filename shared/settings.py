@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     # scoring-input records carry up to producer_batch_size bytes of facts each (~700 under load), so
     # scoring polls fewer of them: this bounds the facts, and so the work, of one scoring transaction
     scoring_max_poll_records: int = Field(default=16, ge=1)
+    # customers whose last committed state scoring keeps in memory, so a batch reads only the others from the
+    # table (services/scoring/store.py StateCache); ~2.2 KB each, so it bounds the memory; 0 = always read the table
+    scoring_state_cache_size: int = Field(default=20_000, ge=0)
     consumer_max_poll_interval_ms: int = 60000
     consumer_poll_timeout_ms: int = 200
     # how long the broker may hold a fetch that has no data yet (Kafka's default; it answers as soon as data

@@ -13,12 +13,12 @@ import threading
 import time
 from collections import Counter
 
-from kafka import KafkaProducer
 from kafka.errors import KafkaError
 from sqlalchemy import Engine, TextClause, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.scoring.store import run_sql, session
+from shared.batches import RecordBatchProducer
 from shared.faults import Faults
 from shared.kafka import partition_for
 from shared.messages import FactRecords
@@ -49,7 +49,7 @@ _PRUNE_DEDUPE = text("""
 """)
 
 
-def publish_once(*, engine: Engine, producer: KafkaProducer, limit: int, facts_topic: str, record_bytes: int,
+def publish_once(*, engine: Engine, producer: RecordBatchProducer, limit: int, facts_topic: str, record_bytes: int,
                  faults: Faults | None = None) -> Counter[str]:
     """Publish and mark up to `limit` outbox rows; how many per topic (none when another relay holds the lock).
 
@@ -66,7 +66,6 @@ def publish_once(*, engine: Engine, producer: KafkaProducer, limit: int, facts_t
         # the partition Kafka's partitioner would pick, from a bounded cache: kafka-python's own is pure Python
         counts = {topic: len(producer.partitions_for(topic)) for topic in {r[1] for r in rows}}
         send = producer.send
-        futures = []
         facts = FactRecords(max_bytes=record_bytes)
         for _, topic, key, payload in rows:
             raw_key = key.encode()
@@ -74,14 +73,12 @@ def publish_once(*, engine: Engine, producer: KafkaProducer, limit: int, facts_t
             if topic == facts_topic:
                 full = facts.add(partition, payload)
                 if full is not None:
-                    futures.append(send(topic, value=full, partition=partition))
+                    send(topic, key=None, value=full, partition=partition)
             else:
-                futures.append(send(topic, key=raw_key, value=payload, partition=partition))
+                send(topic, key=raw_key, value=payload, partition=partition)
         for partition, value in facts.drain():
-            futures.append(send(facts_topic, value=value, partition=partition))
-        producer.flush()
-        for future in futures:
-            future.get(timeout=0)  # raises the send's error; the transaction rolls back and the rows stay unpublished
+            send(facts_topic, key=None, value=value, partition=partition)
+        producer.flush()  # raises on any refusal: the transaction rolls back and the rows stay unpublished
         if faults is not None:
             faults.point("relay.after_publish")
     return Counter(r[1] for r in rows)
@@ -107,7 +104,7 @@ def prune(*, engine: Engine, outbox_retention_hours: int, dedupe_retention_days:
 class Relay:
     """Runs `publish_once` in a loop on its own thread; `wake()` shortens the idle wait after a commit."""
 
-    def __init__(self, *, engine: Engine, producer: KafkaProducer, metrics: Metrics, batch_size: int,
+    def __init__(self, *, engine: Engine, producer: RecordBatchProducer, metrics: Metrics, batch_size: int,
                  idle_s: float, outbox_retention_hours: int, dedupe_retention_days: int,
                  housekeeping_interval_s: float, facts_topic: str, record_bytes: int,
                  faults: Faults | None = None) -> None:
@@ -136,6 +133,7 @@ class Relay:
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=10)
+        self.producer.close()
 
     def _run(self) -> None:
         next_housekeeping = time.monotonic() + self.housekeeping_interval_s

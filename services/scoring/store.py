@@ -1,7 +1,7 @@
 """The scoring transaction, whole: one database transaction per consumed batch.
 
     dedupe rows (INSERT .. ON CONFLICT DO NOTHING RETURNING)  -> which facts are new
-    customer rows (SELECT .. FOR UPDATE)                       -> their state
+    customer rows (SELECT .. FOR UPDATE), unless cached        -> their state
     domain.apply() in memory, in offset order                  -> new state, rungs entered, conversions
     customers upsert (compare-and-set on version)              \
     stage_history insert                                        > one statement each, set-based (unnest)
@@ -9,13 +9,20 @@
     COMMIT                                                      -> then, and only then, the Kafka offsets
 
 Nothing commits unless the whole batch went through: `session()` rolls back on any exception.
+
+The `StateCache` holds the state and version this instance last committed for recently written customers,
+so a batch reads from the table only the customers it has not written lately. It is safe because the upsert
+is a compare-and-set on the version: a cached state another writer has moved past (a rebalance, a second
+instance) fails the whole batch with `ConcurrentUpdate`, the worker empties the cache, and the retry reads
+the table. The cache learns a batch's states only after its commit.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -66,6 +73,41 @@ class BatchOutcome:
     duplicates: list[Fact] = field(default_factory=list)
     stage_changes: list[StageChanged] = field(default_factory=list)
     conversions: list[ReferralConverted] = field(default_factory=list)
+    # customer id -> (state, version) as written by this batch: the cache learns them once it committed
+    written: dict[str, tuple[CustomerState, int]] = field(default_factory=dict)
+
+
+class StateCache:
+    """The last committed (state, version) of up to `capacity` recently written customers, least recent out first.
+
+    Only the scoring worker's thread touches it. A capacity of 0 keeps nothing, and every batch reads the table.
+    """
+
+    def __init__(self, *, capacity: int) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[str, tuple[CustomerState, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, customer_id: str) -> tuple[CustomerState, int] | None:
+        """The cached (state, version) of `customer_id`, if any."""
+        return self._entries.get(customer_id)
+
+    def remember(self, written: Mapping[str, tuple[CustomerState, int]]) -> None:
+        """Record what a committed batch wrote, evicting the least recently written beyond capacity."""
+        if not self.capacity:
+            return
+        entries = self._entries
+        for customer_id, entry in written.items():
+            entries[customer_id] = entry
+            entries.move_to_end(customer_id)
+        while len(entries) > self.capacity:
+            entries.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget everything: after a failed batch nobody knows which cached versions still hold."""
+        self._entries.clear()
 
 
 @contextmanager
@@ -178,8 +220,11 @@ def run_sql(conn: Connection, sql: str, params: dict[str, Any]) -> list[tuple[An
 
 
 def process_batch(conn: Connection, *, facts: Sequence[Fact], policy: Policy, stage_topic: str,
-                  conversion_topic: str) -> BatchOutcome:
-    """Apply `facts` (in offset order) to customer state inside the caller's transaction."""
+                  conversion_topic: str, cache: StateCache | None = None) -> BatchOutcome:
+    """Apply `facts` (in offset order) to customer state inside the caller's transaction.
+
+    `cache` is read, never written: the caller feeds it `outcome.written` after the commit.
+    """
     outcome = BatchOutcome()
     candidates, outcome.duplicates = unique_facts(facts)
     if not candidates:
@@ -200,9 +245,19 @@ def process_batch(conn: Connection, *, facts: Sequence[Fact], policy: Policy, st
     touched = sorted({f.customer_id for f in outcome.accepted})
     states: dict[str, CustomerState | None] = dict.fromkeys(touched)
     versions: dict[str, int] = dict.fromkeys(touched, 0)
-    for customer_id, raw_state, version in run_sql(conn, _LOAD, {"ids": touched}):
-        states[customer_id] = from_text(raw_state)
-        versions[customer_id] = version
+    unknown = touched
+    if cache is not None:
+        unknown = []
+        for customer_id in touched:
+            hit = cache.get(customer_id)
+            if hit is None:
+                unknown.append(customer_id)
+            else:
+                states[customer_id], versions[customer_id] = hit
+    if unknown:
+        for customer_id, raw_state, version in run_sql(conn, _LOAD, {"ids": unknown}):
+            states[customer_id] = from_text(raw_state)
+            versions[customer_id] = version
 
     outbox_rows: list[tuple[str, str, str, bytes]] = []
     for fact in outcome.accepted:
@@ -224,7 +279,7 @@ def process_batch(conn: Connection, *, facts: Sequence[Fact], policy: Policy, st
                 outbox_rows.append((conversion_message_id(change.referral_event_id), conversion_topic,
                                     change.referrer_id, encode(_conversion_fact(change))))
 
-    _write_customers(conn, states=states, versions=versions, policy=policy)
+    outcome.written = _write_customers(conn, states=states, versions=versions, policy=policy)
     if outcome.stage_changes:
         sc = outcome.stage_changes
         run_sql(conn, _HISTORY, {
@@ -245,9 +300,10 @@ def _conversion_fact(change: ReferralConverted) -> Fact:
 
 
 def _write_customers(conn: Connection, *, states: dict[str, CustomerState | None], versions: dict[str, int],
-                     policy: Policy) -> None:
+                     policy: Policy) -> dict[str, tuple[CustomerState, int]]:
     written = [s for s in states.values() if s is not None]
-    params = {
+    new_versions = [versions[s.customer_id] + 1 for s in written]
+    params: dict[str, Any] = {
         "ids": [s.customer_id for s in written],
         "stages": [s.stage for s in written],
         "ranks": [RANK[s.stage] for s in written],
@@ -258,8 +314,9 @@ def _write_customers(conn: Connection, *, states: dict[str, CustomerState | None
         "first_seen": [s.first_seen_at for s in written],
         "last_event": [s.last_event_at for s in written],
         "states": [to_text(s) for s in written],
-        "versions": [versions[s.customer_id] + 1 for s in written],
+        "versions": new_versions,
     }
     stored = len(run_sql(conn, _UPSERT, params))
     if stored != len(written):
         raise ConcurrentUpdate(f"{len(written) - stored} of {len(written)} customers changed under this batch")
+    return {s.customer_id: (s, v) for s, v in zip(written, new_versions, strict=True)}

@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from services.scoring.domain.policy import Policy
-from services.scoring.store import BatchOutcome, ConcurrentUpdate, process_batch, session
+from services.scoring.store import BatchOutcome, ConcurrentUpdate, StateCache, process_batch, session
 from shared.faults import Faults
 from shared.messages import Fact, MalformedFact, decode_record
 from shared.metrics import Metrics
@@ -42,7 +42,7 @@ class ScoringWorker:
     def __init__(self, *, consumer: KafkaConsumer, engine: Engine, policy: Policy, metrics: Metrics,
                  dead_letter: KafkaProducer, dead_letter_topic: str, stage_topic: str, conversion_topic: str,
                  poll_timeout_ms: int, max_records: int, on_commit: Callable[[], None] = lambda: None,
-                 faults: Faults | None = None) -> None:
+                 faults: Faults | None = None, cache: StateCache | None = None) -> None:
         self.consumer = consumer
         self.engine = engine
         self.policy = policy
@@ -55,6 +55,7 @@ class ScoringWorker:
         self.max_records = max_records
         self.on_commit = on_commit
         self.faults = faults or Faults()
+        self.cache = cache or StateCache(capacity=0)
         self.stopping = threading.Event()
         self._lag_refreshed = 0.0
 
@@ -116,14 +117,22 @@ class ScoringWorker:
         while True:
             try:
                 with session(self.engine) as conn:
-                    return process_batch(conn, facts=facts, policy=self.policy, stage_topic=self.stage_topic,
-                                         conversion_topic=self.conversion_topic)
+                    outcome = process_batch(conn, facts=facts, policy=self.policy, stage_topic=self.stage_topic,
+                                            conversion_topic=self.conversion_topic, cache=self.cache)
+                self.cache.remember(outcome.written)  # committed: these are the versions in the table now
+                return outcome
             except (ConcurrentUpdate, OperationalError, DBAPIError) as exc:
+                # a stale cached version is what ConcurrentUpdate means, and after a failed commit nobody knows
+                # which versions the table holds: every customer is read from the table again
+                self.cache.clear()
                 attempts += 1
                 if attempts >= 5 or not _retryable(exc):
                     raise
                 log.info("transaction conflict, retrying (%d): %s", attempts, str(exc).splitlines()[0])
                 time.sleep(0.05 * attempts * (1 + random.random()))
+            except BaseException:
+                self.cache.clear()
+                raise
 
     def _record(self, outcome: BatchOutcome, *, count: int, started: float, oldest_ts: list[int]) -> None:
         m = self.metrics

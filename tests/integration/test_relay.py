@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from services.scoring.relay import publish_once
 from shared.db import make_engine
-from shared.kafka import make_producer, partition_for
+from shared.kafka import make_batch_producer, partition_for
 from shared.messages import Fact, decode_record, encode
 from shared.settings import Settings
 from tests.support import TopicReader, wait_until
@@ -32,13 +32,13 @@ def test_conversions_travel_as_facts_per_partition_and_stage_changes_one_by_one(
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO outbox (message_id, topic, key, payload) VALUES (:id, :topic, :key, :payload)"),
                      rows)
-    producer = make_producer(settings, ordered=True)
+    producer = make_batch_producer(settings)
     try:
         # a small record size: the 40 facts need several records on some partitions
         published = publish_once(engine=engine, producer=producer, limit=1000,
                                  facts_topic=settings.topic_scoring_input, record_bytes=1500)
     finally:
-        producer.close(5)
+        producer.close()
     assert published == {settings.topic_scoring_input: 40, settings.topic_stage_changes: 5}
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM outbox WHERE published_at IS NULL")).scalar() == 0

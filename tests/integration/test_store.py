@@ -1,0 +1,81 @@
+"""The scoring transaction against the real PostgreSQL, with the state cache: a stale cached version never
+gets written (the version check refuses the whole batch), and cached or not the table ends up where the
+pure domain says."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+from sqlalchemy import Engine
+
+from bench.generator import generate
+from services.scoring.domain.ladder import apply
+from services.scoring.domain.state import CustomerState, from_text
+from services.scoring.store import BatchOutcome, ConcurrentUpdate, StateCache, process_batch, run_sql, session
+from services.scoring.worker import ScoringWorker
+from shared.db import make_engine
+from shared.events import validate
+from shared.messages import Fact
+from shared.metrics import Metrics
+from shared.settings import Settings
+from tests.unit.domain_builders import at, default_policy, order
+
+POLICY = default_policy()
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def _batch(engine: Engine, facts: list[Fact], cache: StateCache | None) -> BatchOutcome:
+    with session(engine) as conn:
+        outcome = process_batch(conn, facts=facts, policy=POLICY, stage_topic="stage", conversion_topic="facts",
+                                cache=cache)
+    if cache is not None:
+        cache.remember(outcome.written)
+    return outcome
+
+
+def _table(engine: Engine) -> dict[str, tuple[CustomerState, int]]:
+    with session(engine) as conn:
+        return {c: (from_text(s), v) for c, s, v in run_sql(conn, "SELECT customer_id, state, version FROM customers",
+                                                              {})}
+
+
+def test_a_stale_cached_state_is_refused_not_written(settings: Settings) -> None:
+    engine = make_engine(settings.database_url)
+    cache = StateCache(capacity=100)
+    _batch(engine, [order("o1", at(2026, 1, 5))], cache)
+    _batch(engine, [order("o2", at(2026, 1, 6))], None)  # another writer moves the customer on
+    with pytest.raises(ConcurrentUpdate):
+        _batch(engine, [order("o3", at(2026, 2, 7))], cache)
+    assert _table(engine)["c-1"][0].orders == 2  # nothing of the refused batch was written
+    # the worker's own path: the refusal empties the cache and the retry reads the table
+    worker = ScoringWorker(consumer=None, engine=engine, policy=POLICY, metrics=Metrics(service="scoring"),  # type: ignore[arg-type]
+                           dead_letter=None, dead_letter_topic="dl", stage_topic="stage",  # type: ignore[arg-type]
+                           conversion_topic="facts", poll_timeout_ms=100, max_records=16, cache=cache)
+    outcome = worker._transact([order("o3", at(2026, 2, 7))])
+    state, version = _table(engine)["c-1"]
+    assert state.orders == 3 and version == 3
+    assert [c.to_stage for c in outcome.stage_changes] == ["regular"]
+    assert cache.get("c-1") == (state, version)
+
+
+def test_cached_or_not_the_table_ends_where_the_domain_says(settings: Settings) -> None:
+    engine = make_engine(settings.database_url)
+    facts: list[Fact] = []
+    for event in generate(customers=60, events=900, seed=11, now=NOW, duplicates=0.0):
+        result = validate(orjson.dumps(event), base_currency="EUR", max_bytes=65536, now=NOW)
+        assert isinstance(result, list)
+        facts.extend(result)
+    cache = StateCache(capacity=25)  # smaller than the customers: hits, misses and evictions
+    for i in range(0, len(facts), 40):
+        _batch(engine, facts[i:i + 40], cache)
+    expected: dict[str, CustomerState] = {}
+    for fact in facts:
+        expected[fact.customer_id], _ = apply(expected.get(fact.customer_id), fact, policy=POLICY)
+    table = _table(engine)
+    assert 0 < len(cache) <= 25
+    assert {c: s for c, (s, _) in table.items()} == expected
+    for customer_id, (state, version) in table.items():
+        hit = cache.get(customer_id)
+        assert hit is None or hit == (state, version)
