@@ -131,6 +131,19 @@ class SystemUnderTest:
             raise
         return self
 
+    def scoring_batches(self) -> tuple[float, float, float]:
+        """Over every scoring instance so far: (transactions, facts, seconds), from their /metrics."""
+        totals = [0.0, 0.0, 0.0]
+        wanted = {"loyalty_batch_size_messages_count": 0, "loyalty_batch_size_messages_sum": 1,
+                  "loyalty_batch_duration_seconds_sum": 2}
+        for i in range(self.instances):
+            body = httpx.get(f"http://127.0.0.1:{self.scoring_port + 10 * i}/metrics", timeout=5).text
+            for line in body.splitlines():
+                name, _, rest = line.partition("{")
+                if name in wanted and 'service="scoring"' in rest:
+                    totals[wanted[name]] += float(rest.rsplit(" ", 1)[1])
+        return totals[0], totals[1], totals[2]
+
     def _ready(self, port: int) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
             raise RuntimeError(f"launcher exited with {self.proc.returncode}; log: {self.log_tail()}")
@@ -447,6 +460,7 @@ def measure_throughput(sut: SystemUnderTest, messages: list[Message], expect: di
         recordings = profile.start(pids, profile_dir)
         time.sleep(1.0)  # py-spy attaches
     load_before = os.getloadavg()[0]
+    batches_before = sut.scoring_batches()
     base = progress.counts()
     cpu_before = sampler.cpu_seconds() if sampler else {}
     wait_before = sampler.run_queue_seconds() if sampler else {}
@@ -472,6 +486,7 @@ def measure_throughput(sut: SystemUnderTest, messages: list[Message], expect: di
 
         profiles = profile.stop(recordings)
     producer.close(10)
+    transactions, facts, tx_seconds = (a - b for a, b in zip(sut.scoring_batches(), batches_before, strict=True))
     cpu = {k: round(cpu_after[k] - cpu_before.get(k, 0.0), 2) for k in cpu_after}
     final = progress.counts()
     result = {
@@ -484,6 +499,9 @@ def measure_throughput(sut: SystemUnderTest, messages: list[Message], expect: di
         "cpu_busy_share_of_wall": {k: round(v / elapsed, 2) for k, v in cpu.items()},
         "run_queue_wait_seconds": {k: round(wait_after[k] - wait_before.get(k, 0.0), 2) for k in wait_after},
         "profile": profiles,
+        "scoring_transactions": {"count": int(transactions),
+                                 "facts_each": round(facts / transactions, 1) if transactions else None,
+                                 "ms_each": round(tx_seconds * 1000 / transactions, 1) if transactions else None},
         "applied_primary": final[0] - base[0], "expected_primary": expect["distinct_events"],
         "conversions": final[3], "cpu_seconds": cpu,
         "progress": samples[:: max(1, len(samples) // 60)],
@@ -771,6 +789,14 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x" if a and b else "-"
 
 
+def _transactions_row(throughput: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    tx = throughput.get("scoring_transactions") or {}
+    if not tx.get("count"):
+        return []
+    return [("  scoring transactions: facts each (mean)", f"{tx['facts_each']:,.0f}",
+             f"{tx['count']:,} transactions, {tx['ms_each']:.1f} ms each", "")]
+
+
 def table(result: dict[str, Any]) -> str:
     rows: list[tuple[str, str, str, str]] = []
     single = result["single"]
@@ -785,6 +811,7 @@ def table(result: dict[str, Any]) -> str:
                  _ratio(tp["events_per_s"], bare["msgs_per_s"] if bare else None)))
     rows.append(("  time: first send -> all applied, outbox empty, s", f"{tp['seconds']:.2f}",
                  f"{naive['seconds']:.2f} for {naive['events']} (naive)" if naive else "-", ""))
+    rows.extend(_transactions_row(tp))
     scale = result.get("scaleout")
     if scale:
         stp = scale["throughput"]
@@ -794,6 +821,7 @@ def table(result: dict[str, Any]) -> str:
             rows.append(("  same vs. the naive path", f"{stp['events_per_s']:,.0f}",
                          f"{naive['events_per_s']:,.0f} (naive: 1 tx/event)",
                          _ratio(stp["events_per_s"], naive["events_per_s"])))
+        rows.extend(_transactions_row(stp))
         if stp.get("cpu_us_per_event_total"):
             rows.append(("  CPU per event (all processes), us", f"{stp['cpu_us_per_event_total']:,}",
                          f"system only (without the shop's producer): {_system_us(stp):,}", ""))

@@ -43,7 +43,8 @@ def _saturate(activity: float, scale: float) -> float:
 
 def loyalty(state: CustomerState, *, at: datetime, policy: Policy) -> Loyalty:
     """The loyalty vector of `state` as of `at`."""
-    fin, proc, con, ev, cons = (policy.kind(k) for k in KINDS)
+    params = dict(policy.kinds)  # one dict, not five scans: this runs for every stage change
+    fin, proc, con, ev, cons = (params[k] for k in KINDS)
     financial = orders = refunds = contact = evaluative = consultative = 0.0
     for month, act in state.activity:  # one pass: the age of a month is the same for every kind
         age_days = max(0.0, (at - month_start(month)).total_seconds() / 86400.0)
