@@ -2,10 +2,12 @@
 
     dedupe rows (INSERT .. ON CONFLICT DO NOTHING RETURNING)  -> which facts are new
     customer rows (SELECT .. FOR UPDATE), unless cached        -> their state
-    domain.apply() in memory, in offset order                  -> new state, rungs entered, conversions
-    customers upsert (compare-and-set on version)              \
-    stage_history insert                                        > one statement each, set-based (unnest)
-    outbox insert (stage changes, referral conversions)        /
+    per chunk of customers (pipeline mode, no waiting):
+        domain.apply() in memory, each customer's facts in offset order -> new state, rungs, conversions
+        customers upsert (compare-and-set on version)          \
+        stage_history insert                                    > one statement each, set-based (unnest)
+        outbox insert (stage changes, referral conversions)    /
+    every upsert wrote all its rows, or ConcurrentUpdate       -> the whole batch rolls back
     COMMIT                                                      -> then, and only then, the Kafka offsets
 
 Nothing commits unless the whole batch went through: `session()` rolls back on any exception.
@@ -209,6 +211,11 @@ _OUTBOX = """
 """
 
 
+# a batch's customers are applied and written in this many chunks (each at least this many customers)
+_CHUNKS = 4
+_CHUNK_MIN_CUSTOMERS = 250
+
+
 def run_sql(conn: Connection, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
     """Execute on the transaction's own psycopg connection with binary parameters.
 
@@ -259,64 +266,92 @@ def process_batch(conn: Connection, *, facts: Sequence[Fact], policy: Policy, st
             states[customer_id] = from_text(raw_state)
             versions[customer_id] = version
 
-    outbox_rows: list[tuple[str, str, str, bytes]] = []
+    facts_of: dict[str, list[Fact]] = {customer_id: [] for customer_id in touched}
     for fact in outcome.accepted:
-        new_state, changes = apply(states[fact.customer_id], fact, policy=policy)
-        states[fact.customer_id] = new_state
-        measures = None  # several rungs entered on one fact share one state and one moment
-        for change in changes:
-            if isinstance(change, StageChanged):
-                if measures is None:
-                    measures = (loyalty(new_state, at=fact.occurred_at, policy=policy).as_dict(),
-                                profitability(new_state, policy=policy))
-                outcome.stage_changes.append(change)
-                change_id = stage_change_id(change.customer_id, change.to_stage)
-                outbox_rows.append((change_id, stage_topic, change.customer_id,
-                                    stage_change_payload(change, new_state, policy=policy, measures=measures,
-                                                         event_id=change_id)))
-            else:
-                outcome.conversions.append(change)
-                outbox_rows.append((conversion_message_id(change.referral_event_id), conversion_topic,
-                                    change.referrer_id, encode(_conversion_fact(change))))
-
-    outcome.written = _write_customers(conn, states=states, versions=versions, policy=policy)
-    if outcome.stage_changes:
-        sc = outcome.stage_changes
-        run_sql(conn, _HISTORY, {
-            "customers": [c.customer_id for c in sc], "to_stages": [c.to_stage for c in sc],
-            "from_stages": [c.from_stage for c in sc], "occurred": [c.occurred_at for c in sc],
-            "causes": [c.cause_event_id for c in sc], "reasons": [c.reason for c in sc],
-        })
-    if outbox_rows:
-        ids, topics, keys, payloads = (list(col) for col in zip(*outbox_rows, strict=True))
-        run_sql(conn, _OUTBOX, {"ids": ids, "topics": topics, "keys": keys, "payloads": payloads})
+        facts_of[fact.customer_id].append(fact)
+    # pipeline mode: each chunk's writes go to the server as soon as its customers are applied, so the
+    # database writes chunk k while Python applies chunk k + 1 (one transaction all the same)
+    pg = conn.connection.driver_connection
+    size = max(_CHUNK_MIN_CUSTOMERS, -(-len(touched) // _CHUNKS))
+    upserts: list[tuple[Any, list[tuple[CustomerState, int]]]] = []
+    others: list[Any] = []  # cursors are kept open until the pipeline has delivered their results
+    with pg.pipeline():  # type: ignore[union-attr]
+        for start in range(0, len(touched), size):
+            chunk = touched[start:start + size]
+            stage_changes: list[StageChanged] = []
+            outbox_rows: list[tuple[str, str, str, bytes]] = []
+            for customer_id in chunk:
+                state = states[customer_id]
+                for fact in facts_of[customer_id]:
+                    state, changes = apply(state, fact, policy=policy)
+                    measures = None  # several rungs entered on one fact share one state and one moment
+                    for change in changes:
+                        if isinstance(change, StageChanged):
+                            if measures is None:
+                                measures = (loyalty(state, at=fact.occurred_at, policy=policy).as_dict(),
+                                            profitability(state, policy=policy))
+                            stage_changes.append(change)
+                            change_id = stage_change_id(change.customer_id, change.to_stage)
+                            outbox_rows.append((change_id, stage_topic, change.customer_id,
+                                                stage_change_payload(change, state, policy=policy,
+                                                                     measures=measures, event_id=change_id)))
+                        else:
+                            outcome.conversions.append(change)
+                            outbox_rows.append((conversion_message_id(change.referral_event_id), conversion_topic,
+                                                change.referrer_id, encode(_conversion_fact(change))))
+                states[customer_id] = state
+            written = [(state, versions[state.customer_id] + 1)
+                       for state in (states[c] for c in chunk) if state is not None]
+            upserts.append((_send(pg, _UPSERT, _customer_params(written, policy=policy)), written))
+            if stage_changes:
+                outcome.stage_changes.extend(stage_changes)
+                sc = stage_changes
+                others.append(_send(pg, _HISTORY, {
+                    "customers": [c.customer_id for c in sc], "to_stages": [c.to_stage for c in sc],
+                    "from_stages": [c.from_stage for c in sc], "occurred": [c.occurred_at for c in sc],
+                    "causes": [c.cause_event_id for c in sc], "reasons": [c.reason for c in sc],
+                }))
+            if outbox_rows:
+                ids, topics, keys, payloads = (list(col) for col in zip(*outbox_rows, strict=True))
+                others.append(_send(pg, _OUTBOX, {"ids": ids, "topics": topics, "keys": keys,
+                                                   "payloads": payloads}))
+    # leaving the pipeline synced it: every statement has run, in order, and any error was raised
+    for cursor in others:
+        cursor.close()
+    for cursor, written in upserts:
+        stored = len(cursor.fetchall())
+        cursor.close()
+        if stored != len(written):
+            raise ConcurrentUpdate(f"{len(written) - stored} of {len(written)} customers changed under this batch")
+        outcome.written.update((state.customer_id, (state, version)) for state, version in written)
     return outcome
+
+
+def _send(pg: Any, sql: str, params: dict[str, Any]) -> Any:
+    """Queue `sql` on the connection in pipeline mode; its cursor holds the result once the pipeline synced."""
+    cursor = pg.cursor(binary=True)
+    cursor.execute(sql, params)
+    return cursor
+
+
+def _customer_params(written: list[tuple[CustomerState, int]], *, policy: Policy) -> dict[str, Any]:
+    states = [s for s, _ in written]
+    return {
+        "ids": [s.customer_id for s in states],
+        "stages": [s.stage for s in states],
+        "ranks": [RANK[s.stage] for s in states],
+        "entered": [s.stage_entered_at for s in states],
+        "tiers": [tier(s.profit, policy=policy) for s in states],
+        "sales": [s.sales for s in states],
+        "costs": [s.costs for s in states],
+        "first_seen": [s.first_seen_at for s in states],
+        "last_event": [s.last_event_at for s in states],
+        "states": [to_text(s) for s in states],
+        "versions": [v for _, v in written],
+    }
 
 
 def _conversion_fact(change: ReferralConverted) -> Fact:
     return Fact(kind="referral_converted", event_id=change.referral_event_id, role="converted",
                 customer_id=change.referrer_id, occurred_at=change.occurred_at,
                 other_customer_id=change.referred_customer_id)
-
-
-def _write_customers(conn: Connection, *, states: dict[str, CustomerState | None], versions: dict[str, int],
-                     policy: Policy) -> dict[str, tuple[CustomerState, int]]:
-    written = [s for s in states.values() if s is not None]
-    new_versions = [versions[s.customer_id] + 1 for s in written]
-    params: dict[str, Any] = {
-        "ids": [s.customer_id for s in written],
-        "stages": [s.stage for s in written],
-        "ranks": [RANK[s.stage] for s in written],
-        "entered": [s.stage_entered_at for s in written],
-        "tiers": [tier(s.profit, policy=policy) for s in written],
-        "sales": [s.sales for s in written],
-        "costs": [s.costs for s in written],
-        "first_seen": [s.first_seen_at for s in written],
-        "last_event": [s.last_event_at for s in written],
-        "states": [to_text(s) for s in written],
-        "versions": new_versions,
-    }
-    stored = len(run_sql(conn, _UPSERT, params))
-    if stored != len(written):
-        raise ConcurrentUpdate(f"{len(written) - stored} of {len(written)} customers changed under this batch")
-    return {s.customer_id: (s, v) for s, v in zip(written, new_versions, strict=True)}

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import Engine
 
 from bench.generator import generate
+from services.scoring import store
 from services.scoring.domain.ladder import apply
 from services.scoring.domain.state import CustomerState, from_text
 from services.scoring.store import BatchOutcome, ConcurrentUpdate, StateCache, process_batch, run_sql, session
@@ -60,7 +61,28 @@ def test_a_stale_cached_state_is_refused_not_written(settings: Settings) -> None
     assert cache.get("c-1") == (state, version)
 
 
-def test_cached_or_not_the_table_ends_where_the_domain_says(settings: Settings) -> None:
+def test_a_refusal_in_a_late_chunk_rolls_back_the_earlier_chunks(settings: Settings,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store, "_CHUNK_MIN_CUSTOMERS", 2)  # six customers: three chunks of two
+    engine = make_engine(settings.database_url)
+    customers = [f"c-{i}" for i in range(6)]
+    cache = StateCache(capacity=100)
+    _batch(engine, [order(f"a-{c}", at(2026, 1, 5), customer=c) for c in customers], cache)
+    _batch(engine, [order("b-c-5", at(2026, 1, 6), customer="c-5")], None)  # c-5, in the last chunk, moves on
+    with pytest.raises(ConcurrentUpdate):
+        _batch(engine, [order(f"c-{c}", at(2026, 2, 7), customer=c) for c in customers], cache)
+    table = _table(engine)
+    assert {c: s.orders for c, (s, _) in table.items()} == {**dict.fromkeys(customers, 1), "c-5": 2}
+    with session(engine) as conn:
+        assert run_sql(conn, "SELECT count(*) FROM stage_history", {})[0][0] == 12  # visitor, first purchase
+        assert run_sql(conn, "SELECT count(*) FROM outbox", {})[0][0] == 12
+        assert run_sql(conn, "SELECT count(*) FROM processed_events WHERE event_id LIKE 'c-%%'", {})[0][0] == 0
+
+
+@pytest.mark.parametrize("chunk_min", [250, 7])
+def test_cached_or_not_the_table_ends_where_the_domain_says(settings: Settings, monkeypatch: pytest.MonkeyPatch,
+                                                             chunk_min: int) -> None:
+    monkeypatch.setattr(store, "_CHUNK_MIN_CUSTOMERS", chunk_min)
     engine = make_engine(settings.database_url)
     facts: list[Fact] = []
     for event in generate(customers=60, events=900, seed=11, now=NOW, duplicates=0.0):
@@ -68,8 +90,8 @@ def test_cached_or_not_the_table_ends_where_the_domain_says(settings: Settings) 
         assert isinstance(result, list)
         facts.extend(result)
     cache = StateCache(capacity=25)  # smaller than the customers: hits, misses and evictions
-    for i in range(0, len(facts), 40):
-        _batch(engine, facts[i:i + 40], cache)
+    for i in range(0, len(facts), 120):
+        _batch(engine, facts[i:i + 120], cache)
     expected: dict[str, CustomerState] = {}
     for fact in facts:
         expected[fact.customer_id], _ = apply(expected.get(fact.customer_id), fact, policy=POLICY)
