@@ -153,10 +153,11 @@ def unique_facts(facts: Sequence[Fact]) -> tuple[list[Fact], list[Fact]]:
     first: list[Fact] = []
     repeats: list[Fact] = []
     for fact in facts:
-        if fact.dedupe_key in seen:
+        key = (fact.event_id, fact.role)  # Fact.dedupe_key, spelled out: a property call per fact adds up
+        if key in seen:
             repeats.append(fact)
         else:
-            seen.add(fact.dedupe_key)
+            seen.add(key)
             first.append(fact)
     return first, repeats
 
@@ -245,7 +246,7 @@ def process_batch(conn: Connection, *, facts: Sequence[Fact], policy: Policy, st
         })
     }
     for fact in candidates:
-        (outcome.accepted if fact.dedupe_key in claimed else outcome.duplicates).append(fact)
+        (outcome.accepted if (fact.event_id, fact.role) in claimed else outcome.duplicates).append(fact)
     if not outcome.accepted:
         return outcome
 

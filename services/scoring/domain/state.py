@@ -21,7 +21,7 @@ RANK: dict[str, int] = {stage: i for i, stage in enumerate(STAGES)}
 
 def month_index(moment: datetime) -> int:
     """Months since year 0 of the UTC calendar month of `moment`."""
-    utc = moment.astimezone(UTC)
+    utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)  # facts arrive in UTC already
     return utc.year * 12 + utc.month - 1
 
 
