@@ -1,14 +1,14 @@
 """The scoring transaction, whole: one database transaction per consumed batch.
 
-    dedupe rows (INSERT .. ON CONFLICT DO NOTHING RETURNING)  -> which facts are new
-    customer rows (SELECT .. FOR UPDATE), unless cached        -> their state
-    per chunk of customers (pipeline mode, no waiting):
+    per chunk of the batch's customers (pipeline mode: chunk k's SQL runs while Python applies chunk k + 1):
+        dedupe rows (INSERT .. ON CONFLICT DO NOTHING RETURNING)  -> which facts are new
+        customer rows (SELECT .. FOR UPDATE), unless cached        -> their state
         domain.apply() in memory, each customer's facts in offset order -> new state, rungs, conversions
-        customers upsert (compare-and-set on version)          \
-        stage_history insert                                    > one statement each, set-based (unnest)
-        outbox insert (stage changes, referral conversions)    /
-    every upsert wrote all its rows, or ConcurrentUpdate       -> the whole batch rolls back
-    COMMIT                                                      -> then, and only then, the Kafka offsets
+        customers upsert (compare-and-set on version)              \
+        stage_history insert                                        > one statement each, set-based (unnest)
+        outbox insert (stage changes, referral conversions)        /
+    every upsert wrote all its rows, or ConcurrentUpdate           -> the whole batch rolls back
+    COMMIT                                                          -> then, and only then, the Kafka offsets
 
 Nothing commits unless the whole batch went through: `session()` rolls back on any exception.
 
@@ -212,9 +212,12 @@ _OUTBOX = """
 """
 
 
+# (sql, params, the (state, version) pairs an upsert writes: its row count is checked against them)
+Statement = tuple[str, dict[str, Any], list[tuple[CustomerState, int]] | None]
+
 # a batch's customers are applied and written in this many chunks (each at least this many customers)
-_CHUNKS = 4
-_CHUNK_MIN_CUSTOMERS = 250
+_CHUNKS = 6
+_CHUNK_MIN_CUSTOMERS = 200
 
 
 def run_sql(conn: Connection, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -231,101 +234,125 @@ def process_batch(conn: Connection, *, facts: Sequence[Fact], policy: Policy, st
                   conversion_topic: str, cache: StateCache | None = None) -> BatchOutcome:
     """Apply `facts` (in offset order) to customer state inside the caller's transaction.
 
-    `cache` is read, never written: the caller feeds it `outcome.written` after the commit.
+    The batch's customers are taken in chunks, in pipeline mode: while Python applies chunk k, the database
+    writes chunk k - 1 and claims and reads chunk k + 1, so the two wait for each other only at the edges.
+    It is one transaction all the same, and chunks share no customer. `cache` is read, never written: the
+    caller feeds it `outcome.written` after the commit.
     """
     outcome = BatchOutcome()
     candidates, outcome.duplicates = unique_facts(facts)
     if not candidates:
         return outcome
-    claimed = {
-        (event_id, role)
-        for event_id, role in run_sql(conn, _CLAIM_EVENTS, {
-            "event_ids": [f.event_id for f in candidates],
-            "roles": [f.role for f in candidates],
-            "customers": [f.customer_id for f in candidates],
-        })
-    }
+    facts_of: dict[str, list[Fact]] = {}
     for fact in candidates:
-        (outcome.accepted if (fact.event_id, fact.role) in claimed else outcome.duplicates).append(fact)
-    if not outcome.accepted:
-        return outcome
-
-    touched = sorted({f.customer_id for f in outcome.accepted})
-    states: dict[str, CustomerState | None] = dict.fromkeys(touched)
-    versions: dict[str, int] = dict.fromkeys(touched, 0)
-    unknown = touched
-    if cache is not None:
-        unknown = []
-        for customer_id in touched:
-            hit = cache.get(customer_id)
-            if hit is None:
-                unknown.append(customer_id)
-            else:
-                states[customer_id], versions[customer_id] = hit
-    if unknown:
-        for customer_id, raw_state, version in run_sql(conn, _LOAD, {"ids": unknown}):
-            states[customer_id] = from_text(raw_state)
-            versions[customer_id] = version
-
-    facts_of: dict[str, list[Fact]] = {customer_id: [] for customer_id in touched}
-    for fact in outcome.accepted:
-        facts_of[fact.customer_id].append(fact)
-    # pipeline mode: each chunk's writes go to the server as soon as its customers are applied, so the
-    # database writes chunk k while Python applies chunk k + 1 (one transaction all the same)
+        facts_of.setdefault(fact.customer_id, []).append(fact)
+    customers = sorted(facts_of)  # one lock order for every writer
+    size = max(_CHUNK_MIN_CUSTOMERS, -(-len(customers) // _CHUNKS))
+    chunks = [customers[i:i + size] for i in range(0, len(customers), size)]
     pg = conn.connection.driver_connection
-    size = max(_CHUNK_MIN_CUSTOMERS, -(-len(touched) // _CHUNKS))
+    cursors: list[Any] = []  # kept open until the pipeline has delivered every result
     upserts: list[tuple[Any, list[tuple[CustomerState, int]]]] = []
-    others: list[Any] = []  # cursors are kept open until the pipeline has delivered their results
     with pg.pipeline():  # type: ignore[union-attr]
-        for start in range(0, len(touched), size):
-            chunk = touched[start:start + size]
-            stage_changes: list[StageChanged] = []
-            outbox_rows: list[tuple[str, str, str, bytes]] = []
-            for customer_id in chunk:
-                state = states[customer_id]
-                for fact in facts_of[customer_id]:
-                    state, changes = apply(state, fact, policy=policy)
-                    measures = None  # several rungs entered on one fact share one state and one moment
-                    for change in changes:
-                        if isinstance(change, StageChanged):
-                            if measures is None:
-                                measures = (loyalty(state, at=fact.occurred_at, policy=policy).as_dict(),
-                                            profitability(state, policy=policy))
-                            stage_changes.append(change)
-                            change_id = stage_change_id(change.customer_id, change.to_stage)
-                            outbox_rows.append((change_id, stage_topic, change.customer_id,
-                                                stage_change_payload(change, state, policy=policy,
-                                                                     measures=measures, event_id=change_id)))
-                        else:
-                            outcome.conversions.append(change)
-                            outbox_rows.append((conversion_message_id(change.referral_event_id), conversion_topic,
-                                                change.referrer_id, encode(_conversion_fact(change))))
-                states[customer_id] = state
-            written = [(state, versions[state.customer_id] + 1)
-                       for state in (states[c] for c in chunk) if state is not None]
-            upserts.append((_send(pg, _UPSERT, _customer_params(written, policy=policy)), written))
-            if stage_changes:
-                outcome.stage_changes.extend(stage_changes)
-                sc = stage_changes
-                others.append(_send(pg, _HISTORY, {
-                    "customers": [c.customer_id for c in sc], "to_stages": [c.to_stage for c in sc],
-                    "from_stages": [c.from_stage for c in sc], "occurred": [c.occurred_at for c in sc],
-                    "causes": [c.cause_event_id for c in sc], "reasons": [c.reason for c in sc],
-                }))
-            if outbox_rows:
-                ids, topics, keys, payloads = (list(col) for col in zip(*outbox_rows, strict=True))
-                others.append(_send(pg, _OUTBOX, {"ids": ids, "topics": topics, "keys": keys,
-                                                   "payloads": payloads}))
+        reads = _send_reads(pg, chunks[0], facts_of=facts_of, cache=cache)
+        unsent: list[Statement] = []
+        for k, chunk in enumerate(chunks):
+            claim, load = reads
+            claimed = {tuple(row) for row in claim.fetchall()}  # waits for what was queued before it, too
+            loaded = load.fetchall() if load is not None else []
+            cursors.extend(c for c in reads if c is not None)
+            # the previous chunk's writes, then the next chunk's reads: the database runs both while we apply
+            for sql, params, written in unsent:
+                cursors.append(cursor := _send(pg, sql, params))
+                if written is not None:
+                    upserts.append((cursor, written))
+            if k + 1 < len(chunks):
+                reads = _send_reads(pg, chunks[k + 1], facts_of=facts_of, cache=cache)
+            unsent = _apply_chunk(chunk, facts_of=facts_of, claimed=claimed, loaded=loaded, cache=cache,
+                                  outcome=outcome, policy=policy, stage_topic=stage_topic,
+                                  conversion_topic=conversion_topic)
+        for sql, params, written in unsent:
+            cursors.append(cursor := _send(pg, sql, params))
+            if written is not None:
+                upserts.append((cursor, written))
     # leaving the pipeline synced it: every statement has run, in order, and any error was raised
-    for cursor in others:
-        cursor.close()
-    for cursor, written in upserts:
-        stored = len(cursor.fetchall())
-        cursor.close()
-        if stored != len(written):
-            raise ConcurrentUpdate(f"{len(written) - stored} of {len(written)} customers changed under this batch")
-        outcome.written.update((state.customer_id, (state, version)) for state, version in written)
+    try:
+        for cursor, written in upserts:
+            stored = len(cursor.fetchall())
+            if stored != len(written):
+                raise ConcurrentUpdate(
+                    f"{len(written) - stored} of {len(written)} customers changed under this batch")
+            outcome.written.update((state.customer_id, (state, version)) for state, version in written)
+    finally:
+        for cursor in cursors:
+            cursor.close()
     return outcome
+
+
+def _send_reads(pg: Any, chunk: list[str], *, facts_of: dict[str, list[Fact]],
+                cache: StateCache | None) -> tuple[Any, Any | None]:
+    """Queue the claim of the chunk's facts and the load of its customers the cache does not hold."""
+    chunk_facts = [f for c in chunk for f in facts_of[c]]
+    claim = _send(pg, _CLAIM_EVENTS, {
+        "event_ids": [f.event_id for f in chunk_facts],
+        "roles": [f.role for f in chunk_facts],
+        "customers": [f.customer_id for f in chunk_facts],
+    })
+    # loaded before the claim says which facts are new: a customer whose facts all turn out duplicates is
+    # read (and locked) for nothing, which is rare and harmless
+    unknown = chunk if cache is None else [c for c in chunk if cache.get(c) is None]
+    return claim, (_send(pg, _LOAD, {"ids": unknown}) if unknown else None)
+
+
+def _apply_chunk(chunk: list[str], *, facts_of: dict[str, list[Fact]], claimed: set[tuple[Any, ...]],
+                 loaded: list[Any], cache: StateCache | None, outcome: BatchOutcome, policy: Policy,
+                 stage_topic: str, conversion_topic: str) -> list[Statement]:
+    """Apply the claimed facts of `chunk` in memory; the statements that write the result."""
+    rows = {customer_id: (from_text(raw_state), version) for customer_id, raw_state, version in loaded}
+    written: list[tuple[CustomerState, int]] = []
+    stage_changes: list[StageChanged] = []
+    outbox_rows: list[tuple[str, str, str, bytes]] = []
+    for customer_id in chunk:
+        new = [f for f in facts_of[customer_id] if (f.event_id, f.role) in claimed]
+        outcome.duplicates.extend(f for f in facts_of[customer_id] if (f.event_id, f.role) not in claimed)
+        if not new:
+            continue
+        outcome.accepted.extend(new)
+        known = rows.get(customer_id) or (cache.get(customer_id) if cache is not None else None)
+        state, version = known if known is not None else (None, 0)
+        for fact in new:
+            state, changes = apply(state, fact, policy=policy)
+            measures = None  # several rungs entered on one fact share one state and one moment
+            for change in changes:
+                if isinstance(change, StageChanged):
+                    if measures is None:
+                        measures = (loyalty(state, at=fact.occurred_at, policy=policy).as_dict(),
+                                    profitability(state, policy=policy))
+                    stage_changes.append(change)
+                    change_id = stage_change_id(change.customer_id, change.to_stage)
+                    outbox_rows.append((change_id, stage_topic, change.customer_id,
+                                        stage_change_payload(change, state, policy=policy, measures=measures,
+                                                             event_id=change_id)))
+                else:
+                    outcome.conversions.append(change)
+                    outbox_rows.append((conversion_message_id(change.referral_event_id), conversion_topic,
+                                        change.referrer_id, encode(_conversion_fact(change))))
+        assert state is not None  # at least one fact was applied
+        written.append((state, version + 1))
+    statements: list[Statement] = []
+    if written:
+        statements.append((_UPSERT, _customer_params(written, policy=policy), written))
+    if stage_changes:
+        outcome.stage_changes.extend(stage_changes)
+        sc = stage_changes
+        statements.append((_HISTORY, {
+            "customers": [c.customer_id for c in sc], "to_stages": [c.to_stage for c in sc],
+            "from_stages": [c.from_stage for c in sc], "occurred": [c.occurred_at for c in sc],
+            "causes": [c.cause_event_id for c in sc], "reasons": [c.reason for c in sc],
+        }, None))
+    if outbox_rows:
+        ids, topics, keys, payloads = (list(col) for col in zip(*outbox_rows, strict=True))
+        statements.append((_OUTBOX, {"ids": ids, "topics": topics, "keys": keys, "payloads": payloads}, None))
+    return statements
 
 
 def _send(pg: Any, sql: str, params: dict[str, Any]) -> Any:
