@@ -252,30 +252,31 @@ def process_batch(conn: Connection, *, facts: Sequence[Fact], policy: Policy, st
     pg = conn.connection.driver_connection
     cursors: list[Any] = []  # kept open until the pipeline has delivered every result
     upserts: list[tuple[Any, list[tuple[CustomerState, int]]]] = []
-    with pg.pipeline():  # type: ignore[union-attr]
-        reads = _send_reads(pg, chunks[0], facts_of=facts_of, cache=cache)
-        unsent: list[Statement] = []
-        for k, chunk in enumerate(chunks):
-            claim, load = reads
-            claimed = {tuple(row) for row in claim.fetchall()}  # waits for what was queued before it, too
-            loaded = load.fetchall() if load is not None else []
-            cursors.extend(c for c in reads if c is not None)
-            # the previous chunk's writes, then the next chunk's reads: the database runs both while we apply
-            for sql, params, written in unsent:
-                cursors.append(cursor := _send(pg, sql, params))
-                if written is not None:
-                    upserts.append((cursor, written))
-            if k + 1 < len(chunks):
-                reads = _send_reads(pg, chunks[k + 1], facts_of=facts_of, cache=cache)
-            unsent = _apply_chunk(chunk, facts_of=facts_of, claimed=claimed, loaded=loaded, cache=cache,
-                                  outcome=outcome, policy=policy, stage_topic=stage_topic,
-                                  conversion_topic=conversion_topic)
-        for sql, params, written in unsent:
+
+    def queue(statements: list[Statement]) -> None:
+        for sql, params, written in statements:
             cursors.append(cursor := _send(pg, sql, params))
             if written is not None:
                 upserts.append((cursor, written))
-    # leaving the pipeline synced it: every statement has run, in order, and any error was raised
+
     try:
+        with pg.pipeline():  # type: ignore[union-attr]
+            reads = _send_reads(pg, chunks[0], facts_of=facts_of, cache=cache)
+            unsent: list[Statement] = []
+            for k, chunk in enumerate(chunks):
+                cursors.extend(c for c in reads if c is not None)
+                claim, load = reads
+                claimed = {tuple(row) for row in claim.fetchall()}  # waits for what was queued before it, too
+                loaded = load.fetchall() if load is not None else []
+                # the previous chunk's writes, then the next chunk's reads: the database runs both while we apply
+                queue(unsent)
+                if k + 1 < len(chunks):
+                    reads = _send_reads(pg, chunks[k + 1], facts_of=facts_of, cache=cache)
+                unsent = _apply_chunk(chunk, facts_of=facts_of, claimed=claimed, loaded=loaded, cache=cache,
+                                      outcome=outcome, policy=policy, stage_topic=stage_topic,
+                                      conversion_topic=conversion_topic)
+            queue(unsent)
+        # leaving the pipeline synced it: every statement has run, in order, and any error was raised
         for cursor, written in upserts:
             stored = len(cursor.fetchall())
             if stored != len(written):
