@@ -264,15 +264,15 @@ def process_batch(conn: Connection, *, facts: Sequence[Fact], policy: Policy, st
             reads = _send_reads(pg, chunks[0], facts_of=facts_of, cache=cache)
             unsent: list[Statement] = []
             for k, chunk in enumerate(chunks):
-                cursors.extend(c for c in reads if c is not None)
-                claim, load = reads
+                claim, load, cached = reads
+                cursors.extend(c for c in (claim, load) if c is not None)
                 claimed = {tuple(row) for row in claim.fetchall()}  # waits for what was queued before it, too
                 loaded = load.fetchall() if load is not None else []
                 # the previous chunk's writes, then the next chunk's reads: the database runs both while we apply
                 queue(unsent)
                 if k + 1 < len(chunks):
                     reads = _send_reads(pg, chunks[k + 1], facts_of=facts_of, cache=cache)
-                unsent = _apply_chunk(chunk, facts_of=facts_of, claimed=claimed, loaded=loaded, cache=cache,
+                unsent = _apply_chunk(chunk, facts_of=facts_of, claimed=claimed, loaded=loaded, cached=cached,
                                       outcome=outcome, policy=policy, stage_topic=stage_topic,
                                       conversion_topic=conversion_topic)
             queue(unsent)
@@ -290,8 +290,11 @@ def process_batch(conn: Connection, *, facts: Sequence[Fact], policy: Policy, st
 
 
 def _send_reads(pg: Any, chunk: list[str], *, facts_of: dict[str, list[Fact]],
-                cache: StateCache | None) -> tuple[Any, Any | None]:
-    """Queue the claim of the chunk's facts and the load of its customers the cache does not hold."""
+                cache: StateCache | None) -> tuple[Any, Any | None, dict[str, tuple[CustomerState, int]]]:
+    """Queue the claim of the chunk's facts and the load of its customers the cache does not hold.
+
+    Returns the two cursors (no load when the cache holds every customer) and the cache's entries for the chunk.
+    """
     chunk_facts = [f for c in chunk for f in facts_of[c]]
     claim = _send(pg, _CLAIM_EVENTS, {
         "event_ids": [f.event_id for f in chunk_facts],
@@ -300,25 +303,37 @@ def _send_reads(pg: Any, chunk: list[str], *, facts_of: dict[str, list[Fact]],
     })
     # loaded before the claim says which facts are new: a customer whose facts all turn out duplicates is
     # read (and locked) for nothing, which is rare and harmless
-    unknown = chunk if cache is None else [c for c in chunk if cache.get(c) is None]
-    return claim, (_send(pg, _LOAD, {"ids": unknown}) if unknown else None)
+    cached: dict[str, tuple[CustomerState, int]] = {}
+    unknown: list[str] = []
+    for customer_id in chunk:
+        hit = cache.get(customer_id) if cache is not None else None
+        if hit is None:
+            unknown.append(customer_id)
+        else:
+            cached[customer_id] = hit
+    return claim, (_send(pg, _LOAD, {"ids": unknown}) if unknown else None), cached
 
 
 def _apply_chunk(chunk: list[str], *, facts_of: dict[str, list[Fact]], claimed: set[tuple[Any, ...]],
-                 loaded: list[Any], cache: StateCache | None, outcome: BatchOutcome, policy: Policy,
-                 stage_topic: str, conversion_topic: str) -> list[Statement]:
-    """Apply the claimed facts of `chunk` in memory; the statements that write the result."""
+                 loaded: list[Any], cached: dict[str, tuple[CustomerState, int]], outcome: BatchOutcome,
+                 policy: Policy, stage_topic: str, conversion_topic: str) -> list[Statement]:
+    """Apply the claimed facts of `chunk` in memory; the statements that write the result.
+
+    A customer's state comes from `loaded` (rows read from the table) or `cached` (the cache's entries for
+    the chunk); one in neither is new.
+    """
     rows = {customer_id: (from_text(raw_state), version) for customer_id, raw_state, version in loaded}
     written: list[tuple[CustomerState, int]] = []
     stage_changes: list[StageChanged] = []
     outbox_rows: list[tuple[str, str, str, bytes]] = []
     for customer_id in chunk:
-        new = [f for f in facts_of[customer_id] if (f.event_id, f.role) in claimed]
-        outcome.duplicates.extend(f for f in facts_of[customer_id] if (f.event_id, f.role) not in claimed)
+        new: list[Fact] = []
+        for fact in facts_of[customer_id]:
+            (new if (fact.event_id, fact.role) in claimed else outcome.duplicates).append(fact)
         if not new:
             continue
         outcome.accepted.extend(new)
-        known = rows.get(customer_id) or (cache.get(customer_id) if cache is not None else None)
+        known = rows.get(customer_id) or cached.get(customer_id)
         state, version = known if known is not None else (None, 0)
         for fact in new:
             state, changes = apply(state, fact, policy=policy)
