@@ -156,7 +156,7 @@ class SystemUnderTest:
         return tail_of(self.log_path, lines)
 
     def processes(self) -> dict[str, psutil.Process]:
-        """The launcher's processes by role: launcher, broker, ingest, scoring-0, scoring-1, ..."""
+        """The launcher's processes by role: launcher, broker, ingest, scoring-0, relay-0, scoring-1, relay-1, ..."""
         if self.proc is None:
             return {}
         try:
@@ -165,7 +165,7 @@ class SystemUnderTest:
         except psutil.NoSuchProcess:
             return {}
         out: dict[str, psutil.Process] = {"launcher": launcher}
-        scoring = 0
+        scoring = relays = 0
         for child in sorted(children, key=lambda p: p.pid):
             try:
                 cmd = " ".join(child.cmdline())
@@ -175,6 +175,9 @@ class SystemUnderTest:
                 out["ingest"] = child
             elif "services.scoring.migrate" in cmd:
                 continue
+            elif "services.scoring.relay_process" in cmd:  # each scoring process's child
+                out[f"relay-{relays}"] = child
+                relays += 1
             elif "services.scoring" in cmd:
                 out[f"scoring-{scoring}"] = child
                 scoring += 1
@@ -456,7 +459,8 @@ def measure_throughput(sut: SystemUnderTest, messages: list[Message], expect: di
     if profile_dir is not None:
         from bench import profile
 
-        pids = {role: p.pid for role, p in sut.processes().items() if role == "ingest" or role.startswith("scoring")}
+        pids = {role: p.pid for role, p in sut.processes().items()
+                if role == "ingest" or role.startswith(("scoring", "relay"))}
         recordings = profile.start(pids, profile_dir)
         time.sleep(1.0)  # py-spy attaches
     load_before = os.getloadavg()[0]

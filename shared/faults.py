@@ -10,6 +10,7 @@ Off unless the FAULT_INJECTION setting names points, as `point=probability,...`,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -20,7 +21,10 @@ POINTS = ("ingest.after_flush", "scoring.after_db_commit", "relay.after_publish"
 class Faults:
     """Decides, at each named point, whether this process dies now."""
 
-    def __init__(self, spec: str = "") -> None:
+    def __init__(self, spec: str = "", *, also_kill: int | None = None) -> None:
+        # the relay runs in a child of the scoring process: a crash point there takes the scoring process
+        # down too, as when they were one process, so the service as a whole dies at that line
+        self.also_kill = also_kill
         self.odds: dict[str, float] = {}
         for item in filter(None, (part.strip() for part in spec.split(","))):
             point, _, chance = item.partition("=")
@@ -32,4 +36,7 @@ class Faults:
         """SIGKILL this process with the configured probability for `name`."""
         chance = self.odds.get(name)
         if chance and random.random() < chance:
+            if self.also_kill is not None:
+                with contextlib.suppress(ProcessLookupError):  # already gone: only this process is left to kill
+                    os.kill(self.also_kill, signal.SIGKILL)
             os.kill(os.getpid(), signal.SIGKILL)

@@ -1,4 +1,4 @@
-"""`python -m services.scoring`: the scoring consumer, the outbox relay and the HTTP API in one process."""
+"""`python -m services.scoring`: the scoring consumer and the HTTP API, and the outbox relay as its child process."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from types import FrameType
 
 from services.scoring.api import ApiContext, create_app
 from services.scoring.domain.policy import Policy, parse_policy
-from services.scoring.relay import Relay
+from services.scoring.relay_process import RelayProcess
 from services.scoring.store import StateCache
 from services.scoring.worker import ScoringWorker
 from shared.db import make_engine
 from shared.faults import Faults
 from shared.http import ServerThread
-from shared.kafka import ensure_topics, make_batch_producer, make_consumer, make_producer
+from shared.kafka import ensure_topics, make_consumer, make_producer
 from shared.logging import setup_logging
 from shared.metrics import Metrics
 from shared.runtime import tune_gc
@@ -48,17 +48,10 @@ def main() -> None:
     http.start()
 
     producer = make_producer(settings)  # dead letters: rare, one record each
-    relay: Relay | None = None
+    relay: RelayProcess | None = None
     if settings.relay_enabled:
-        # the relay writes whole record batches (shared/batches.py): a KafkaProducer.send per stage change
-        # was a sixth of scoring's CPU
-        relay = Relay(engine=engine, producer=make_batch_producer(settings), metrics=metrics,
-                      batch_size=settings.relay_batch_size,
-                      idle_s=settings.relay_idle_poll_ms / 1000,
-                      outbox_retention_hours=settings.outbox_retention_hours,
-                      dedupe_retention_days=settings.dedupe_retention_days,
-                      housekeeping_interval_s=settings.housekeeping_interval_s, faults=faults,
-                      facts_topic=settings.topic_scoring_input, record_bytes=settings.producer_batch_size)
+        # a process of its own (relay_process.py): as a thread it took the GIL from the transaction
+        relay = RelayProcess(metrics=metrics)
         relay.start()
 
     consumer = make_consumer(settings, group_id=settings.scoring_group_id, topics=[settings.topic_scoring_input],

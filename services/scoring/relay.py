@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 from kafka.errors import KafkaError
 from sqlalchemy import Engine, TextClause, text
@@ -22,7 +23,6 @@ from shared.batches import RecordBatchProducer
 from shared.faults import Faults
 from shared.kafka import partition_for
 from shared.messages import FactRecords
-from shared.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -102,40 +102,44 @@ def prune(*, engine: Engine, outbox_retention_hours: int, dedupe_retention_days:
 
 
 class Relay:
-    """Runs `publish_once` in a loop on its own thread; `wake()` shortens the idle wait after a commit."""
+    """Runs `publish_once` in a loop until `stop()`; `wake()` ends the idle wait early (after a commit).
 
-    def __init__(self, *, engine: Engine, producer: RecordBatchProducer, metrics: Metrics, batch_size: int,
-                 idle_s: float, outbox_retention_hours: int, dedupe_retention_days: int,
-                 housekeeping_interval_s: float, facts_topic: str, record_bytes: int,
-                 faults: Faults | None = None) -> None:
+    It runs in a process of its own (`services/scoring/relay_process.py`), so it reports what it published
+    through `on_published` and the outbox backlog through `on_backlog` instead of touching metrics itself.
+    Only database and broker errors are retried here: anything else ends `run()`, the process exits, and
+    scoring starts a new one.
+    """
+
+    def __init__(self, *, engine: Engine, producer: RecordBatchProducer, batch_size: int, idle_s: float,
+                 outbox_retention_hours: int, dedupe_retention_days: int, housekeeping_interval_s: float,
+                 facts_topic: str, record_bytes: int, on_published: Callable[[Counter[str]], None],
+                 on_backlog: Callable[[int], None], faults: Faults | None = None) -> None:
         self.engine = engine
         self.facts_topic = facts_topic
         self.record_bytes = record_bytes
         self.producer = producer
-        self.metrics = metrics
         self.batch_size = batch_size
         self.idle_s = idle_s
         self.outbox_retention_hours = outbox_retention_hours
         self.dedupe_retention_days = dedupe_retention_days
         self.housekeeping_interval_s = housekeeping_interval_s
+        self.on_published = on_published
+        self.on_backlog = on_backlog
         self.faults = faults
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="relay", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
 
     def wake(self) -> None:
+        """Start the next pass now (thread-safe)."""
         self._wake.set()
 
     def stop(self) -> None:
+        """Let `run()` return after the pass in hand (thread-safe)."""
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=10)
-        self.producer.close()
 
-    def _run(self) -> None:
+    def run(self) -> None:
+        """Publish until `stop()`: back to back while passes come back full, else after a wake or the idle wait."""
         next_housekeeping = time.monotonic() + self.housekeeping_interval_s
         next_backlog = 0.0
         backoff = self.idle_s
@@ -144,11 +148,11 @@ class Relay:
                 published = publish_once(engine=self.engine, producer=self.producer, limit=self.batch_size,
                                          faults=self.faults, facts_topic=self.facts_topic,
                                          record_bytes=self.record_bytes)
-                for topic, count in published.items():
-                    self.metrics.relay_published.labels(topic=topic).inc(count)
+                if published:
+                    self.on_published(published)
                 if time.monotonic() >= next_backlog:  # a count per pass was a fifth of the relay's time
                     with self.engine.connect() as conn:
-                        self.metrics.outbox_backlog.set(conn.execute(_BACKLOG).scalar() or 0)
+                        self.on_backlog(conn.execute(_BACKLOG).scalar() or 0)
                     next_backlog = time.monotonic() + 2.0
                 if time.monotonic() >= next_housekeeping:
                     removed = prune(engine=self.engine, outbox_retention_hours=self.outbox_retention_hours,
