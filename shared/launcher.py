@@ -37,18 +37,15 @@ log = logging.getLogger("launcher")
 class Child:
     """One service process, restarted with back-off when it exits on its own."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], *, nice: int = 0) -> None:
-        self.name, self.argv, self.env, self.nice = name, argv, env, nice
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        self.name, self.argv, self.env = name, argv, env
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self.next_start = 0.0
 
     def start(self) -> None:
         self.proc = subprocess.Popen(self.argv, env=self.env, preexec_fn=die_with_parent)
-        if self.nice:
-            # relative to the launcher's own priority, as `nice -n` would be (only root may lower it)
-            os.setpriority(os.PRIO_PROCESS, self.proc.pid, min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.nice))
-        log.info("started %s (pid %d, nice %d)", self.name, self.proc.pid, self.nice)
+        log.info("started %s (pid %d)", self.name, self.proc.pid)
 
     def poll(self) -> None:
         if self.proc is None or self.proc.poll() is None:
@@ -91,8 +88,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-port", type=int, default=int(os.environ.get("EMBEDDED_PG_PORT", "0")) or None)
     parser.add_argument("--broker-port", type=int, default=int(os.environ.get("EMBEDDED_BROKER_PORT", "9092")))
     parser.add_argument("--scoring-instances", type=int, default=int(os.environ.get("SCORING_INSTANCES", "1")))
-    parser.add_argument("--ingest-nice", type=int, default=int(os.environ.get("INGEST_NICE", "10")),
-                        help="CPU priority of ingest below the rest (default 10; 0 = the same as the rest)")
     args = parser.parse_args(argv)
     base = Settings()
     setup_logging(service="launcher", level=base.log_level, fmt=base.log_format)
@@ -136,9 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                        preexec_fn=die_with_parent)
         if not settings.api_tokens:
             log.warning("API_TOKENS is not set: the /v1 API is open to anyone who can reach it")
-        # one machine runs everything here: under a backlog ingest runs ahead of scoring, the slower stage, and
-        # every CPU second it takes then is one scoring waits for; an idle machine serves both at once anyway
-        children.append(Child("ingest", [sys.executable, "-m", "services.ingest"], env, nice=args.ingest_nice))
+        children.append(Child("ingest", [sys.executable, "-m", "services.ingest"], env))
         for i in range(args.scoring_instances):
             # extra instances share the group; each needs its own HTTP port
             child_env = env if i == 0 else {**env, "SCORING_PORT": str(settings.scoring_port + 10 * i)}
