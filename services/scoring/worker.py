@@ -55,7 +55,8 @@ class ScoringWorker:
         self.max_records = max_records
         self.on_commit = on_commit
         self.faults = faults or Faults()
-        self.cache = cache or StateCache(capacity=0)
+        # `is None`, not `or`: an empty cache is falsy (len 0), and `or` swapped every new one for a no-op
+        self.cache = cache if cache is not None else StateCache(capacity=0)
         self.stopping = threading.Event()
         self._lag_refreshed = 0.0
 

@@ -79,6 +79,18 @@ def test_a_refusal_in_a_late_chunk_rolls_back_the_earlier_chunks(settings: Setti
         assert run_sql(conn, "SELECT count(*) FROM processed_events WHERE event_id LIKE 'c-%%'", {})[0][0] == 0
 
 
+def test_the_worker_fills_the_cache_it_was_given_empty(settings: Settings) -> None:
+    """The cache a scoring process starts with is empty: the worker must use that one, not a stand-in."""
+    engine = make_engine(settings.database_url)
+    cache = StateCache(capacity=100)
+    worker = ScoringWorker(consumer=None, engine=engine, policy=POLICY, metrics=Metrics(service="scoring"),  # type: ignore[arg-type]
+                           dead_letter=None, dead_letter_topic="dl", stage_topic="stage",  # type: ignore[arg-type]
+                           conversion_topic="facts", poll_timeout_ms=100, max_records=16, cache=cache)
+    worker._transact([order("o1", at(2026, 1, 5))])
+    assert worker.cache is cache
+    assert cache.get("c-1") == _table(engine)["c-1"]
+
+
 @pytest.mark.parametrize("chunk_min", [250, 7])
 def test_cached_or_not_the_table_ends_where_the_domain_says(settings: Settings, monkeypatch: pytest.MonkeyPatch,
                                                              chunk_min: int) -> None:
