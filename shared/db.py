@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 from psycopg.types.json import set_json_loads
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from shared import pgarrays
 from shared.settings import normalize_database_url
 
 
@@ -16,7 +19,7 @@ def make_engine(database_url: str, *, pool_size: int = 5) -> Engine:
         raise ValueError("DATABASE_URL is not set")
     # JSONB columns load with orjson: customer state is read for every customer of every batch
     set_json_loads(orjson.loads)
-    return create_engine(
+    engine = create_engine(
         normalize_database_url(database_url),
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -24,6 +27,12 @@ def make_engine(database_url: str, *, pool_size: int = 5) -> Engine:
         pool_recycle=1800,
         connect_args={"connect_timeout": 5},
     )
+    event.listen(engine, "connect", _on_connect)
+    return engine
+
+
+def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    pgarrays.register(dbapi_connection.adapters)
 
 
 def database_reachable(engine: Engine) -> str | None:

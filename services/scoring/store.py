@@ -38,6 +38,7 @@ from services.scoring.domain.measures import loyalty, profitability, tier
 from services.scoring.domain.policy import Policy
 from services.scoring.domain.state import RANK, CustomerState, from_text, to_text
 from shared.messages import Fact, encode
+from shared.pgarrays import BigIntArray, BytesArray, SmallIntArray, TextArray
 
 # every stage change id is derived from (customer, rung): a re-publish carries the same id, and there can
 # never be two ids for one customer and rung
@@ -184,8 +185,8 @@ _UPSERT = """
     SELECT id, stage, rank, entered, tier, sales, costs, sales - costs, first_seen, last_event,
            st, ver, now()
     FROM unnest(%(ids)b::text[], %(stages)b::text[], %(ranks)b::smallint[],
-                %(entered)b::timestamptz[], %(tiers)b::text[], %(sales)b::numeric[],
-                %(costs)b::numeric[], %(first_seen)b::timestamptz[], %(last_event)b::timestamptz[],
+                %(entered)b::timestamptz[], %(tiers)b::text[], %(sales)b::text[]::numeric[],
+                %(costs)b::text[]::numeric[], %(first_seen)b::timestamptz[], %(last_event)b::timestamptz[],
                 %(states)b::text[], %(versions)b::bigint[])
         AS u(id, stage, rank, entered, tier, sales, costs, first_seen, last_event, st, ver)
     ON CONFLICT (customer_id) DO UPDATE SET
@@ -297,9 +298,9 @@ def _send_reads(pg: Any, chunk: list[str], *, facts_of: dict[str, list[Fact]],
     """
     chunk_facts = [f for c in chunk for f in facts_of[c]]
     claim = _send(pg, _CLAIM_EVENTS, {
-        "event_ids": [f.event_id for f in chunk_facts],
-        "roles": [f.role for f in chunk_facts],
-        "customers": [f.customer_id for f in chunk_facts],
+        "event_ids": TextArray([f.event_id for f in chunk_facts]),
+        "roles": TextArray([f.role for f in chunk_facts]),
+        "customers": TextArray([f.customer_id for f in chunk_facts]),
     })
     # loaded before the claim says which facts are new: a customer whose facts all turn out duplicates is
     # read (and locked) for nothing, which is rare and harmless
@@ -311,7 +312,7 @@ def _send_reads(pg: Any, chunk: list[str], *, facts_of: dict[str, list[Fact]],
             unknown.append(customer_id)
         else:
             cached[customer_id] = hit
-    return claim, (_send(pg, _LOAD, {"ids": unknown}) if unknown else None), cached
+    return claim, (_send(pg, _LOAD, {"ids": TextArray(unknown)}) if unknown else None), cached
 
 
 def _apply_chunk(chunk: list[str], *, facts_of: dict[str, list[Fact]], claimed: set[tuple[Any, ...]],
@@ -361,13 +362,14 @@ def _apply_chunk(chunk: list[str], *, facts_of: dict[str, list[Fact]], claimed: 
         outcome.stage_changes.extend(stage_changes)
         sc = stage_changes
         statements.append((_HISTORY, {
-            "customers": [c.customer_id for c in sc], "to_stages": [c.to_stage for c in sc],
-            "from_stages": [c.from_stage for c in sc], "occurred": [c.occurred_at for c in sc],
-            "causes": [c.cause_event_id for c in sc], "reasons": [c.reason for c in sc],
+            "customers": TextArray([c.customer_id for c in sc]), "to_stages": TextArray([c.to_stage for c in sc]),
+            "from_stages": TextArray([c.from_stage for c in sc]), "occurred": [c.occurred_at for c in sc],
+            "causes": TextArray([c.cause_event_id for c in sc]), "reasons": TextArray([c.reason for c in sc]),
         }, None))
     if outbox_rows:
-        ids, topics, keys, payloads = (list(col) for col in zip(*outbox_rows, strict=True))
-        statements.append((_OUTBOX, {"ids": ids, "topics": topics, "keys": keys, "payloads": payloads}, None))
+        ids, topics, keys, payloads = zip(*outbox_rows, strict=True)
+        statements.append((_OUTBOX, {"ids": TextArray(ids), "topics": TextArray(topics), "keys": TextArray(keys),
+                                     "payloads": BytesArray(payloads)}, None))
     return statements
 
 
@@ -381,17 +383,17 @@ def _send(pg: Any, sql: str, params: dict[str, Any]) -> Any:
 def _customer_params(written: list[tuple[CustomerState, int]], *, policy: Policy) -> dict[str, Any]:
     states = [s for s, _ in written]
     return {
-        "ids": [s.customer_id for s in states],
-        "stages": [s.stage for s in states],
-        "ranks": [RANK[s.stage] for s in states],
+        "ids": TextArray([s.customer_id for s in states]),
+        "stages": TextArray([s.stage for s in states]),
+        "ranks": SmallIntArray([RANK[s.stage] for s in states]),
         "entered": [s.stage_entered_at for s in states],
-        "tiers": [tier(s.profit, policy=policy) for s in states],
-        "sales": [s.sales for s in states],
-        "costs": [s.costs for s in states],
+        "tiers": TextArray([tier(s.profit, policy=policy) for s in states]),
+        "sales": TextArray([str(s.sales) for s in states]),  # exact; cast to numeric in the statement
+        "costs": TextArray([str(s.costs) for s in states]),
         "first_seen": [s.first_seen_at for s in states],
         "last_event": [s.last_event_at for s in states],
-        "states": [to_text(s) for s in states],
-        "versions": [v for _, v in written],
+        "states": TextArray([to_text(s) for s in states]),
+        "versions": BigIntArray([v for _, v in written]),
     }
 
 
