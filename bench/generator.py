@@ -232,11 +232,14 @@ def summary(stream: list[dict[str, Any]]) -> dict[str, int]:
     unique = list({e["event_id"]: e for e in stream}.values())
     ids = {e["event_id"] for e in unique}
     referrals = {e["event_id"] for e in unique if e["type"] == "referral"}
+    ordered = {e["customer_id"] for e in unique if e["type"] == "purchase" and not e["refund"]}
     return {
         "messages": len(stream),
         "distinct_events": len(ids),
         "duplicates": len(stream) - len(ids),
         "referrals": len(referrals),
+        # a referral converts once the customer it brought places an order, whenever that happens
+        "conversions": sum(1 for e in unique if e["type"] == "referral" and e["referred_customer_id"] in ordered),
         "customers": len({e["customer_id"] for e in stream} | {e["referred_customer_id"] for e in stream
                                                                   if e["type"] == "referral"}),
         "orders": sum(1 for e in unique if e["type"] == "purchase" and not e["refund"]),

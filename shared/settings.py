@@ -98,7 +98,6 @@ class Settings(BaseSettings):
     relay_batch_size: int = 5000
     relay_idle_poll_ms: int = 200
     dedupe_retention_days: int = 30
-    outbox_retention_hours: int = 24
     housekeeping_interval_s: int = 300
 
     # test-only: crash at named points (shared/faults.py); empty in production

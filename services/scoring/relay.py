@@ -1,9 +1,10 @@
-"""The outbox relay: claim and mark unpublished rows, publish them, commit the mark — in that order.
+"""The outbox relay: claim and delete rows, publish them, commit the delete — in that order.
 
-The mark is written with the claim but commits only after the broker acknowledged every message, so a crash
+The delete is written with the claim but commits only after the broker acknowledged every message, so a crash
 or a failed send before the commit re-publishes the same rows with the same ids (at least once on the
-wire, never a second id). Only one relay publishes at a time (a transaction-scoped advisory lock), so the
-stage changes of one customer leave in the order they were written, which is ladder order.
+wire, never a second id); every row in the outbox is waiting to be published (migration 0004). Only one relay
+publishes at a time (a transaction-scoped advisory lock), so the stage changes of one customer leave in the
+order they were written, which is ladder order.
 """
 
 from __future__ import annotations
@@ -28,20 +29,15 @@ log = logging.getLogger(__name__)
 
 _RELAY_LOCK = 74210002
 
-# claim and mark in one statement: the mark only commits after the publish was acknowledged, so a failed or
-# interrupted publish rolls it back and the rows are claimed again (a second round trip cost as much as the mark)
+# claim and delete in one statement: the delete only commits after the publish was acknowledged, so a failed or
+# interrupted publish rolls it back and the rows are claimed again (marking them instead cost the database 3x)
 _CLAIM = """
-    UPDATE outbox SET published_at = now()
-    WHERE id IN (SELECT id FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT %(limit)b::integer
-                 FOR UPDATE SKIP LOCKED)
+    DELETE FROM outbox
+    WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT %(limit)b::integer FOR UPDATE SKIP LOCKED)
     RETURNING id, topic, key, payload
 """
 _LOCK = "SELECT pg_try_advisory_xact_lock(%(k)b::bigint)"
-_BACKLOG = text("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-_PRUNE_OUTBOX = text("""
-    DELETE FROM outbox WHERE id IN (
-        SELECT id FROM outbox WHERE published_at < now() - make_interval(hours => :hours) LIMIT 10000)
-""")
+_BACKLOG = text("SELECT count(*) FROM outbox")
 _PRUNE_DEDUPE = text("""
     DELETE FROM processed_events WHERE (event_id, role) IN (
         SELECT event_id, role FROM processed_events
@@ -95,10 +91,9 @@ def _delete_in_chunks(engine: Engine, statement: TextClause, params: dict[str, i
             return total
 
 
-def prune(*, engine: Engine, outbox_retention_hours: int, dedupe_retention_days: int) -> tuple[int, int]:
-    """Delete published outbox rows and dedupe records past their retention; returns (outbox, dedupe) counts."""
-    return (_delete_in_chunks(engine, _PRUNE_OUTBOX, {"hours": outbox_retention_hours}),
-            _delete_in_chunks(engine, _PRUNE_DEDUPE, {"days": dedupe_retention_days}))
+def prune(*, engine: Engine, dedupe_retention_days: int) -> int:
+    """Delete dedupe records past their retention; returns how many."""
+    return _delete_in_chunks(engine, _PRUNE_DEDUPE, {"days": dedupe_retention_days})
 
 
 class Relay:
@@ -111,7 +106,7 @@ class Relay:
     """
 
     def __init__(self, *, engine: Engine, producer: RecordBatchProducer, batch_size: int, idle_s: float,
-                 outbox_retention_hours: int, dedupe_retention_days: int, housekeeping_interval_s: float,
+                 dedupe_retention_days: int, housekeeping_interval_s: float,
                  facts_topic: str, record_bytes: int, on_published: Callable[[Counter[str]], None],
                  on_backlog: Callable[[int], None], faults: Faults | None = None) -> None:
         self.engine = engine
@@ -120,7 +115,6 @@ class Relay:
         self.producer = producer
         self.batch_size = batch_size
         self.idle_s = idle_s
-        self.outbox_retention_hours = outbox_retention_hours
         self.dedupe_retention_days = dedupe_retention_days
         self.housekeeping_interval_s = housekeeping_interval_s
         self.on_published = on_published
@@ -155,9 +149,8 @@ class Relay:
                         self.on_backlog(conn.execute(_BACKLOG).scalar() or 0)
                     next_backlog = time.monotonic() + 2.0
                 if time.monotonic() >= next_housekeeping:
-                    removed = prune(engine=self.engine, outbox_retention_hours=self.outbox_retention_hours,
-                                    dedupe_retention_days=self.dedupe_retention_days)
-                    log.info("housekeeping removed %d outbox rows and %d dedupe records", *removed)
+                    removed = prune(engine=self.engine, dedupe_retention_days=self.dedupe_retention_days)
+                    log.info("housekeeping removed %d dedupe records", removed)
                     next_housekeeping = time.monotonic() + self.housekeeping_interval_s
                 backoff = self.idle_s
                 if published.total() >= self.batch_size:

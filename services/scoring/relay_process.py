@@ -172,7 +172,6 @@ def main(argv: list[str] | None = None) -> None:
 
     relay = Relay(engine=engine, producer=producer, batch_size=settings.relay_batch_size,
                   idle_s=settings.relay_idle_poll_ms / 1000,
-                  outbox_retention_hours=settings.outbox_retention_hours,
                   dedupe_retention_days=settings.dedupe_retention_days,
                   housekeeping_interval_s=settings.housekeeping_interval_s,
                   facts_topic=settings.topic_scoring_input, record_bytes=settings.producer_batch_size,

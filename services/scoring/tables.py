@@ -81,7 +81,5 @@ outbox = Table(
     Column("key", Text, nullable=False),
     Column("payload", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
-    Column("published_at", DateTime(timezone=True), nullable=True),
-    Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
-    Index(None, "published_at"),
+    # every row here is unpublished: the relay deletes what it published, in the same transaction (migration 0004)
 )

@@ -718,7 +718,7 @@ def test_docs_name_only_real_settings() -> None:
         not_settings = {"CHANGE_ME", "SASL_SSL", "SASL_PLAINTEXT", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD"}
         assert unknown_settings(mentioned - not_settings) == [], doc.name
     runbook = RUNBOOK.read_text(encoding="utf-8")
-    for needed in ("DEDUPE_RETENTION_DAYS", "OUTBOX_RETENTION_HOURS", "POLICY_FILE", "python -m services.ingest.replay",
+    for needed in ("DEDUPE_RETENTION_DAYS", "POLICY_FILE", "python -m services.ingest.replay",
                    "--dry-run", "python -m services.scoring.migrate"):
         assert needed in runbook, needed
     scaling = SCALING.read_text(encoding="utf-8")
