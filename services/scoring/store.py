@@ -27,7 +27,6 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC
 from typing import Any
 
 import orjson
@@ -36,7 +35,7 @@ from sqlalchemy import Connection, Engine
 from services.scoring.domain.ladder import ReferralConverted, StageChanged, apply
 from services.scoring.domain.measures import loyalty, profitability, tier
 from services.scoring.domain.policy import Policy
-from services.scoring.domain.state import RANK, CustomerState, from_text, to_text
+from services.scoring.domain.state import RANK, CustomerState, from_text, to_text, utc
 from shared.messages import Fact, encode
 from shared.pgarrays import BigIntArray, BytesArray, SmallIntArray, TextArray
 
@@ -139,13 +138,13 @@ def stage_change_payload(change: StageChanged, state: CustomerState, *, policy: 
         "customer_id": change.customer_id,
         "from_stage": change.from_stage,
         "to_stage": change.to_stage,
-        "occurred_at": change.occurred_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "occurred_at": utc(change.occurred_at),  # RFC 3339 with "Z", written by orjson (OPT_UTC_Z)
         "cause_event_id": change.cause_event_id,
         "reason": change.reason,
         "loyalty": loyalty_now,
         "profitability": money_now,
     }
-    return orjson.dumps(body)
+    return orjson.dumps(body, option=orjson.OPT_UTC_Z)
 
 
 def unique_facts(facts: Sequence[Fact]) -> tuple[list[Fact], list[Fact]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,12 @@ def test_a_published_stage_change_matches_the_published_schema() -> None:
     state, changes = apply(None, fact, policy=policy)
     payloads = [json.loads(stage_change_payload(c, state, policy=policy)) for c in changes]  # type: ignore[arg-type]
     assert [p["to_stage"] for p in payloads] == ["visitor", "first_purchase"]
+    assert payloads[0]["occurred_at"] == "2026-06-01T10:00:00Z"
+    later = Fact(kind="order_placed", event_id="e-2", role="primary", customer_id="c-43", amount=Decimal("1"),
+                 occurred_at=datetime(2026, 6, 1, 12, 30, 0, 250000, tzinfo=timezone(timedelta(hours=2))))
+    state_b, changes_b = apply(None, later, policy=policy)
+    assert json.loads(stage_change_payload(changes_b[0], state_b, policy=policy))["occurred_at"] == (  # type: ignore[arg-type]
+        "2026-06-01T10:30:00.250000Z")
     validator = _component_validator("StageChanged")
     for p in payloads:
         validator.validate(p)

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -36,8 +37,10 @@ from services.scoring.domain.state import (
     MonthActivity,
     PendingReferral,
     from_json,
+    from_text,
     month_index,
     to_json,
+    to_text,
 )
 from shared.messages import Fact
 from tests.unit.domain_builders import (
@@ -499,6 +502,17 @@ def test_state_round_trips_through_json(facts: list[Fact]) -> None:
     assert to_json(back) == raw
     assert [str(a.order_value) for _, a in back.activity] == [str(a.order_value) for _, a in state.activity]
     assert (str(back.sales), str(back.costs)) == (str(state.sales), str(state.costs))
+    # the stored text is written by orjson from datetimes, not from to_json's isoformat() strings: the same bytes
+    assert to_text(state) == orjson.dumps(raw).decode()
+    assert from_text(to_text(state)) == state
+
+
+def test_the_stored_text_writes_fractions_and_offsets_as_isoformat_did() -> None:
+    moments = [datetime(2024, 2, 1, 1, 0, 0, 123456, tzinfo=timezone(timedelta(hours=3))),
+               datetime(2024, 3, 5, 23, 59, 59, tzinfo=UTC), datetime(2024, 3, 6, 0, 0, 0, 500, tzinfo=UTC)]
+    state, _ = run([order(f"o{i}", at) for i, at in enumerate(moments)], POLICY)
+    assert to_text(state) == orjson.dumps(to_json(state)).decode()
+    assert '"first_seen_at":"2024-01-31T22:00:00.123456+00:00"' in to_text(state)
 
 
 def _buckets_by_the_general_rule(activity: tuple[tuple[int, MonthActivity], ...], month: int, delta: MonthActivity,

@@ -6,6 +6,7 @@ someone asks (see `measures.py`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -109,19 +110,28 @@ def _ts(value: datetime) -> str:
     return value.astimezone(UTC).isoformat()
 
 
+def utc(value: datetime) -> datetime:
+    """`value` in UTC (itself when it is already)."""
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
 def _parse_ts(value: str) -> datetime:
     return datetime.fromisoformat(value).astimezone(UTC)
 
 
 def to_json(state: CustomerState) -> dict[str, Any]:
     """A JSON-ready dict of `state` (money as strings, exact)."""
+    return _document(state, _ts)
+
+
+def _document(state: CustomerState, stamp: Callable[[datetime], Any]) -> dict[str, Any]:
     return {
         "v": 1,
         "customer_id": state.customer_id,
         "stage": state.stage,
-        "stage_entered_at": _ts(state.stage_entered_at),
-        "first_seen_at": _ts(state.first_seen_at),
-        "last_event_at": _ts(state.last_event_at),
+        "stage_entered_at": stamp(state.stage_entered_at),
+        "first_seen_at": stamp(state.first_seen_at),
+        "last_event_at": stamp(state.last_event_at),
         "orders": state.orders,
         "refunds": state.refunds,
         "full_price_orders": state.full_price_orders,
@@ -136,14 +146,16 @@ def to_json(state: CustomerState) -> dict[str, Any]:
             for m, a in state.activity
         ],
         "pending_referrals": sorted(
-            ([p.referral_event_id, p.referrer_id, _ts(p.occurred_at)] for p in state.pending_referrals),
+            ([p.referral_event_id, p.referrer_id, stamp(p.occurred_at)] for p in state.pending_referrals),
         ),
     }
 
 
 def to_text(state: CustomerState) -> str:
     """`to_json` as compact JSON text, the form stored in `customers.state`."""
-    return orjson.dumps(to_json(state)).decode()
+    # orjson writes a UTC datetime byte for byte as isoformat() does, at a fraction of the cost (a test holds the
+    # two side by side); isoformat() was half of the time this took
+    return orjson.dumps(_document(state, utc)).decode()
 
 
 def from_text(raw: str | bytes) -> CustomerState:
