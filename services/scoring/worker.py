@@ -64,7 +64,16 @@ class ScoringWorker:
         """Loop until `stopping` is set; the batch in hand is finished first."""
         backoff = 0.1
         while not self.stopping.is_set():
-            batch = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
+            try:
+                batch = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
+            except KafkaError as exc:
+                # the broker is away (kafka-python raises from the coordinator's metadata refresh): nothing was
+                # read, so nothing to rewind; /readyz says "broker" meanwhile, and the process stays up
+                self.metrics.batch_retries.labels(service="scoring").inc()
+                log.warning("poll failed, retrying: %s", str(exc).splitlines()[0])
+                self.stopping.wait(backoff * (1 + random.random()))
+                backoff = min(backoff * 2, 5.0)
+                continue
             if not batch:
                 self._refresh_lag()
                 continue
