@@ -41,7 +41,8 @@ class Metrics:
         self.stage_changes = Counter(
             "loyalty_stage_changes_total", "Rungs entered, by the rung entered.", ["to_stage"], registry=r)
         self.outbox_backlog = Gauge(
-            "loyalty_outbox_backlog", "Outbox rows not yet published.", registry=r)
+            "loyalty_outbox_backlog",
+            "Outbox rows not yet published (PostgreSQL's live-row statistics of the table, seconds behind at most).", registry=r)
         self.relay_published = Counter(
             "loyalty_relay_published_total", "Outbox rows published, by topic.", ["topic"], registry=r)
         self.batch_retries = Counter(

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import text
 
-from services.scoring.relay import publish_once
+from services.scoring.relay import _BACKLOG, publish_once
 from shared.db import make_engine
 from shared.kafka import make_batch_producer, partition_for
 from shared.messages import Fact, decode_record, encode
@@ -66,3 +66,27 @@ def test_conversions_travel_as_facts_per_partition_and_stage_changes_one_by_one(
     assert sorted((r.key, r.value) for r in stage) == sorted(
         (f"c{i}".encode(), b'{"n":%d}' % i) for i in range(5))
     assert all(r.partition == partition_for(r.key, partitions) for r in stage)
+
+
+def test_the_backlog_is_the_number_of_rows_waiting(settings: Settings) -> None:
+    """The gauge comes from PostgreSQL's live-row count of the outbox (never a scan of a heap full of deleted rows)."""
+    writer = make_engine(settings.database_url)
+    with writer.begin() as conn:
+        conn.execute(text("INSERT INTO outbox (message_id, topic, key, payload) VALUES (:id, :topic, 'k', 'x')"),
+                     [{"id": f"m{i}", "topic": settings.topic_stage_changes} for i in range(7)])
+    writer.dispose()  # a backend flushes its statistics when it ends (an idle one within ~10 s)
+    reader = make_engine(settings.database_url)
+
+    def backlog() -> int:
+        with reader.connect() as conn:
+            return int(conn.execute(_BACKLOG).scalar_one())
+
+    wait_until(lambda: backlog() == 7 or None, what="7 rows waiting")
+    producer = make_batch_producer(settings)
+    try:
+        assert publish_once(engine=writer, producer=producer, limit=1000, facts_topic=settings.topic_scoring_input,
+                            record_bytes=1500) == {settings.topic_stage_changes: 7}
+    finally:
+        producer.close()
+    writer.dispose()
+    wait_until(lambda: backlog() == 0 or None, what="nothing waiting after the publish")
