@@ -42,7 +42,8 @@ class Metrics:
             "loyalty_stage_changes_total", "Rungs entered, by the rung entered.", ["to_stage"], registry=r)
         self.outbox_backlog = Gauge(
             "loyalty_outbox_backlog",
-            "Outbox rows not yet published (PostgreSQL's live-row statistics of the table, seconds behind at most).", registry=r)
+            "Outbox rows not yet published (PostgreSQL's live-row statistics of the table, seconds behind at most).",
+            registry=r)
         self.relay_published = Counter(
             "loyalty_relay_published_total", "Outbox rows published, by topic.", ["topic"], registry=r)
         self.batch_retries = Counter(
