@@ -148,7 +148,7 @@ class Relay:
                     self.on_published(published)
                 if time.monotonic() >= next_backlog:  # a count per pass was a fifth of the relay's time
                     with self.engine.connect() as conn:
-                        self.on_backlog(conn.execute(_BACKLOG).scalar() or 0)
+                        self.on_backlog(conn.execute(_BACKLOG).scalar_one())
                     next_backlog = time.monotonic() + 2.0
                 if time.monotonic() >= next_housekeeping:
                     removed = prune(engine=self.engine, dedupe_retention_days=self.dedupe_retention_days)

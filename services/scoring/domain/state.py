@@ -20,10 +20,15 @@ STAGES: tuple[str, ...] = ("potential", "visitor", "first_purchase", "regular", 
 RANK: dict[str, int] = {stage: i for i, stage in enumerate(STAGES)}
 
 
+def utc(value: datetime) -> datetime:
+    """`value` in UTC (itself when it is already: facts arrive in UTC, and astimezone() builds a new object)."""
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
 def month_index(moment: datetime) -> int:
     """Months since year 0 of the UTC calendar month of `moment`."""
-    utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)  # facts arrive in UTC already
-    return utc.year * 12 + utc.month - 1
+    at = utc(moment)
+    return at.year * 12 + at.month - 1
 
 
 def month_start(index: int) -> datetime:
@@ -107,12 +112,9 @@ class CustomerState:
 
 
 def _ts(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat()
+    return utc(value).isoformat()
 
 
-def utc(value: datetime) -> datetime:
-    """`value` in UTC (itself when it is already)."""
-    return value if value.tzinfo is UTC else value.astimezone(UTC)
 
 
 def _parse_ts(value: str) -> datetime:
