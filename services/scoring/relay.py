@@ -30,15 +30,27 @@ log = logging.getLogger(__name__)
 _RELAY_LOCK = 74210002
 
 # claim and delete in one statement: the delete only commits after the publish was acknowledged, so a failed or
-# interrupted publish rolls it back and the rows are claimed again (marking them instead cost the database 3x)
+# interrupted publish rolls it back and the rows are claimed again (marking them instead cost the database 3x).
+# The ids are gathered into an array, which PostgreSQL computes once: as `id IN (SELECT ...)` the planner could
+# make the locking subquery the inner side of a nested loop, re-run it for every row of the outbox, and each
+# re-run skipped the rows already deleted and took the next ones. With statistics taken while the outbox was
+# empty, one claim then deleted every row, not `limit`, in time that grows with the square of the backlog:
+# 22,000 rows in 103-132 s, against 30-53 ms for the 5,000 asked (docs/performance.md). That was the blow-up
+# of the two-instance bench phases.
 _CLAIM = """
     DELETE FROM outbox
-    WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT %(limit)b::integer FOR UPDATE SKIP LOCKED)
+    WHERE id = ANY(ARRAY(SELECT id FROM outbox ORDER BY id LIMIT %(limit)b::integer FOR UPDATE SKIP LOCKED))
     RETURNING id, topic, key, payload
 """
-_LOCK = "SELECT pg_try_advisory_xact_lock(%(k)b::bigint)"
-# PostgreSQL's own live-row count of the table, kept per transaction (flushed about every second): count(*) read
-# the whole heap, which between two autovacuums is mostly rows the relay deleted
+# and the ids are found by walking the primary key whatever the statistics say: the outbox is emptied as fast as
+# it fills, so an ANALYZE can record a handful of rows in thousands of pages of deleted ones, and the planner
+# then sorts a sequential scan of the whole heap for every pass, a cost that grows with the rows deleted since
+# the last vacuum (15.4 vs 1.7 ms for 50 rows among 120,000 deleted). Set with the lock, in the same round trip,
+# for this transaction only.
+_LOCK = "SELECT pg_try_advisory_xact_lock(%(k)b::bigint), set_config('enable_seqscan', 'off', true)"
+# PostgreSQL's own live-row count of the table: an estimate, and up to ~10 s behind once the writers go idle (a
+# backend flushes its counts at most once a second, and an idle one after 10 s); count(*) read the whole heap,
+# which between two autovacuums is mostly rows the relay deleted
 _BACKLOG = text("SELECT coalesce(max(n_live_tup), 0) FROM pg_stat_user_tables WHERE relid = 'outbox'::regclass")
 _PRUNE_DEDUPE = text("""
     DELETE FROM processed_events WHERE (event_id, role) IN (

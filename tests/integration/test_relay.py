@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import text
+from sqlalchemy import Connection, Engine, text
 
-from services.scoring.relay import _BACKLOG, publish_once
+from services.scoring.relay import _BACKLOG, _CLAIM, _LOCK, _RELAY_LOCK, publish_once
+from services.scoring.store import run_sql
 from shared.db import make_engine
 from shared.kafka import make_batch_producer, partition_for
 from shared.messages import Fact, decode_record, encode
@@ -90,3 +91,77 @@ def test_the_backlog_is_the_number_of_rows_waiting(settings: Settings) -> None:
         producer.close()
     writer.dispose()
     wait_until(lambda: backlog() == 0 or None, what="nothing waiting after the publish")
+
+
+def _fill_outbox(conn: Connection, topic: str, n: int) -> None:
+    conn.execute(text("""
+        INSERT INTO outbox (message_id, topic, key, payload)
+        SELECT 'm' || g || '-' || gen_random_uuid(), :topic, 'c' || g, convert_to(repeat('x', 300), 'UTF8')
+        FROM generate_series(1, :n) g
+    """), {"topic": topic, "n": n})
+
+
+def _analyze_outbox(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("ANALYZE outbox"))
+        conn.commit()
+
+
+def _claim_plan(engine: Engine, *, limit: int, as_the_relay_does: bool) -> str:
+    with engine.connect() as conn:  # rolled back on leaving
+        if as_the_relay_does:
+            assert run_sql(conn, _LOCK, {"k": _RELAY_LOCK})[0][0] is True
+        return "\n".join(r[0] for r in run_sql(conn, "EXPLAIN (COSTS OFF) " + _CLAIM, {"limit": limit}))
+
+
+def test_a_claim_takes_at_most_its_limit_when_the_statistics_say_the_outbox_is_empty(settings: Settings) -> None:
+    """Statistics taken when every row was deleted, then a backlog: the claim takes `limit` rows, once each.
+
+    Written as `id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)`, this exact state made PostgreSQL re-run the
+    locking subquery for each row of the outbox, each time past the rows it had just deleted: one claim took
+    the whole backlog, in time growing with its square (the two-instance bench phases that ran for minutes).
+    """
+    engine = make_engine(settings.database_url)
+    with engine.begin() as conn:
+        _fill_outbox(conn, settings.topic_stage_changes, 2000)
+        conn.execute(text("DELETE FROM outbox"))
+    _analyze_outbox(engine)
+    with engine.begin() as conn:
+        _fill_outbox(conn, settings.topic_stage_changes, 3000)
+        first = conn.execute(text("SELECT min(id) FROM outbox")).scalar_one()
+    plan = _claim_plan(engine, limit=500, as_the_relay_does=True)
+    assert "Join" not in plan and "Nested Loop" not in plan and "Seq Scan" not in plan, plan
+
+    producer = make_batch_producer(settings)
+    try:
+        published = publish_once(engine=engine, producer=producer, limit=500,
+                                 facts_topic=settings.topic_scoring_input, record_bytes=1500)
+    finally:
+        producer.close()
+    assert published == {settings.topic_stage_changes: 500}
+    with engine.connect() as conn:  # the 500 oldest went, in id order
+        assert conn.execute(text("SELECT count(*), min(id) FROM outbox")).one() == (2500, first + 500)
+
+
+def test_the_claim_walks_the_primary_key_even_when_the_statistics_say_the_outbox_is_nearly_empty(
+        settings: Settings) -> None:
+    """An ANALYZE between two drains records a few rows in many pages of deleted ones: the claim must not turn
+    into a sorted scan of the whole heap, which costs every pass time in proportion to what was ever deleted."""
+    engine = make_engine(settings.database_url)
+    with engine.begin() as conn:
+        _fill_outbox(conn, settings.topic_stage_changes, 20000)
+        conn.execute(text("DELETE FROM outbox WHERE id <= (SELECT min(id) + 19949 FROM outbox)"))
+    _analyze_outbox(engine)
+    plain = _claim_plan(engine, limit=5000, as_the_relay_does=False)
+    assert "Seq Scan on outbox" in plain, plain  # the hazard is real: planned as it stands, the claim scans the heap
+    plan = _claim_plan(engine, limit=5000, as_the_relay_does=True)
+    assert "Seq Scan" not in plan and "Index Scan using pk_outbox" in plan, plan
+
+    producer = make_batch_producer(settings)
+    try:
+        assert publish_once(engine=engine, producer=producer, limit=5000, facts_topic=settings.topic_scoring_input,
+                            record_bytes=1500) == {settings.topic_stage_changes: 50}
+    finally:
+        producer.close()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM outbox")).scalar_one() == 0
