@@ -3,6 +3,7 @@ conversions batched into one record of facts per partition, everything marked on
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, text
@@ -16,6 +17,16 @@ from shared.settings import Settings
 from tests.support import TopicReader, wait_until
 
 AT = datetime(2026, 6, 1, 12, tzinfo=UTC)
+
+
+def _publish(engine: Engine, settings: Settings, *, limit: int, record_bytes: int = 1500) -> Counter[str]:
+    """One relay pass with a producer of its own."""
+    producer = make_batch_producer(settings)
+    try:
+        return publish_once(engine=engine, producer=producer, limit=limit,
+                            facts_topic=settings.topic_scoring_input, record_bytes=record_bytes)
+    finally:
+        producer.close()
 
 
 def _conversion(referral: str, referrer: str) -> Fact:
@@ -33,13 +44,8 @@ def test_conversions_travel_as_facts_per_partition_and_stage_changes_one_by_one(
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO outbox (message_id, topic, key, payload) VALUES (:id, :topic, :key, :payload)"),
                      rows)
-    producer = make_batch_producer(settings)
-    try:
-        # a small record size: the 40 facts need several records on some partitions
-        published = publish_once(engine=engine, producer=producer, limit=1000,
-                                 facts_topic=settings.topic_scoring_input, record_bytes=1500)
-    finally:
-        producer.close()
+    # a small record size: the 40 facts need several records on some partitions
+    published = _publish(engine, settings, limit=1000, record_bytes=1500)
     assert published == {settings.topic_scoring_input: 40, settings.topic_stage_changes: 5}
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM outbox")).scalar() == 0
@@ -83,12 +89,7 @@ def test_the_backlog_is_the_number_of_rows_waiting(settings: Settings) -> None:
             return int(conn.execute(_BACKLOG).scalar_one())
 
     wait_until(lambda: backlog() == 7 or None, what="7 rows waiting")
-    producer = make_batch_producer(settings)
-    try:
-        assert publish_once(engine=writer, producer=producer, limit=1000, facts_topic=settings.topic_scoring_input,
-                            record_bytes=1500) == {settings.topic_stage_changes: 7}
-    finally:
-        producer.close()
+    assert _publish(writer, settings, limit=1000) == {settings.topic_stage_changes: 7}
     writer.dispose()
     wait_until(lambda: backlog() == 0 or None, what="nothing waiting after the publish")
 
@@ -132,13 +133,7 @@ def test_a_claim_takes_at_most_its_limit_when_the_statistics_say_the_outbox_is_e
     plan = _claim_plan(engine, limit=500, as_the_relay_does=True)
     assert "Join" not in plan and "Nested Loop" not in plan and "Seq Scan" not in plan, plan
 
-    producer = make_batch_producer(settings)
-    try:
-        published = publish_once(engine=engine, producer=producer, limit=500,
-                                 facts_topic=settings.topic_scoring_input, record_bytes=1500)
-    finally:
-        producer.close()
-    assert published == {settings.topic_stage_changes: 500}
+    assert _publish(engine, settings, limit=500) == {settings.topic_stage_changes: 500}
     with engine.connect() as conn:  # the 500 oldest went, in id order
         assert conn.execute(text("SELECT count(*), min(id) FROM outbox")).one() == (2500, first + 500)
 
@@ -157,12 +152,7 @@ def test_the_claim_walks_the_primary_key_even_when_the_statistics_say_the_outbox
     plan = _claim_plan(engine, limit=5000, as_the_relay_does=True)
     assert "Seq Scan" not in plan and "Index Scan using pk_outbox" in plan, plan
 
-    producer = make_batch_producer(settings)
-    try:
-        assert publish_once(engine=engine, producer=producer, limit=5000, facts_topic=settings.topic_scoring_input,
-                            record_bytes=1500) == {settings.topic_stage_changes: 50}
-    finally:
-        producer.close()
+    assert _publish(engine, settings, limit=5000) == {settings.topic_stage_changes: 50}
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM outbox")).scalar_one() == 0
 
