@@ -62,7 +62,7 @@ _PRUNE_DEDUPE = text("""
 
 def publish_once(*, engine: Engine, producer: RecordBatchProducer, limit: int, facts_topic: str, record_bytes: int,
                  faults: Faults | None = None) -> Counter[str]:
-    """Publish and mark up to `limit` outbox rows; how many per topic (none when another relay holds the lock).
+    """Publish and delete up to `limit` outbox rows, oldest first; the count per topic (empty if another relay is busy).
 
     Rows for `facts_topic` (the referral conversions going back to scoring) travel as ingest's facts do: one
     record per partition holding their facts in order, at most `record_bytes` each (`shared.messages`). Every
