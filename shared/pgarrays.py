@@ -40,7 +40,6 @@ class BigIntArray(list[int]):
     """A `bigint[]` parameter."""
 
 
-
 def _header(oid: int, n: int) -> bytes:
     # ndim, has-nulls flag, element type; then the one dimension's length and lower bound
     return struct.pack("!iiIii", 1, 0, oid, n, 1) if n else struct.pack("!iiI", 0, 0, oid)
@@ -72,7 +71,7 @@ class _BytesArrayDumper(Dumper):
     oid = _BYTEA_ARRAY
 
     def dump(self, obj: Any) -> bytes:
-        return _variable(_BYTEA, list(obj))
+        return _variable(_BYTEA, obj)  # already a list of bytes: no copy
 
 
 class _SmallIntArrayDumper(Dumper):
@@ -89,7 +88,6 @@ class _BigIntArrayDumper(Dumper):
 
     def dump(self, obj: Any) -> bytes:
         return _fixed(_INT8, "q", 8, obj)
-
 
 
 def register(adapters: AdaptersMap) -> None:

@@ -115,8 +115,6 @@ def _ts(value: datetime) -> str:
     return utc(value).isoformat()
 
 
-
-
 def _parse_ts(value: str) -> datetime:
     return datetime.fromisoformat(value).astimezone(UTC)
 
