@@ -23,6 +23,7 @@ from typing import Annotated, Any, Final, Literal, NoReturn
 import orjson
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainValidator,
@@ -35,6 +36,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from shared.messages import Fact
+from shared.text import BAD_TEXT, MAX_ID, is_id, printable
 
 
 class ErrorCode(StrEnum):
@@ -52,6 +54,13 @@ class ErrorCode(StrEnum):
     SELF_REFERRAL = "self_referral"
     INVALID_TIMESTAMP = "invalid_timestamp"
     FUTURE_TIMESTAMP = "future_timestamp"
+    # an id holding a character PostgreSQL, UTF-8 or a CSV cell cannot carry as it is (see `BAD_TEXT`)
+    INVALID_CHARACTERS = "invalid_characters"
+    # containment: handling the record raised something no rule foresaw (the `error.exception` header
+    # names the exception's class); the record is set aside so that the ones after it go on
+    PROCESSING_FAILED = "processing_failed"
+    # scoring's own check of the internal topic: only a bug or a foreign producer writes such a fact
+    MALFORMED_INTERNAL = "malformed_internal"
 
 
 EVENT_TYPES: Final = ("purchase", "referral", "complaint")
@@ -62,9 +71,17 @@ MAX_MONEY: Final = Decimal("1e15")
 # every sum exact within Decimal's default 28-digit precision.
 AMOUNT_PLACES: Final = 2
 MONEY_PLACES: Final = 12
-MAX_STRING: Final = 128
+MAX_STRING: Final = MAX_ID
+# Digits a money literal may spell (sign, point and exponent included): 1e15 with 12 places needs 28, so 40
+# refuses nothing real while a 60,000-digit number never reaches Decimal arithmetic or the stored state.
+MAX_MONEY_CHARS: Final = 40
+# Nothing the shop records happened before this. Without a floor, one year-0001 event put the first week
+# bucket before datetime.min, and every flows query failed from then on.
+EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
 _ZERO: Final = Decimal(0)
 _ONE: Final = Decimal(1)
+
 
 _NUMBER_STRING = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?", re.ASCII)
 _RFC3339 = re.compile(
@@ -82,6 +99,7 @@ class Rejection:
     message: str
     event_type: str = "unknown"
     event_id: str | None = None
+    exception: str | None = None  # with PROCESSING_FAILED: the class of what was raised
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -103,6 +121,7 @@ def _decimal_places(value: Decimal) -> int:
 
 # the everyday shape of money ("19.99", "0", "1250.5"): no sign, no exponent, no leading zero, below 1e15 and
 # within the places; such a string needs no further check (a property test holds this against the full one)
+_PLACES: Final = {places: _ONE.scaleb(-places) for places in (AMOUNT_PLACES, MONEY_PLACES)}
 _PLAIN_MONEY: Final = {
     places: re.compile(rf"(?:0|[1-9][0-9]{{0,14}})(?:\.[0-9]{{1,{places}}})?", re.ASCII)
     for places in (AMOUNT_PLACES, MONEY_PLACES)
@@ -123,9 +142,13 @@ def _checked_money(value: Any, places: int) -> Decimal:
         _fail(ErrorCode.INVALID_AMOUNT, "must be a number, not a boolean")
     if isinstance(value, Decimal):
         number = value
+        if len(number.as_tuple().digits) > MAX_MONEY_CHARS:
+            _fail(ErrorCode.INVALID_AMOUNT, f"must have at most {MAX_MONEY_CHARS} digits")
     elif isinstance(value, int):
         number = Decimal(value)
     elif isinstance(value, str):
+        if len(value) > MAX_MONEY_CHARS:
+            _fail(ErrorCode.INVALID_AMOUNT, f"must be at most {MAX_MONEY_CHARS} characters")
         if _NUMBER_STRING.fullmatch(value) is None:
             _fail(ErrorCode.INVALID_AMOUNT, "must be a decimal number or a string holding one")
         number = Decimal(value)
@@ -146,6 +169,8 @@ def _checked_money(value: Any, places: int) -> Decimal:
         _fail(ErrorCode.INVALID_AMOUNT, f"must have at most {places} decimal places")
     if exponent > 0:
         number = number.quantize(_ONE)  # 1E+3 -> 1000: plain notation on the wire
+    elif exponent < -places:
+        number = number.quantize(_PLACES[places])  # 1.5000 -> 1.50: the zeros beyond `places` carry nothing
     return number
 
 
@@ -202,6 +227,8 @@ def _timestamp(value: Any, info: ValidationInfo) -> datetime:
         instant = parse_rfc3339(value)
     except ValueError as exc:
         _fail(ErrorCode.INVALID_TIMESTAMP, str(exc))
+    if instant < EARLIEST:
+        _fail(ErrorCode.INVALID_TIMESTAMP, "is before 1970-01-01T00:00:00Z")
     context = info.context
     if context is not None:
         latest: datetime = context["latest"]
@@ -237,7 +264,18 @@ Timestamp = Annotated[
 Currency = Annotated[
     str, PlainValidator(_currency), WithJsonSchema({"type": "string", "pattern": "^[A-Z]{3}$"})
 ]
-Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_STRING)]
+def _clean_text(value: Any) -> Any:
+    """Refuses a string with a character of `BAD_TEXT`; runs before pydantic's own string check, which would
+    call a lone surrogate merely an invalid string."""
+    bad = BAD_TEXT.search(value) if type(value) is str else None
+    if bad is not None:
+        _fail(ErrorCode.INVALID_CHARACTERS,
+              f"holds {bad.group()!a} at position {bad.start()}: control characters and lone surrogates "
+              "are not allowed")
+    return value
+
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=MAX_STRING), BeforeValidator(_clean_text)]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -309,14 +347,6 @@ EVENT_MODELS: Final[dict[str, type[ShopEvent]]] = {
     "complaint": ComplaintEvent,
 }
 
-# which event type a fact came from, for the metrics of accepted events
-KIND_TYPES: Final[dict[str, str]] = {
-    "order_placed": "purchase",
-    "order_refunded": "purchase",
-    "referral_made": "referral",
-    "referral_received": "referral",
-    "complaint_filed": "complaint",
-}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -403,7 +433,7 @@ def _thorough(value: bytes, *, base_currency: str, now: datetime, max_future_ske
         return Rejection(ErrorCode.NOT_AN_OBJECT, f"the message must be a JSON object, got {_json_kind(raw)}")
 
     event_id = raw.get("event_id")
-    readable_id = event_id[:MAX_STRING] if isinstance(event_id, str) else None
+    readable_id = printable(event_id[:MAX_STRING]) if isinstance(event_id, str) else None
     event_type = raw.get("type")
     if event_type is None:
         return Rejection(ErrorCode.MISSING_FIELD, "type is required", "unknown", readable_id)
@@ -431,8 +461,6 @@ def _thorough(value: bytes, *, base_currency: str, now: datetime, max_future_ske
     return to_facts(event)
 
 
-def _id(value: Any) -> bool:
-    return type(value) is str and 0 < len(value) <= MAX_STRING
 
 
 _SEVERITIES: Final = frozenset(("low", "medium", "high"))
@@ -448,16 +476,16 @@ def _plain_facts(raw: dict[str, Any], event_type: str, *, base_currency: str, la
     event_id, customer_id, occurred = raw.get("event_id"), raw.get("customer_id"), raw.get("occurred_at")
     if type(event_id) is not str or type(customer_id) is not str or type(occurred) is not str:
         return None
-    if not (_id(event_id) and _id(customer_id)):
+    if not (is_id(event_id) and is_id(customer_id)):
         return None
     try:
         at = parse_rfc3339(occurred)
-        if at > latest:
+        if at > latest or at < EARLIEST:
             return None
         if event_type == "purchase":
             refund, order_id = raw.get("refund", False), raw.get("order_id")
             if (raw.get("currency") != base_currency or type(refund) is not bool
-                    or (order_id is not None and not _id(order_id)) or "amount" not in raw):
+                    or (order_id is not None and not is_id(order_id)) or "amount" not in raw):
                 return None
             return [Fact(kind="order_refunded" if refund else "order_placed", event_id=event_id, role="primary",
                          customer_id=customer_id, occurred_at=at, amount=_amount(raw["amount"]),
@@ -465,7 +493,7 @@ def _plain_facts(raw: dict[str, Any], event_type: str, *, base_currency: str, la
                          discount=_other_money(raw.get("discount", _ZERO)), order_id=order_id)]
         if event_type == "referral":
             referred = raw.get("referred_customer_id")
-            if type(referred) is not str or not _id(referred) or referred == customer_id:
+            if type(referred) is not str or not is_id(referred) or referred == customer_id:
                 return None
             return [Fact(kind="referral_made", event_id=event_id, role="primary", customer_id=customer_id,
                          occurred_at=at, other_customer_id=referred,

@@ -10,8 +10,10 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.partitioner.default import murmur2
+from kafka.structs import TopicPartition
 
 from shared.batches import RecordBatchProducer
 from shared.settings import Settings
@@ -96,6 +98,35 @@ def make_reader(settings: Settings) -> KafkaConsumer:
                          auto_offset_reset="earliest", allow_auto_create_topics=False,
                          max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024,
                          request_timeout_ms=30000)
+
+
+class RecordFetcher:
+    """Reads single records back by topic, partition and offset: the original event of a fact that scoring
+    isolates, so that its dead letter carries the shop's bytes. Rare, so one reader, created on first use."""
+
+    def __init__(self, settings: Settings, *, timeout_s: float = 10.0) -> None:
+        self.settings = settings
+        self.timeout_s = timeout_s
+        self._reader: KafkaConsumer | None = None
+
+    def fetch(self, topic: str, partition: int, offset: int) -> ConsumerRecord | None:
+        """The record at `offset`, or None when it is gone (retention) or not read within the timeout."""
+        if self._reader is None:
+            self._reader = make_reader(self.settings)
+        tp = TopicPartition(topic, partition)
+        reader = self._reader
+        reader.assign([tp])
+        reader.seek(tp, offset)
+        deadline = time.monotonic() + self.timeout_s
+        while time.monotonic() < deadline:
+            for record in reader.poll(timeout_ms=500, max_records=1).get(tp, []):
+                return record if record.offset == offset else None  # compacted or deleted: not the one
+        log.warning("record %s/%d@%d could not be read back within %.0fs", topic, partition, offset, self.timeout_s)
+        return None
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
 
 
 def make_admin(settings: Settings) -> KafkaAdminClient:

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import orjson
 
 from shared.frozen import quick_init
+from shared.text import MAX_ID, is_id, printable
 
 Kind = Literal[
     "order_placed", "order_refunded", "referral_made", "referral_received", "referral_converted",
@@ -32,10 +33,13 @@ Kind = Literal[
 ]
 Role = Literal["primary", "referred", "converted"]
 
-KINDS: frozenset[str] = frozenset(
-    ("order_placed", "order_refunded", "referral_made", "referral_received", "referral_converted",
-     "complaint_filed")
-)
+# the shop event type each fact kind comes from, for the metrics of events by type
+FACT_EVENT_TYPE: dict[str, str] = {
+    "order_placed": "purchase", "order_refunded": "purchase", "referral_made": "referral",
+    "referral_received": "referral", "referral_converted": "referral", "complaint_filed": "complaint",
+}
+FACT_KINDS: frozenset[str] = frozenset(FACT_EVENT_TYPE)
+ROLES: frozenset[str] = frozenset(("primary", "referred", "converted"))
 WIRE_VERSION = 1
 _ZERO = Decimal(0)
 
@@ -160,7 +164,9 @@ class FactRecords:
 
 def decode(data: bytes) -> Fact:
     """The single fact in `data`; raises MalformedFact on anything else."""
-    facts = decode_record(data)
+    facts, bad = decode_facts(data)
+    if bad:
+        raise MalformedFact(bad[0][1])
     if len(facts) != 1 or data[:1] == b"[":
         raise MalformedFact("expected one fact, got an array")
     return facts[0]
@@ -168,35 +174,89 @@ def decode(data: bytes) -> Fact:
 
 def decode_record(data: bytes | None) -> list[Fact]:
     """The facts in one record value (one object or an array of them); raises MalformedFact on anything else."""
+    facts, bad = decode_facts(data)
+    if bad:
+        raise MalformedFact(bad[0][1])
+    return facts
+
+
+def decode_facts(data: bytes | None) -> tuple[list[Fact], list[tuple[bytes, str]]]:
+    """The good facts of one record value, and each bad one as (its JSON bytes, why).
+
+    Scoring checks what it reads instead of trusting its producer: one bad fact is set aside and the others of
+    its record (other customers' facts among them) still apply. A record that is not JSON at all, or an empty
+    array, raises MalformedFact as a whole.
+    """
     try:
         raw = orjson.loads(data)  # type: ignore[arg-type]  # None raises a TypeError, reported below
     except (TypeError, ValueError) as exc:
         raise MalformedFact(f"{type(exc).__name__}: {exc}") from exc
-    if isinstance(raw, list):
-        if not raw:
-            raise MalformedFact("empty array of facts")
-        return [_fact(item) for item in raw]
-    return [_fact(raw)]
+    items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        raise MalformedFact("empty array of facts")
+    facts: list[Fact] = []
+    bad: list[tuple[bytes, str]] = []
+    for item in items:
+        try:
+            facts.append(_fact(item))
+        except MalformedFact as exc:
+            bad.append((orjson.dumps(item), str(exc)))
+    return facts, bad
+
+
+_SEVERITIES = frozenset(("low", "medium", "high"))
+_MAX_MONEY = Decimal("1e15")
+
+
+def _id(raw: dict[str, Any], name: str, *, optional: bool = False) -> Any:
+    value = raw.get(name)
+    if value is None and optional:
+        return None
+    if not is_id(value):
+        raise MalformedFact(f"{name} is not an id (a string of 1-{MAX_ID} characters without control characters "
+                            f"or lone surrogates): {printable(repr(value))[:80]}")
+    return value
+
+
+def _money(raw: dict[str, Any], name: str) -> Decimal:
+    value = raw.get(name)
+    if value is None:
+        return _ZERO
+    if type(value) is not str or len(value) > 40:
+        raise MalformedFact(f"{name} is not a decimal string: {printable(repr(value))[:80]}")
+    number = Decimal(value)
+    if not number.is_finite() or number < 0 or number >= _MAX_MONEY:
+        raise MalformedFact(f"{name} is not finite, non-negative money below 1e15: {value}")
+    return number
 
 
 def _fact(raw: Any) -> Fact:
     try:
-        if raw.get("v") != WIRE_VERSION or raw.get("kind") not in KINDS:
+        if raw.get("v") != WIRE_VERSION or raw.get("kind") not in FACT_KINDS:
             raise MalformedFact(f"unknown version or kind: {raw.get('v')!r} {raw.get('kind')!r}")
+        if raw.get("role") not in ROLES:
+            raise MalformedFact(f"unknown role: {raw.get('role')!r}")
+        severity = raw.get("severity")
+        if severity is not None and severity not in _SEVERITIES:
+            raise MalformedFact(f"unknown severity: {severity!r}")
+        resolved = raw.get("resolved", False)
+        source = raw.get("source", {})
+        if type(resolved) is not bool or type(source) is not dict:
+            raise MalformedFact("resolved must be a boolean and source an object")
         return Fact(
             kind=raw["kind"],
-            event_id=raw["event_id"],
+            event_id=_id(raw, "event_id"),
             role=raw["role"],
-            customer_id=raw["customer_id"],
+            customer_id=_id(raw, "customer_id"),
             occurred_at=_parse_ts(raw["occurred_at"]),
-            amount=_ZERO if (amount := raw.get("amount")) is None else Decimal(amount),
-            cost=_ZERO if (cost := raw.get("cost")) is None else Decimal(cost),
-            discount=_ZERO if (discount := raw.get("discount")) is None else Decimal(discount),
-            order_id=raw.get("order_id"),
-            other_customer_id=raw.get("other_customer_id"),
-            severity=raw.get("severity"),
-            resolved=bool(raw.get("resolved", False)),
-            source=raw.get("source", {}),
+            amount=_money(raw, "amount"),
+            cost=_money(raw, "cost"),
+            discount=_money(raw, "discount"),
+            order_id=_id(raw, "order_id", optional=True),
+            other_customer_id=_id(raw, "other_customer_id", optional=True),
+            severity=severity,
+            resolved=resolved,
+            source=source,
             ingested_at=_parse_stamp(raw["ingested_at"]) if raw.get("ingested_at") else None,
         )
     except (KeyError, TypeError, ValueError, ArithmeticError, AttributeError) as exc:

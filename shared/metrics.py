@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -18,6 +18,8 @@ class Metrics:
 
     def __post_init__(self) -> None:
         r = self.registry
+        # process_start_time_seconds among them: a restart shows as a new start time
+        ProcessCollector(registry=r)
         self.events = Counter(
             "loyalty_events_total", "Events by type and outcome (accepted, duplicate, rejected).",
             ["service", "type", "outcome"], registry=r)

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     base_currency: str = "EUR"
     max_future_skew_hours: int = 24
     max_message_bytes: int = 65536
+    # a dead letter's value is cut to this many bytes (header `error.truncated` keeps the original size):
+    # Kafka's default max.message.bytes is 1 MiB, and a letter the topic refuses must not block its batch
+    dead_letter_max_bytes: int = Field(default=1_000_000, ge=1024)
     policy_file: Path | None = None
 
     # scoring / relay

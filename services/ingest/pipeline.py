@@ -24,10 +24,11 @@ from kafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from shared.events import KIND_TYPES, ErrorCode, Rejection, validate
+from shared.deadletter import DeadLetterWriter, dead_letter
+from shared.events import ErrorCode, Rejection, validate
 from shared.faults import Faults
 from shared.kafka import make_consumer, make_producer, partition_for
-from shared.messages import Fact, FactRecords, encode
+from shared.messages import FACT_EVENT_TYPE, FactRecords, encode
 from shared.metrics import Metrics
 from shared.settings import Settings
 
@@ -114,7 +115,6 @@ class Pipeline:
         now = self.clock()
         send = self.producer.send
         scoring_topic = settings.topic_scoring_input
-        dead_topic = settings.topic_dead_letter
         futures: list[FutureRecordMetadata] = []
         stamp = now.astimezone(UTC).isoformat().replace("+00:00", "Z")  # once per batch, not per fact
         counts: Counter[tuple[str, str]] = Counter()
@@ -124,35 +124,37 @@ class Pipeline:
         # one record per partition, at most the producer's batch size so it stays far below the broker's
         # message size limit (a fact is at most max_message_bytes)
         records_out = FactRecords(max_bytes=settings.producer_batch_size)
+        letters = DeadLetterWriter(self.producer, settings.topic_dead_letter, flush_timeout_s=FLUSH_TIMEOUT_S)
         try:
             partitions = len(self.producer.partitions_for(scoring_topic))
             for tp, recs in batch.items():
                 for rec in recs:
                     records += 1
-                    result = self._validate(rec, now)
+                    result = self._handle(rec, now, partitions=partitions, stamp=stamp)
                     if isinstance(result, Rejection):
-                        # Kafka allows a record with neither key nor value, but a producer cannot send
-                        # one: such a dead letter gets an empty key (its value stays null)
-                        key = rec.key if rec.key is not None or rec.value is not None else b""
-                        futures.append(send(dead_topic, value=rec.value, key=key,
-                                            headers=_dead_letter_headers(rec, result)))
+                        letter = dead_letter(key=rec.key, value=rec.value, code=result.code.value,
+                                             message=result.message, topic=tp.topic, partition=tp.partition,
+                                             offset=rec.offset, max_bytes=settings.dead_letter_max_bytes,
+                                             exception=result.exception)
+                        letters.send(letter)
                         counts[(result.event_type, "rejected")] += 1
                         dead[result.code.value] += 1
                         if len(rejections) < MAX_LOGGED_REJECTIONS:
                             rejections.append(f"{result.event_id or '-'} ({result.code.value}) at "
                                               f"{tp.topic}/{tp.partition}@{rec.offset}")
                         continue
-                    source = {"topic": tp.topic, "partition": tp.partition, "offset": rec.offset}
-                    for fact in result:
-                        p = partition_for(fact.customer_id.encode("utf-8"), partitions)
-                        full = records_out.add(p, encode(fact, source=source, ingested_at=stamp))
+                    event_type, encoded = result
+                    for p, value in encoded:
+                        full = records_out.add(p, value)
                         if full is not None:
                             futures.append(send(scoring_topic, value=full, partition=p))
-                        facts_sent += 1
-                    counts[(KIND_TYPES[result[0].kind], "accepted")] += 1
+                    facts_sent += len(encoded)
+                    counts[(event_type, "accepted")] += 1
             for p, value in records_out.drain():
                 futures.append(send(scoring_topic, value=value, partition=p))
             self.producer.flush(timeout=FLUSH_TIMEOUT_S)
+            if not letters.delivered(flush=False):
+                return self._retry(batch, records)
         except KafkaError as exc:
             # a send that raised (no metadata, buffer full) or a flush that timed out: retry the whole batch
             log.warning("sending batch failed: %s", exc)
@@ -192,17 +194,31 @@ class Pipeline:
                      " ..." if rejected > len(rejections) else "", extra={"dead_letters": dict(dead)})
         return BatchResult(records, facts_sent, rejected, handed_on=True, committed=True)
 
-    def _validate(self, rec: ConsumerRecord, now: datetime) -> list[Fact] | Rejection:
-        """validate() for one record; a bug in it must dead-letter the record, never stop the partition."""
+    def _handle(self, rec: ConsumerRecord, now: datetime, *, partitions: int,
+                stamp: str) -> tuple[str, list[tuple[int, bytes]]] | Rejection:
+        """One record's event type and encoded facts with their partitions, or why it goes to the dead letters.
+
+        Containment: whatever handling one record raises, that record is dead-lettered as `processing_failed`
+        and the batch goes on. Before, one unforeseen exception (a lone surrogate reaching `.encode()`) ended
+        the process, and the restarted one read the same batch and died again. Every fact of the record is
+        encoded before any is handed on, so a record is either handed on whole or dead-lettered whole.
+        """
         settings = self.settings
         try:
-            return validate(rec.value, base_currency=settings.base_currency,
-                            max_bytes=settings.max_message_bytes, now=now,
-                            max_future_skew_hours=settings.max_future_skew_hours)
-        except Exception as exc:  # a poison message must not block its partition
-            log.error("validation raised on %s/%d@%d; dead-lettering it", rec.topic, rec.partition,
-                      rec.offset, exc_info=True)
-            return Rejection(ErrorCode.INVALID_FIELD, f"unexpected validation failure: {type(exc).__name__}")
+            result = validate(rec.value, base_currency=settings.base_currency,
+                              max_bytes=settings.max_message_bytes, now=now,
+                              max_future_skew_hours=settings.max_future_skew_hours)
+            if isinstance(result, Rejection):
+                return result
+            source = {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset}
+            encoded = [(partition_for(fact.customer_id.encode("utf-8"), partitions),
+                        encode(fact, source=source, ingested_at=stamp)) for fact in result]
+            return FACT_EVENT_TYPE[result[0].kind], encoded
+        except Exception as exc:
+            log.error("handling %s/%d@%d raised %s; dead-lettering it", rec.topic, rec.partition, rec.offset,
+                      type(exc).__name__, exc_info=True)
+            return Rejection(ErrorCode.PROCESSING_FAILED, f"processing failed: {type(exc).__name__}: {exc}",
+                             exception=type(exc).__name__)
 
     def _retry(self, batch: Batch, records: int) -> BatchResult:
         """Rewind every partition of the batch to its first record so that nothing is skipped."""
@@ -250,13 +266,3 @@ class Pipeline:
                 continue
             gauge.labels(service=SERVICE, topic=tp.topic, partition=str(tp.partition)).set(max(0, end - position))
 
-
-def _dead_letter_headers(rec: ConsumerRecord, rejection: Rejection) -> list[tuple[str, bytes]]:
-    """The five headers the contract puts on a dead letter."""
-    return [
-        ("error.code", rejection.code.value.encode("utf-8")),
-        ("error.message", rejection.message.encode("utf-8")),
-        ("source.topic", rec.topic.encode("utf-8")),
-        ("source.partition", str(rec.partition).encode("utf-8")),
-        ("source.offset", str(rec.offset).encode("utf-8")),
-    ]

@@ -15,7 +15,7 @@ from services.scoring.worker import ScoringWorker
 from shared.db import make_engine
 from shared.faults import Faults
 from shared.http import ServerThread
-from shared.kafka import ensure_topics, make_consumer, make_producer
+from shared.kafka import RecordFetcher, ensure_topics, make_consumer, make_producer
 from shared.logging import setup_logging
 from shared.metrics import Metrics
 from shared.runtime import tune_gc
@@ -62,6 +62,7 @@ def main() -> None:
         conversion_topic=settings.topic_scoring_input, poll_timeout_ms=settings.consumer_poll_timeout_ms,
         max_records=settings.scoring_max_poll_records, on_commit=relay.wake if relay else lambda: None,
         faults=faults, cache=StateCache(capacity=settings.scoring_state_cache_size),
+        originals=(originals := RecordFetcher(settings)), dead_letter_max_bytes=settings.dead_letter_max_bytes,
     )
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
@@ -76,6 +77,7 @@ def main() -> None:
         worker.run()
     finally:
         consumer.close(autocommit=False, timeout_ms=5000)
+        originals.close()
         if relay is not None:
             relay.stop()
         producer.close(timeout=5)

@@ -495,7 +495,52 @@ def test_a_bug_in_validation_dead_letters_instead_of_stopping(
     assert result.committed and result.rejected == 1
     [(topic, _, _, headers)] = producer.sent
     assert topic == settings.topic_dead_letter
-    assert dict(headers)["error.code"] == b"invalid_field"
+    assert dict(headers)["error.code"] == b"processing_failed"
+    assert dict(headers)["error.exception"] == b"RuntimeError"
+
+
+def test_a_record_whose_facts_cannot_be_encoded_is_dead_lettered_whole_and_the_batch_goes_on(
+        make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A referral yields two facts; the second raising must not leave the first handed on alone."""
+    import services.ingest.pipeline as module
+
+    real = module.encode
+
+    def failing_for_c2(fact: Any, **kwargs: Any) -> bytes:
+        if fact.customer_id == "c-2":
+            raise UnicodeEncodeError("utf-8", "x", 0, 1, "surrogates not allowed")
+        return real(fact, **kwargs)
+
+    monkeypatch.setattr(module, "encode", failing_for_c2)
+    settings = make_settings()
+    consumer, producer = FakeConsumer(), FakeProducer()
+    pipeline = Pipeline(settings=settings, metrics=Metrics(service="ingest"), consumer=consumer, producer=producer)
+    tp = TopicPartition(settings.topic_referrals, 0)
+    bad = j(event("referral", customer_id="c-1", referred_customer_id="c-2"))
+    good = j(event("purchase", customer_id="c-3"))
+    result = pipeline.process({tp: [record(tp.topic, 0, 7, bad, b"k"), record(tp.topic, 0, 8, good, b"k")]})
+    assert (result.records, result.facts, result.rejected, result.committed) == (2, 1, 1, True)
+    dead = [s for s in producer.sent if s[0] == settings.topic_dead_letter]
+    assert [(key, value) for _, key, value, _ in dead] == [(b"k", bad)]
+    assert dict(dead[0][3])["error.exception"] == b"UnicodeEncodeError"
+    handed_on = [f for s in producer.sent if s[0] == settings.topic_scoring_input for f in decode_record(s[2])]
+    assert [f.customer_id for f in handed_on] == ["c-3"]
+    assert consumer.commits == [{tp: OffsetAndMetadata(9, "", -1)}]
+
+
+def test_a_dead_letter_over_the_limit_is_cut_with_its_size_in_a_header(
+        make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(dead_letter_max_bytes=2000)
+    consumer, producer = FakeConsumer(), FakeProducer()
+    pipeline = Pipeline(settings=settings, metrics=Metrics(service="ingest"), consumer=consumer, producer=producer)
+    tp = TopicPartition(settings.topic_purchases, 0)
+    huge = b"x" * 100_000
+    result = pipeline.process({tp: [record(tp.topic, 0, 3, huge, b"key")]})
+    assert result.committed and result.rejected == 1
+    [(_, key, value, headers)] = producer.sent
+    assert key == b"key" and value == huge[:1997]
+    assert dict(headers)["error.truncated"] == b"100000"
+    assert dict(headers)["error.code"] == b"too_large"
 
 
 # ------------------------------------------------------------------------------------------------------

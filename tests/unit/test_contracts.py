@@ -86,7 +86,7 @@ def test_a_published_stage_change_matches_the_published_schema() -> None:
 
 def test_the_committed_contract_is_the_given_one() -> None:
     text = CONTRACT_MD.read_text()
-    assert "# The product contract (v1)" in text
+    assert "# The product contract (v2)" in text
     if GIVEN_CONTRACT_MD.exists():  # a clone without the given folder beside it has only the committed copy
         assert text == GIVEN_CONTRACT_MD.read_text(), "docs/contract.md differs from ../shared/contract.md"
 

@@ -11,17 +11,28 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.kafka import partition_for
-from shared.messages import KINDS, Fact, FactRecords, MalformedFact, decode, decode_record, encode, encode_many
+from shared.messages import (
+    FACT_KINDS,
+    Fact,
+    FactRecords,
+    MalformedFact,
+    decode,
+    decode_facts,
+    decode_record,
+    encode,
+    encode_many,
+)
 
 _money = st.decimals(min_value=0, max_value=Decimal("1e12"), places=2, allow_nan=False, allow_infinity=False)
-_text = st.text(min_size=1, max_size=40)
+# what an id may hold: no controls (Cc: C0, DEL, C1), no lone surrogates (Cs)
+_text = st.text(st.characters(exclude_categories=("Cc", "Cs")), min_size=1, max_size=40)
 _when = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
                      timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)),
                                                 timezone(timedelta(hours=-8))]))
 
 facts = st.builds(
     Fact,
-    kind=st.sampled_from(sorted(KINDS)),
+    kind=st.sampled_from(sorted(FACT_KINDS)),
     event_id=_text,
     role=st.sampled_from(["primary", "referred", "converted"]),
     customer_id=_text,
@@ -111,6 +122,26 @@ def test_defaults_are_left_out_of_the_wire() -> None:
     b' "occurred_at": "2026-01-01T00:00:00"}]',  # a naive time
 ])
 def test_anything_else_is_malformed(value: bytes | None) -> None:
+    with pytest.raises(MalformedFact):
+        decode_record(value)
+
+
+_GOOD = {"v": 1, "kind": "order_placed", "event_id": "e", "role": "primary", "customer_id": "c",
+         "occurred_at": "2026-01-01T00:00:00Z", "amount": "10.00"}
+
+
+@pytest.mark.parametrize("change", [
+    {"customer_id": "c\u0000"}, {"customer_id": 42}, {"customer_id": ""}, {"customer_id": "c" * 129},
+    {"event_id": None}, {"event_id": "e\n"}, {"amount": "NaN"}, {"amount": "-1"}, {"amount": "Infinity"},
+    {"amount": 10.5}, {"cost": "1e15"}, {"discount": "1" * 41}, {"role": "boss"}, {"severity": "fatal"},
+    {"resolved": "yes"}, {"source": []}, {"other_customer_id": "\u0085"}, {"order_id": 7},
+])
+def test_a_bad_fact_is_set_aside_and_its_neighbours_kept(change: dict[str, object]) -> None:
+    bad = {**_GOOD, "event_id": "bad", **change}
+    value = orjson.dumps([_GOOD, bad, {**_GOOD, "event_id": "e2"}])
+    facts, rejected = decode_facts(value)
+    assert [f.event_id for f in facts] == ["e", "e2"]
+    assert len(rejected) == 1 and orjson.loads(rejected[0][0]) == bad and rejected[0][1]
     with pytest.raises(MalformedFact):
         decode_record(value)
 

@@ -258,6 +258,31 @@ REJECTED: list[Any] = [
                  id="ts-referral-2099"),
     pytest.param(raw(complaint(occurred_at="2026-06-17T12:00:00+02:00")), ErrorCode.FUTURE_TIMESTAMP,
                  id="ts-complaint-future-with-offset"),
+    # the floor: nothing the shop records happened before 1970
+    pytest.param(raw(purchase(occurred_at="0001-01-01T00:00:00Z")), ErrorCode.INVALID_TIMESTAMP, id="ts-year-1"),
+    pytest.param(raw(purchase(occurred_at="1969-12-31T23:59:59Z")), ErrorCode.INVALID_TIMESTAMP,
+                 id="ts-1969"),
+    pytest.param(raw(purchase(occurred_at="1970-01-01T00:30:00+01:00")), ErrorCode.INVALID_TIMESTAMP,
+                 id="ts-1969-in-utc"),
+    pytest.param(raw(referral(occurred_at="1900-01-01T00:00:00.5Z")), ErrorCode.INVALID_TIMESTAMP,
+                 id="ts-referral-1900"),
+    # characters an id cannot carry: written as JSON escapes, so the bytes are valid UTF-8 JSON
+    *[pytest.param(raw(purchase(**{name: f"x{char}y"})), ErrorCode.INVALID_CHARACTERS, id=f"{name}-{label}")
+      for name in ("customer_id", "event_id", "order_id")
+      for char, label in (("\x00", "nul"), ("\ud800", "lone-high-surrogate"), ("\udfff", "lone-low-surrogate"),
+                          ("\n", "newline"), ("\t", "tab"), ("\x1b", "escape"), ("\x7f", "del"),
+                          ("\x85", "c1-next-line"))],
+    pytest.param(raw(referral(referred_customer_id="c\x00")), ErrorCode.INVALID_CHARACTERS,
+                 id="referred-nul"),
+    pytest.param(b'{"event_id":"e","type":"purchase","customer_id":"x\\ud800y","occurred_at":'
+                 b'"2026-06-01T10:00:00Z","amount":"1","currency":"EUR"}', ErrorCode.INVALID_CHARACTERS,
+                 id="lone-surrogate-escape-as-sent"),
+    # money bounded in digits as well as value
+    pytest.param(raw(purchase(amount="1." + "0" * 39)), ErrorCode.INVALID_AMOUNT, id="amount-41-characters"),
+    pytest.param(_replace_value(purchase(), "amount", "1." + "0" * 40), ErrorCode.INVALID_AMOUNT,
+                 id="amount-41-digit-number"),
+    pytest.param(_replace_value(purchase(), "cost", "0." + "0" * 60000 + "1"), ErrorCode.INVALID_AMOUNT,
+                 id="cost-60000-digits"),
 ]
 
 
@@ -296,8 +321,34 @@ def test_error_codes_are_the_closed_set() -> None:
     assert {c.value for c in ErrorCode} == {
         "too_large", "invalid_encoding", "invalid_json", "not_an_object", "missing_field", "invalid_field",
         "unknown_type", "invalid_amount", "wrong_currency", "self_referral", "invalid_timestamp",
-        "future_timestamp",
+        "future_timestamp", "invalid_characters", "processing_failed", "malformed_internal",
     }
+
+
+@pytest.mark.parametrize("text", ["é", "Ωmega", "客户-42", "🙂", "a b", "\u200f", "\ufeff", "\U0010fffd"])
+def test_ids_keep_every_printable_character(text: str) -> None:
+    facts = check(raw(purchase(customer_id=text, event_id=text)))
+    assert isinstance(facts, list), facts
+    assert facts[0].customer_id == text
+    facts[0].customer_id.encode("utf-8")  # always encodable once accepted
+
+
+def test_rejection_ids_are_printable_for_logs() -> None:
+    result = check(raw(purchase(event_id="e\x00\n1", customer_id="x\x00")))
+    assert isinstance(result, Rejection)
+    assert result.event_id == "e\\x00\\n1"
+
+
+@pytest.mark.parametrize(("literal", "expected"), [("1.5000", "1.50"), ("2.000000", "2.00"), ("0.10", "0.10")])
+def test_amounts_lose_only_the_zeros_past_two_places(literal: str, expected: str) -> None:
+    facts = check(raw(purchase(amount=literal)))
+    assert isinstance(facts, list), facts
+    assert str(facts[0].amount) == expected
+
+
+def test_the_floor_itself_is_accepted() -> None:
+    facts = check(raw(purchase(occurred_at="1970-01-01T00:00:00Z")))
+    assert isinstance(facts, list), facts
 
 
 # ------------------------------------------------------------------------------------------------------
