@@ -23,10 +23,11 @@ import httpx
 from sqlalchemy import Engine, text
 
 from services.scoring.__main__ import DEFAULT_POLICY
-from services.scoring.api import ApiContext, create_app
+from services.scoring.api import create_app
 from services.scoring.domain.policy import parse_policy
+from services.scoring.http_common import ApiContext
 from services.scoring.migrate import upgrade
-from services.scoring.workspace import ListFilter, encode_cursor, page_query
+from services.scoring.read.lists import ListFilter, encode_cursor, page_query
 from shared.db import make_engine
 from shared.embedded import create_database, free_port, start_postgres, wait_for_port
 from shared.http import ServerThread

@@ -18,9 +18,9 @@ from sqlalchemy import create_engine
 
 from services.ingest.app import create_app as create_ingest_app
 from services.scoring.__main__ import DEFAULT_POLICY
-from services.scoring.api import ApiContext
 from services.scoring.api import create_app as create_scoring_app
 from services.scoring.domain.policy import parse_policy
+from services.scoring.http_common import ApiContext
 from shared.events import ComplaintEvent, ErrorCode, PurchaseEvent, ReferralEvent
 from shared.metrics import Metrics
 from shared.settings import Settings

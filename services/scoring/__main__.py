@@ -7,8 +7,9 @@ import signal
 from pathlib import Path
 from types import FrameType
 
-from services.scoring.api import ApiContext, create_app
+from services.scoring.api import create_app
 from services.scoring.domain.policy import Policy, parse_policy
+from services.scoring.http_common import ApiContext
 from services.scoring.relay_process import RelayProcess
 from services.scoring.store import StateCache
 from services.scoring.worker import ScoringWorker

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.scoring.workspace import MAX_BUCKETS, as_utc, bucket_of, bucket_starts, flow_series, next_bucket
+from services.scoring.read.flows import MAX_BUCKETS, as_utc, bucket_of, bucket_starts, flow_series, next_bucket
 
 
 @pytest.mark.parametrize("moment, bucket, start", [

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.scoring.workspace import (
+from services.scoring.read.lists import (
     CSV_COLUMNS,
     ListFilter,
     csv_lines,
