@@ -12,15 +12,13 @@ an exact `Decimal` (JSON is parsed with `parse_float=Decimal`, so no binary floa
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, NoReturn
 
-import orjson
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -28,7 +26,6 @@ from pydantic import (
     Field,
     PlainValidator,
     StringConstraints,
-    ValidationError,
     ValidationInfo,
     WithJsonSchema,
     model_validator,
@@ -36,7 +33,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from shared.messages import Fact
-from shared.text import BAD_TEXT, MAX_ID, is_id, printable
+from shared.text import BAD_TEXT, MAX_ID
 
 
 class ErrorCode(StrEnum):
@@ -128,7 +125,7 @@ _PLAIN_MONEY: Final = {
 }
 
 
-def _money(value: Any, places: int) -> Decimal:
+def parse_money(value: Any, places: int) -> Decimal:
     """An exact non-negative decimal from a JSON number or a decimal string; never a bool or a float."""
     if type(value) is str and _PLAIN_MONEY[places].fullmatch(value) is not None:
         number = Decimal(value)
@@ -153,7 +150,7 @@ def _checked_money(value: Any, places: int) -> Decimal:
             _fail(ErrorCode.INVALID_AMOUNT, "must be a decimal number or a string holding one")
         number = Decimal(value)
     else:
-        _fail(ErrorCode.INVALID_AMOUNT, f"must be a decimal number, got {_json_kind(value)}")
+        _fail(ErrorCode.INVALID_AMOUNT, f"must be a decimal number, got {json_kind(value)}")
     if not number.is_finite():
         _fail(ErrorCode.INVALID_AMOUNT, "must be finite")
     if number < 0:
@@ -174,15 +171,15 @@ def _checked_money(value: Any, places: int) -> Decimal:
     return number
 
 
-def _amount(value: Any) -> Decimal:
-    return _money(value, AMOUNT_PLACES)
+def parse_amount(value: Any) -> Decimal:
+    return parse_money(value, AMOUNT_PLACES)
 
 
-def _other_money(value: Any) -> Decimal:
-    return _money(value, MONEY_PLACES)
+def parse_other_money(value: Any) -> Decimal:
+    return parse_money(value, MONEY_PLACES)
 
 
-def _json_kind(value: Any) -> str:
+def json_kind(value: Any) -> str:
     kinds = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
     return kinds.get(type(value), "a number")
 
@@ -222,7 +219,7 @@ def _rfc3339_fields(match: re.Match[str]) -> datetime:
 def _timestamp(value: Any, info: ValidationInfo) -> datetime:
     """An aware UTC datetime from an RFC 3339 string; checked against `now` when the context gives one."""
     if not isinstance(value, str):
-        _fail(ErrorCode.INVALID_TIMESTAMP, f"must be an RFC 3339 string, got {_json_kind(value)}")
+        _fail(ErrorCode.INVALID_TIMESTAMP, f"must be an RFC 3339 string, got {json_kind(value)}")
     try:
         instant = parse_rfc3339(value)
     except ValueError as exc:
@@ -241,7 +238,7 @@ def _timestamp(value: Any, info: ValidationInfo) -> datetime:
 def _currency(value: Any, info: ValidationInfo) -> str:
     """The currency code, which must be the base currency when the context names one."""
     if not isinstance(value, str):
-        _fail(ErrorCode.INVALID_FIELD, f"must be a 3-letter currency code, got {_json_kind(value)}")
+        _fail(ErrorCode.INVALID_FIELD, f"must be a 3-letter currency code, got {json_kind(value)}")
     context = info.context
     if context is not None and value != context["base_currency"]:
         _fail(ErrorCode.WRONG_CURRENCY,
@@ -256,8 +253,8 @@ _MONEY_SCHEMA: dict[str, Any] = {
     ]
 }
 
-Amount = Annotated[Decimal, PlainValidator(_amount), WithJsonSchema(_MONEY_SCHEMA)]
-Money = Annotated[Decimal, PlainValidator(_other_money), WithJsonSchema(_MONEY_SCHEMA)]
+Amount = Annotated[Decimal, PlainValidator(parse_amount), WithJsonSchema(_MONEY_SCHEMA)]
+Money = Annotated[Decimal, PlainValidator(parse_other_money), WithJsonSchema(_MONEY_SCHEMA)]
 Timestamp = Annotated[
     datetime, PlainValidator(_timestamp), WithJsonSchema({"type": "string", "format": "date-time"})
 ]
@@ -347,169 +344,6 @@ EVENT_MODELS: Final[dict[str, type[ShopEvent]]] = {
     "complaint": ComplaintEvent,
 }
 
-
-
-# ---------------------------------------------------------------------------------------------------------
-# validation
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-# Decimal for ints too: exact, and free of the int-conversion digit limit. Built once: json.loads with
-# arguments would build a decoder per message.
-_DECODER: Final = json.JSONDecoder(parse_float=Decimal, parse_int=Decimal, parse_constant=_reject_constant)
-
-
-_CODES: Final[dict[str, ErrorCode]] = {code.value: code for code in ErrorCode}
-
-
-def _rejection_from(error: ValidationError, event_type: str, event_id: str | None) -> Rejection:
-    """The first problem pydantic found (fields in declaration order), as one of our codes."""
-    first = error.errors(include_url=False, include_input=False)[0]
-    field = ".".join(str(part) for part in first["loc"]) or "event"
-    kind = first["type"]
-    if kind == "missing":
-        code, message = ErrorCode.MISSING_FIELD, f"{field} is required"
-    else:
-        code = _CODES.get(kind, ErrorCode.INVALID_FIELD)
-        if code is ErrorCode.SELF_REFERRAL:
-            message = first["msg"]
-        else:
-            message = f"{field}: {first['msg']}"
-    return Rejection(code, message, event_type, event_id)
-
-
-def validate(
-    value: bytes | None, *, base_currency: str, max_bytes: int, now: datetime, max_future_skew_hours: int = 24,
-) -> list[Fact] | Rejection:
-    """The facts one raw shop message yields, or why it is rejected."""
-    if value is None:
-        return Rejection(ErrorCode.INVALID_JSON, "message has no value (null/tombstone)")
-    if len(value) > max_bytes:
-        return Rejection(ErrorCode.TOO_LARGE, f"message is {len(value)} bytes, the limit is {max_bytes}")
-    quick = _quick_facts(value, base_currency=base_currency, latest=now + timedelta(hours=max_future_skew_hours))
-    if quick is not None:
-        return quick
-    return _thorough(value, base_currency=base_currency, now=now, max_future_skew_hours=max_future_skew_hours)
-
-
-def _quick_facts(value: bytes, *, base_currency: str, latest: datetime) -> list[Fact] | None:
-    """The facts of a plainly valid message parsed by orjson; None leaves every decision to `_thorough`.
-
-    orjson parses a JSON number with a fraction as a binary float, which `_plain_facts` never accepts as
-    money, so an event whose money is a number with a fraction goes the exact (Decimal) way; strings and
-    integers are exact either way. Anything orjson refuses (a byte order mark, NaN, a lone surrogate,
-    huge numbers) also goes that way and is named there. A property test holds the two paths side by side.
-    """
-    try:
-        raw = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return None
-    if type(raw) is not dict:
-        return None
-    event_type = raw.get("type")
-    if type(event_type) is not str or event_type not in EVENT_MODELS:
-        return None
-    return _plain_facts(raw, event_type, base_currency=base_currency, latest=latest)
-
-
-def _thorough(value: bytes, *, base_currency: str, now: datetime, max_future_skew_hours: int) -> list[Fact] | Rejection:
-    """`validate` with the exact decoder, for every message `_quick_facts` did not accept."""
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return Rejection(ErrorCode.INVALID_ENCODING, f"not UTF-8: invalid byte at position {exc.start}")
-    try:
-        if text.startswith("\ufeff"):
-            raise ValueError("a byte order mark is not allowed")
-        raw = _DECODER.decode(text)
-    except RecursionError:
-        return Rejection(ErrorCode.INVALID_JSON, "not JSON: nested too deeply")
-    except ValueError as exc:  # JSONDecodeError, or NaN/Infinity
-        return Rejection(ErrorCode.INVALID_JSON, f"not JSON: {str(exc)[:200]}")
-    if not isinstance(raw, dict):
-        return Rejection(ErrorCode.NOT_AN_OBJECT, f"the message must be a JSON object, got {_json_kind(raw)}")
-
-    event_id = raw.get("event_id")
-    readable_id = printable(event_id[:MAX_STRING]) if isinstance(event_id, str) else None
-    event_type = raw.get("type")
-    if event_type is None:
-        return Rejection(ErrorCode.MISSING_FIELD, "type is required", "unknown", readable_id)
-    if not isinstance(event_type, str):
-        return Rejection(ErrorCode.INVALID_FIELD, f"type: must be a string, got {_json_kind(event_type)}",
-                         "unknown", readable_id)
-    model = EVENT_MODELS.get(event_type)
-    if model is None:
-        return Rejection(ErrorCode.UNKNOWN_TYPE,
-                         f"type must be one of purchase, referral, complaint; got {event_type[:32]!r}",
-                         "unknown", readable_id)
-
-    latest = now + timedelta(hours=max_future_skew_hours)
-    plain = _plain_facts(raw, event_type, base_currency=base_currency, latest=latest)
-    if plain is not None:
-        return plain
-    context = {"base_currency": base_currency, "latest": latest, "skew_hours": max_future_skew_hours}
-    try:
-        event = model.model_validate(raw, context=context)
-    except ValidationError as exc:
-        return _rejection_from(exc, event_type, readable_id)
-    except (InvalidOperation, ArithmeticError) as exc:  # defensive: a Decimal corner we did not foresee
-        return Rejection(ErrorCode.INVALID_AMOUNT, f"not a usable number: {type(exc).__name__}",
-                         event_type, readable_id)
-    return to_facts(event)
-
-
-
-
-_SEVERITIES: Final = frozenset(("low", "medium", "high"))
-
-
-def _plain_facts(raw: dict[str, Any], event_type: str, *, base_currency: str, latest: datetime) -> list[Fact] | None:
-    """The facts of an event that is plainly valid, checked by hand; None leaves the decision to the models.
-
-    The same rules as the models, for the common case only: it never rejects (the models find and name every
-    problem) and it accepts nothing the models would refuse (a property test holds the two side by side).
-    Pydantic's validation was a quarter of ingest's CPU.
-    """
-    event_id, customer_id, occurred = raw.get("event_id"), raw.get("customer_id"), raw.get("occurred_at")
-    if type(event_id) is not str or type(customer_id) is not str or type(occurred) is not str:
-        return None
-    if not (is_id(event_id) and is_id(customer_id)):
-        return None
-    try:
-        at = parse_rfc3339(occurred)
-        if at > latest or at < EARLIEST:
-            return None
-        if event_type == "purchase":
-            refund, order_id = raw.get("refund", False), raw.get("order_id")
-            if (raw.get("currency") != base_currency or type(refund) is not bool
-                    or (order_id is not None and not is_id(order_id)) or "amount" not in raw):
-                return None
-            return [Fact(kind="order_refunded" if refund else "order_placed", event_id=event_id, role="primary",
-                         customer_id=customer_id, occurred_at=at, amount=_amount(raw["amount"]),
-                         cost=_other_money(raw.get("cost", _ZERO)),
-                         discount=_other_money(raw.get("discount", _ZERO)), order_id=order_id)]
-        if event_type == "referral":
-            referred = raw.get("referred_customer_id")
-            if type(referred) is not str or not is_id(referred) or referred == customer_id:
-                return None
-            return [Fact(kind="referral_made", event_id=event_id, role="primary", customer_id=customer_id,
-                         occurred_at=at, other_customer_id=referred,
-                         cost=_other_money(raw.get("reward_cost", _ZERO))),
-                    Fact(kind="referral_received", event_id=event_id, role="referred", customer_id=referred,
-                         occurred_at=at, other_customer_id=customer_id)]
-        if event_type == "complaint":
-            severity, resolved = raw.get("severity", "medium"), raw.get("resolved", False)
-            if type(severity) is not str or severity not in _SEVERITIES or type(resolved) is not bool:
-                return None
-            return [Fact(kind="complaint_filed", event_id=event_id, role="primary", customer_id=customer_id,
-                         occurred_at=at, cost=_other_money(raw.get("handling_cost", _ZERO)), severity=severity,
-                         resolved=resolved)]
-    except (ValueError, ArithmeticError, PydanticCustomError):
-        return None  # the models say what is wrong
-    return None
 
 
 def to_facts(event: ShopEvent) -> list[Fact]:

@@ -25,12 +25,13 @@ from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from shared.deadletter import DeadLetterWriter, dead_letter
-from shared.events import ErrorCode, Rejection, validate
+from shared.events import ErrorCode, Rejection
 from shared.faults import Faults
 from shared.kafka import make_consumer, make_producer, partition_for
 from shared.messages import FACT_EVENT_TYPE, FactRecords, encode
 from shared.metrics import Metrics
 from shared.settings import Settings
+from shared.validation import validate
 
 log = logging.getLogger(__name__)
 

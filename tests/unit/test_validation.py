@@ -19,16 +19,13 @@ from shared.events import (
     ErrorCode,
     Rejection,
     _checked_money,
-    _money,
-    _plain_facts,
-    _quick_facts,
     _rfc3339_fields,
-    _thorough,
+    parse_money,
     parse_rfc3339,
     to_facts,
-    validate,
 )
 from shared.messages import Fact
+from shared.validation import _plain_facts, _quick_facts, _thorough, validate
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 MAX_BYTES = 64 * 1024
@@ -729,4 +726,4 @@ def test_the_everyday_money_shape_parses_as_the_full_check_does(value: str, plac
             return ("ok", str(parse(value, places)))
         except PydanticCustomError as exc:
             return ("rejected", exc.message())
-    assert outcome(_money) == outcome(_checked_money)
+    assert outcome(parse_money) == outcome(_checked_money)
