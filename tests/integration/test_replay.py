@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
+from services.ingest.dead_letters import Criteria, select
 from services.ingest.pipeline import Pipeline
-from services.ingest.replay import Criteria, select
 from shared.metrics import Metrics
 from shared.settings import Settings
 from tests.support import TopicReader, wait_until
