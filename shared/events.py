@@ -1,8 +1,6 @@
-"""The shop's events (contract sections 2 and 3): their schema, their validation, and the facts they yield.
+"""The shop's events (contract sections 2 and 3): their fields and rules, the error codes, and the facts they yield.
 
-`validate()` is the only gate between the shop's topics and the system: it turns the raw bytes of one
-message into the internal facts of `shared.messages`, or into a `Rejection` whose code is one of a closed
-set (`ErrorCode`). It is pure (no I/O, the clock is a parameter) and never raises on any input.
+`shared.validation.validate()` is the gate that applies these rules to the raw bytes of one message.
 
 The Pydantic models are the single description of the fields: they validate, and they generate the JSON
 Schemas published in the AsyncAPI document. Money comes as a JSON number or a decimal string and is kept as
