@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -220,11 +219,6 @@ def generate(*, customers: int, events: int, seed: int, now: datetime | None = N
         stream = out
     return stream
 
-
-def iter_batches(stream: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    """`stream` in consecutive slices of `size`."""
-    for i in range(0, len(stream), size):
-        yield stream[i:i + size]
 
 
 def summary(stream: list[dict[str, Any]]) -> dict[str, int]:

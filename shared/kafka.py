@@ -11,9 +11,10 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import IllegalStateError, KafkaError, TopicAlreadyExistsError
 from kafka.partitioner.default import murmur2
 from kafka.structs import TopicPartition
+from prometheus_client import Gauge
 
 from shared.batches import RecordBatchProducer
 from shared.settings import Settings
@@ -127,6 +128,50 @@ class RecordFetcher:
     def close(self) -> None:
         if self._reader is not None:
             self._reader.close()
+
+
+class LagReporter:
+    """Sets the consumer-lag gauge of every partition assigned to `consumer`, at most every `every_s` seconds,
+    and drops the samples of partitions that moved to another member (a stale sample would show a lag no one
+    is working on)."""
+
+    def __init__(self, consumer: KafkaConsumer, gauge: Gauge, *, service: str, every_s: float = 5.0) -> None:
+        self.consumer = consumer
+        self.gauge = gauge
+        self.service = service
+        self.every_s = every_s
+        self._at = 0.0
+        self._partitions: set[TopicPartition] = set()
+
+    def refresh(self) -> None:
+        if time.monotonic() - self._at < self.every_s:
+            return
+        self._at = time.monotonic()
+        assigned = set(self.consumer.assignment())
+        for tp in self._partitions - assigned:
+            try:
+                self.gauge.remove(self.service, tp.topic, str(tp.partition))
+            except KeyError:
+                log.debug("no lag sample to remove for %s", tp)
+        self._partitions = assigned
+        if not assigned:
+            return
+        try:
+            ends = self.consumer.end_offsets(list(assigned), timeout_ms=2000)
+        except KafkaError as exc:
+            # a gauge a few seconds stale is harmless; the next refresh tries again
+            log.info("consumer lag not refreshed: %s", exc)
+            return
+        for tp in assigned:
+            try:
+                position = self.consumer.position(tp, timeout_ms=1000)
+            except IllegalStateError:
+                continue  # revoked between assignment() and here
+            end = ends.get(tp)
+            if position is None or end is None:
+                continue
+            self.gauge.labels(service=self.service, topic=tp.topic, partition=str(tp.partition)).set(
+                max(0, end - position))
 
 
 def make_admin(settings: Settings) -> KafkaAdminClient:

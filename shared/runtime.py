@@ -1,8 +1,32 @@
-"""Process-level tuning for the services' hot loops."""
+"""Process-level helpers of the services' loops: GC tuning and retry back-off."""
 
 from __future__ import annotations
 
 import gc
+import random
+
+
+class Backoff:
+    """Exponential back-off with jitter between retries of one failing step: 0.1 s doubling up to 5 s.
+
+    Jitter (each delay drawn from [d, 2d)) keeps several instances that failed together (the broker or the
+    database went away) from retrying in lockstep when it comes back.
+    """
+
+    def __init__(self, *, initial_s: float = 0.1, cap_s: float = 5.0) -> None:
+        self.initial_s = initial_s
+        self.cap_s = cap_s
+        self._next = initial_s
+
+    def next_delay(self) -> float:
+        """The delay before the next retry; each call doubles the base, up to the cap."""
+        delay = self._next * (1 + random.random())
+        self._next = min(self._next * 2, self.cap_s)
+        return delay
+
+    def reset(self) -> None:
+        """The step succeeded: the next failure starts from the initial delay again."""
+        self._next = self.initial_s
 
 
 def tune_gc(*, gen0_threshold: int) -> None:

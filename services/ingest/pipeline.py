@@ -27,18 +27,17 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 from shared.deadletter import DeadLetterWriter, dead_letter
 from shared.events import ErrorCode, Rejection
 from shared.faults import Faults
-from shared.kafka import make_consumer, make_producer, partition_for
+from shared.kafka import LagReporter, make_consumer, make_producer, partition_for
 from shared.messages import FACT_EVENT_TYPE, FactRecords, encode
 from shared.metrics import Metrics
+from shared.runtime import Backoff
 from shared.settings import Settings
 from shared.validation import validate
 
 log = logging.getLogger(__name__)
 
 SERVICE = "ingest"
-LAG_REFRESH_S = 5.0
 FLUSH_TIMEOUT_S = 30.0
-RETRY_BACKOFF_S = 1.0
 MAX_LOGGED_REJECTIONS = 20
 
 Batch = dict[TopicPartition, list[ConsumerRecord]]
@@ -71,8 +70,8 @@ class Pipeline:
         self._batch_duration = metrics.batch_duration.labels(service=SERVICE)
         self._batch_size = metrics.batch_size.labels(service=SERVICE)
         self._retries = metrics.batch_retries.labels(service=SERVICE)
-        self._lag_at = 0.0
-        self._lag_partitions: set[TopicPartition] = set()
+        self._lag = LagReporter(self.consumer, metrics.consumer_lag, service=SERVICE)
+        self._backoff = Backoff()
 
     # -- the loop ------------------------------------------------------------------------------------------
 
@@ -87,14 +86,16 @@ class Pipeline:
                 batch: Batch = self.consumer.poll(timeout_ms=poll_ms, max_records=max_records)
                 if batch:
                     result = self.process(batch)
-                    if not result.handed_on:
-                        stop.wait(RETRY_BACKOFF_S)
-                self._refresh_lag()
+                    if result.handed_on:
+                        self._backoff.reset()
+                    else:
+                        stop.wait(self._backoff.next_delay())
+                self._lag.refresh()
             except KafkaError as exc:
                 # the broker is away or the group is rebalancing: nothing was committed, so nothing is lost
                 log.warning("kafka error in the ingest loop; retrying: %s", exc, exc_info=True)
                 self._retries.inc()
-                stop.wait(RETRY_BACKOFF_S)
+                stop.wait(self._backoff.next_delay())
         log.info("ingest pipeline stopping")
 
     def close(self) -> None:
@@ -234,36 +235,4 @@ class Pipeline:
                     log.info("partition %s revoked before the rewind", tp)
         return BatchResult(records, 0, 0, handed_on=False, committed=False)
 
-    # -- lag -----------------------------------------------------------------------------------------------
-
-    def _refresh_lag(self) -> None:
-        """Set consumer_lag for each assigned partition, at most every LAG_REFRESH_S seconds."""
-        if time.monotonic() - self._lag_at < LAG_REFRESH_S:
-            return
-        self._lag_at = time.monotonic()
-        assigned = set(self.consumer.assignment())
-        gauge = self.metrics.consumer_lag
-        for tp in self._lag_partitions - assigned:
-            try:
-                gauge.remove(SERVICE, tp.topic, str(tp.partition))
-            except KeyError:
-                log.debug("no lag sample to remove for %s", tp)
-        self._lag_partitions = assigned
-        if not assigned:
-            return
-        try:
-            ends = self.consumer.end_offsets(list(assigned), timeout_ms=2000)
-        except KafkaError as exc:
-            # a gauge a few seconds stale is harmless; the next refresh tries again
-            log.info("consumer lag not refreshed: %s", exc)
-            return
-        for tp in assigned:
-            try:
-                position = self.consumer.position(tp, timeout_ms=1000)
-            except IllegalStateError:
-                continue  # revoked between assignment() and here
-            end = ends.get(tp)
-            if position is None or end is None:
-                continue
-            gauge.labels(service=SERVICE, topic=tp.topic, partition=str(tp.partition)).set(max(0, end - position))
 

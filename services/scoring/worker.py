@@ -40,9 +40,10 @@ from services.scoring.store import BatchOutcome, ConcurrentUpdate, StateCache, p
 from shared.deadletter import DeadLetter, DeadLetterWriter, dead_letter
 from shared.events import ErrorCode
 from shared.faults import Faults
-from shared.kafka import RecordFetcher
+from shared.kafka import LagReporter, RecordFetcher
 from shared.messages import FACT_EVENT_TYPE, Fact, MalformedFact, decode_facts, encode
 from shared.metrics import Metrics
+from shared.runtime import Backoff
 from shared.text import printable
 
 log = logging.getLogger(__name__)
@@ -76,12 +77,12 @@ class ScoringWorker:
         self.dead_letter_max_bytes = dead_letter_max_bytes
         self.letters = DeadLetterWriter(dead_letter, dead_letter_topic) if dead_letter is not None else None
         self.stopping = threading.Event()
-        self._lag_refreshed = 0.0
+        self._lag = LagReporter(consumer, metrics.consumer_lag, service="scoring")
         self._isolated: set[tuple[str, int, int]] = set()  # this batch's original events dead-lettered
 
     def run(self) -> None:
         """Loop until `stopping` is set; the batch in hand is finished first."""
-        backoff = 0.1
+        backoff = Backoff()
         while not self.stopping.is_set():
             try:
                 batch = self.consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
@@ -90,23 +91,21 @@ class ScoringWorker:
                 # read, so nothing to rewind; /readyz says "broker" meanwhile, and the process stays up
                 self.metrics.batch_retries.labels(service="scoring").inc()
                 log.warning("poll failed, retrying: %s", str(exc).splitlines()[0])
-                self.stopping.wait(backoff * (1 + random.random()))
-                backoff = min(backoff * 2, 5.0)
+                self.stopping.wait(backoff.next_delay())
                 continue
             if not batch:
-                self._refresh_lag()
+                self._lag.refresh()
                 continue
             try:
                 self.handle(batch)
-                backoff = 0.1
+                backoff.reset()
             except INFRASTRUCTURE_ERRORS as exc:
                 # nothing of this batch is committed; read it again from its first offsets
                 self.metrics.batch_retries.labels(service="scoring").inc()
                 log.warning("batch failed, will re-read it: %s", str(exc).splitlines()[0])
                 self._rewind(batch)
-                self.stopping.wait(backoff * (1 + random.random()))
-                backoff = min(backoff * 2, 5.0)
-            self._refresh_lag()
+                self.stopping.wait(backoff.next_delay())
+            self._lag.refresh()
 
     def handle(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> BatchOutcome:
         """Apply one poll batch and commit its offsets after the database commit."""
@@ -262,24 +261,6 @@ class ScoringWorker:
         for tp, records in batch.items():
             if records and tp in self.consumer.assignment():
                 self.consumer.seek(tp, records[0].offset)
-
-    def _refresh_lag(self) -> None:
-        now = time.monotonic()
-        if now - self._lag_refreshed < 5:
-            return
-        self._lag_refreshed = now
-        assigned = list(self.consumer.assignment())
-        if not assigned:
-            return
-        try:
-            ends = self.consumer.end_offsets(assigned)
-        except KafkaError as exc:
-            log.debug("lag refresh failed: %s", exc)
-            return
-        for tp in assigned:
-            position = self.consumer.position(tp)
-            self.metrics.consumer_lag.labels(service="scoring", topic=tp.topic, partition=str(tp.partition)).set(
-                max(0, ends.get(tp, position) - position))
 
 
 def is_data_error(exc: BaseException) -> bool:

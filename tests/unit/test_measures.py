@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.scoring.domain.ladder import StageChanged, new_customer, next_rung
-from services.scoring.domain.measures import KINDS, Loyalty, loyalty, money, profitability, stability, tier
+from services.scoring.domain.measures import Loyalty, loyalty, money, profitability, stability, tier
 from services.scoring.domain.policy import parse_policy
-from services.scoring.domain.state import MonthActivity, month_index
+from services.scoring.domain.state import LOYALTY_KINDS, MonthActivity, month_index
 from shared.messages import Fact
 from tests.unit.domain_builders import (
     START,
@@ -244,9 +244,9 @@ def _active_kinds(facts: list[Fact]) -> set[str]:
 def test_loyalty_is_in_0_1_and_0_without_activity_of_its_kind(facts: list[Fact], offset: int) -> None:
     state, _ = run(facts, POLICY)
     values = loyalty(state, at=START + timedelta(seconds=offset), policy=POLICY).as_dict()
-    assert list(values) == list(KINDS)
+    assert list(values) == list(LOYALTY_KINDS)
     assert all(0.0 <= v <= 1.0 for v in values.values()), values
-    for kind in set(KINDS) - _active_kinds(facts):
+    for kind in set(LOYALTY_KINDS) - _active_kinds(facts):
         assert values[kind] == 0.0, kind
 
 
@@ -258,7 +258,7 @@ def test_loyalty_fades_without_new_activity(facts: list[Fact], after_last: int, 
     now = loyalty(state, at=t0, policy=POLICY).as_dict()
     then = loyalty(state, at=t0 + timedelta(seconds=later), policy=POLICY).as_dict()
     year = loyalty(state, at=t0 + days(365), policy=POLICY).as_dict()
-    for kind in KINDS:
+    for kind in LOYALTY_KINDS:
         assert then[kind] <= now[kind], kind
         if now[kind] > 0:
             assert year[kind] < now[kind], kind

@@ -14,10 +14,9 @@ from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from services.scoring.domain.policy import Policy
-from services.scoring.domain.state import CustomerState, month_index, month_start
+from services.scoring.domain.state import LOYALTY_KINDS, CustomerState, month_index, month_start
 from shared.frozen import quick_init
 
-KINDS = ("financial", "procedural", "contact", "evaluative", "consultative")
 TIERS = ("profitable", "middling", "unprofitable")
 _CENT = Decimal("0.01")
 
@@ -34,7 +33,7 @@ class Loyalty:
     consultative: float
 
     def as_dict(self) -> dict[str, float]:
-        return {k: getattr(self, k) for k in KINDS}
+        return {k: getattr(self, k) for k in LOYALTY_KINDS}
 
 
 def _saturate(activity: float, scale: float) -> float:
@@ -44,7 +43,7 @@ def _saturate(activity: float, scale: float) -> float:
 def loyalty(state: CustomerState, *, at: datetime, policy: Policy) -> Loyalty:
     """The loyalty vector of `state` as of `at`."""
     params = dict(policy.kinds)  # one dict, not five scans: this runs for every stage change
-    fin, proc, con, ev, cons = (params[k] for k in KINDS)
+    fin, proc, con, ev, cons = (params[k] for k in LOYALTY_KINDS)
     financial = orders = refunds = contact = evaluative = consultative = 0.0
     for month, act in state.activity:  # one pass: the age of a month is the same for every kind
         age_days = max(0.0, (at - month_start(month)).total_seconds() / 86400.0)

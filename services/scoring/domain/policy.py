@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from services.scoring.domain.state import LOYALTY_KINDS
+
 # The only counts a rung may be conditioned on: each only ever grows as events are added, which is what
 # makes the final rung independent of arrival order.
 MONOTONE_COUNTS = ("orders", "order_months", "full_price_orders", "referrals_made", "referrals_converted",
@@ -47,16 +49,8 @@ class Policy:
                 return conds
         return ()
 
-    def kind(self, name: str) -> KindParams:
-        """Constants of loyalty kind `name`."""
-        for kind, params in self.kinds:
-            if kind == name:
-                return params
-        raise KeyError(name)
-
 
 _RUNGS_WITH_CONDITIONS = ("first_purchase", "regular", "advocate")
-_KINDS = ("financial", "procedural", "contact", "evaluative", "consultative")
 _EXTRA_KEY = {"procedural": "refund_weight", "consultative": "conversion_weight"}
 
 # the contract's numbers: what a policy file that leaves a section out gets
@@ -138,9 +132,9 @@ def parse_policy(text: str) -> Policy:
         raise PolicyError("tiers.unprofitable_below must not exceed tiers.profitable_min")
 
     loyalty = _table(raw, "loyalty", "")
-    _unknown(loyalty, ("activity_horizon_months", *_KINDS), "loyalty")
+    _unknown(loyalty, ("activity_horizon_months", *LOYALTY_KINDS), "loyalty")
     kinds: list[tuple[str, KindParams]] = []
-    for kind in _KINDS:
+    for kind in LOYALTY_KINDS:
         section = _table(loyalty, kind, "loyalty.")
         extra_key = _EXTRA_KEY.get(kind)
         _unknown(section, ("half_life_days", "scale", *((extra_key,) if extra_key else ())), f"loyalty.{kind}")

@@ -18,6 +18,8 @@ from shared.frozen import quick_init
 
 STAGES: tuple[str, ...] = ("potential", "visitor", "first_purchase", "regular", "advocate")
 RANK: dict[str, int] = {stage: i for i, stage in enumerate(STAGES)}
+# the five kinds of loyalty (brief §3), in the order the wire, the CSV and the radar list them
+LOYALTY_KINDS: tuple[str, ...] = ("financial", "procedural", "contact", "evaluative", "consultative")
 
 
 def utc(value: datetime) -> datetime:

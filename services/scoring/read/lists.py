@@ -18,11 +18,11 @@ from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, text
 
-from services.scoring.domain.measures import KINDS, loyalty, profitability, stability
+from services.scoring.domain.measures import loyalty, profitability, stability
 from services.scoring.domain.policy import Policy
-from services.scoring.domain.state import CustomerState, from_text
+from services.scoring.domain.state import LOYALTY_KINDS, CustomerState, from_text
 
-CSV_COLUMNS = ("customer_id", "stage", "tier", "sales", "costs", "profit", "stability", *KINDS)
+CSV_COLUMNS = ("customer_id", "stage", "tier", "sales", "costs", "profit", "stability", *LOYALTY_KINDS)
 CSV_CHUNK = 1000
 T = TypeVar("T")
 
@@ -136,7 +136,7 @@ def csv_row(state: CustomerState, *, policy: Policy, at: datetime) -> list[objec
     money = profitability(state, policy=policy)
     kinds = loyalty(state, at=at, policy=policy).as_dict()
     return [state.customer_id, state.stage, money["tier"], money["sales"], money["costs"], money["profit"],
-            stability(state, at=at), *(kinds[k] for k in KINDS)]
+            stability(state, at=at), *(kinds[k] for k in LOYALTY_KINDS)]
 
 
 def csv_rows(engine: Engine, flt: ListFilter, *, policy: Policy, at: datetime) -> Iterator[list[object]]:
