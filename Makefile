@@ -23,11 +23,11 @@ install: $(STAMP) ## make the project's Python environment in .venv/
 run: $(STAMP) ## start everything in the foreground (embedded PostgreSQL + broker unless DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS are set)
 	exec $(PY) -m shared.launcher
 
-browser-deps: ## Debian Chromium for the /ui browser test (Playwright never downloads a browser)
-	@test -x /usr/bin/chromium || { command -v apt-get >/dev/null && \
-	  { SUDO=$$(test "$$(id -u)" = 0 || echo sudo); $$SUDO apt-get update -qq && \
-	    $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; } || \
-	  { echo "install Debian's chromium (/usr/bin/chromium) for the browser test" >&2; exit 1; }
+browser-deps: ## Debian Chromium for the /ui browser test (installed with apt-get when run as root, as CI is; never sudo)
+	@test -x /usr/bin/chromium || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null && \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
+	  { echo "the browser test needs Debian's chromium (/usr/bin/chromium): run 'apt-get install chromium' as root" \
+	    "(Playwright's own browser download is not used: the test runs the browser the system ships)" >&2; exit 1; }
 
 test: $(STAMP) browser-deps ## the whole suite (starts its own database and broker)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -99,11 +99,8 @@ def test_changed_numbers_are_read() -> None:
     "rungs = 3\n",
 ], ids=["tier-not-a-number", "scale-not-a-number", "rungs-not-a-table"])
 def test_malformed_values_raise_policy_error(text: str) -> None:
-    try:
+    with pytest.raises(PolicyError):
         parse_policy(text)
-    except PolicyError:
-        return
-    pytest.fail("accepted")
 
 
 @pytest.mark.parametrize("text", [
