@@ -9,6 +9,7 @@ written to test-artifacts/chaos-table.md; docs/reliability.md explains what each
 
 from __future__ import annotations
 
+import itertools
 import random
 import subprocess
 import time
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from kafka import KafkaProducer
 from sqlalchemy import text
 
 from services.scoring.migrate import upgrade
@@ -33,6 +35,7 @@ from shared.embedded import (
 )
 from tests.chaos.harness import Harness, Monkey, Outcome, Script, Service, TcpProxy
 from tests.chaos.oracle import Sent
+from tests.chaos.workload import PILL_ID_FIELDS, POISON_PILLS, batch_with_pill
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
@@ -279,6 +282,37 @@ def test_every_poison_input_mixed_in(make_harness: MakeHarness, chaos_table: lis
     h.feed(h.workload(events=2400, seed=71, poison_sets=20), rate=600)
     h.run_feed()
     record(chaos_table, h.finish("every poison input mixed in", faults=False))
+
+
+def test_poison_pill_in_every_position_of_a_batch(make_harness: MakeHarness, chaos_table: list[Outcome]) -> None:
+    """One bad record (NUL or lone surrogate in an id, invalid JSON, year 0001) at the first, second, middle,
+    second-to-last and last position of a batch of 50 sent in one flush to one partition: ingest reads the batch
+    in one poll, sets the pill aside, and hands on every other event of the batch, before and after it. 20
+    batches; the oracle expects the pill dead-lettered with its code and everything else applied, no process
+    dying. The weekly flows still answer (one year-0001 event once broke every flows query)."""
+    h = make_harness()
+    start(h)
+    n = 50
+    positions = (0, 1, n // 2, n - 2, n - 1)
+    producer = KafkaProducer(bootstrap_servers=h.bootstrap, acks="all", linger_ms=100, batch_size=1024 * 1024)
+    try:
+        for i, (kind, position) in enumerate(itertools.product(POISON_PILLS, positions)):
+            batch = batch_with_pill(size=n, position=position, kind=kind, seed=1000 + i, now=h.now,
+                                    prefix=f"{h.name[:10]}{h.suffix[:4]}-{i}", topic=h.topics.purchase,
+                                    id_field=PILL_ID_FIELDS[i % len(PILL_ID_FIELDS)])
+            h.sent.extend(batch)  # counted by the oracle
+            # one flush, lingering: the batch goes out as one produce request, so ingest polls it whole
+            futures = [producer.send(m.topic, key=m.key, value=m.value) for m in batch]
+            producer.flush(60)
+            assert len({f.get(timeout=0).partition for f in futures}) == 1
+    finally:
+        producer.close(5)
+    outcome = h.finish("poison pill at every position of a batch", faults=False)
+    scoring = h.of("scoring")[0]
+    flows = [f"GET /v1/flows?bucket={b}: {r.status_code} {r.text[:200]}"
+             for b in ("week", "day", "month") if (r := h.get(scoring.url(f"/v1/flows?bucket={b}"))).status_code != 200]
+    outcome.report.add("flows queries that fail", flows)
+    record(chaos_table, outcome)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -267,3 +267,48 @@ def generate(*, events: int, seed: int, prefix: str, topics: Topics, now: dateti
     if n_poison_sets:
         sent.insert(rng.randint(0, len(sent)), sent[rng.randrange(len(sent))])
     return sent
+
+
+# ---------------------------------------------------------------------------------------------------------
+# poison pills: one bad record at a chosen position of a batch of valid ones
+
+# a NUL or a lone surrogate in an id and a year-0001 timestamp each once took a service (or every flows query) down;
+# invalid JSON is the plain case next to them. Each is a dead letter now.
+POISON_PILLS = ("nul_id", "lone_surrogate_id", "invalid_json", "year_0001")
+PILL_ID_FIELDS = ("customer_id", "event_id", "referred_customer_id", "order_id")
+
+
+def poison_pill(kind: str, tag: str, *, id_field: str = "customer_id") -> bytes:
+    """The bytes of one pill of `kind`; the id kinds spoil `id_field` (a referral carries referred_customer_id)."""
+    at = "2026-05-01T10:00:00Z"
+    event: dict[str, Any] = {"event_id": f"{tag}-e", "type": "purchase", "customer_id": f"{tag}-c", "occurred_at": at,
+                             "amount": "10.00", "currency": "EUR", "order_id": f"{tag}-o"}
+    if id_field == "referred_customer_id":
+        event = {"event_id": f"{tag}-e", "type": "referral", "customer_id": f"{tag}-c",
+                 "referred_customer_id": f"{tag}-r", "occurred_at": at}
+    if kind == "nul_id":
+        event[id_field] += "\x00"
+    elif kind == "lone_surrogate_id":
+        event[id_field] += "\ud800"  # json.dumps writes it as the escape \ud800: valid JSON, no UTF-8 for it
+    elif kind == "year_0001":
+        event["occurred_at"] = "0001-01-01T00:00:00Z"
+    elif kind == "invalid_json":
+        return json.dumps(event).encode()[:-9]
+    else:
+        raise ValueError(kind)
+    return json.dumps(event).encode()
+
+
+def batch_with_pill(*, size: int, position: int, kind: str, seed: int, prefix: str, topic: str, now: datetime,
+                    id_field: str = "customer_id") -> list[Sent]:
+    """`size` messages for one partition (one key, one topic: the whole batch reaches ingest as one poll): valid
+    events of a realistic shop with the pill of `kind` at index `position`."""
+    shop = Shop(seed=seed, prefix=prefix, start=(now - timedelta(days=300)).replace(hour=0, minute=0, second=0,
+                                                                                     microsecond=0))
+    events: list[dict[str, Any]] = []
+    while len(events) < size - 1:
+        events.extend(event for _, event in shop.customer_story())
+    values = [json.dumps(event).encode() for event in events[:size - 1]]
+    values.insert(position, poison_pill(kind, f"{prefix}-pill", id_field=id_field))
+    key = f"{prefix}-batch".encode()
+    return [Sent(topic=topic, key=key, value=value) for value in values]
