@@ -6,7 +6,7 @@
 What it does (docs/performance.md explains each figure):
 
 1. Starts one PostgreSQL (embedded, as `make run` starts it) and, per system under test, the system exactly as
-   `make run` does (`python -m shared.launcher` in its own process group, its own STATE_DIR, broker port and
+   `make run` does (`python -m devstack.launcher` in its own process group, its own STATE_DIR, broker port and
    HTTP ports, DATABASE_URL pointing at a fresh database on that server).
 2. THROUGHPUT: sends N generated shop events as fast as a batching lz4 producer can, while the system runs;
    events/s = N / (first send -> every event applied: all primary and referred facts in processed_events,
@@ -49,9 +49,10 @@ import psycopg
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from bench.generator import generate, rfc3339, summary
-from shared.batches import RecordBatchProducer
-from shared.embedded import EmbeddedPostgres, create_database, die_with_parent, free_port, start_postgres
-from shared.kafka import partition_for
+from devstack.embedded import EmbeddedPostgres, create_database, free_port, start_postgres
+from shared.adapters.batches import RecordBatchProducer
+from shared.adapters.kafka import partition_for
+from shared.runtime import die_with_parent
 from shared.settings import Settings, libpq_url
 from tests.support import tail_of, wait_until
 
@@ -82,7 +83,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class SystemUnderTest:
-    """`python -m shared.launcher` (what `make run` starts) in its own process group, on a given database."""
+    """`python -m devstack.launcher` (what `make run` starts) in its own process group, on a given database."""
 
     def __init__(self, *, name: str, workdir: Path, database_url: str, partitions: int, instances: int,
                  extra_env: dict[str, str] | None = None) -> None:
@@ -120,7 +121,7 @@ class SystemUnderTest:
     def start(self, *, timeout_s: float = 120.0) -> SystemUnderTest:
         self.workdir.mkdir(parents=True, exist_ok=True)
         out = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "shared.launcher"], cwd=ROOT, env=self.env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "devstack.launcher"], cwd=ROOT, env=self.env,
                                      stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                      preexec_fn=die_with_parent)
         out.close()
@@ -409,7 +410,7 @@ def shop_producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
 
 
 def shop_batches(bootstrap: str) -> RecordBatchProducer:
-    """The shop's records as whole lz4 record batches (shared/batches.py): ~10 µs a record, not 40-55."""
+    """The shop's records as whole lz4 record batches (shared/adapters/batches.py): ~10 µs a record, not 40-55."""
     return RecordBatchProducer(client_config={"bootstrap_servers": bootstrap.split(",")}, compression="lz4",
                                batch_bytes=1 << 20, timeout_ms=30_000, client_id="bench-shop")
 
@@ -948,7 +949,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip draining a backlog written while ingest is paused")
     parser.add_argument("--shop-producer", choices=("batches", "kafka-python"), default="batches",
                         help="how the bench writes the shop's events in the throughput runs: record batches "
-                             "built in the clock (shared/batches.py, default) or kafka-python's KafkaProducer")
+                             "built in the clock (shared/adapters/batches.py, default) or kafka-python's KafkaProducer")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (databases, logs)")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the services during the single-instance throughput phase")

@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 import httpx
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from shared.embedded import die_with_parent, free_port
+from devstack.embedded import free_port
+from shared.runtime import die_with_parent
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,7 +104,7 @@ class TopicReader:
 
 
 class System:
-    """The system started as `make run` starts it (`python -m shared.launcher`), in a subprocess."""
+    """The system started as `make run` starts it (`python -m devstack.launcher`), in a subprocess."""
 
     def __init__(self, *, env: dict[str, str], state_dir: Path, unset: tuple[str, ...] = ()) -> None:
         self.ingest_port = free_port()
@@ -119,7 +120,7 @@ class System:
     def start(self, *, timeout_s: float = 60.0) -> System:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "shared.launcher"], cwd=ROOT, env=self.env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "devstack.launcher"], cwd=ROOT, env=self.env,
                                      stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                      preexec_fn=die_with_parent)
         log.close()

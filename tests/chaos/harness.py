@@ -35,10 +35,11 @@ import httpx
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import Engine, create_engine, text
 
+from devstack.embedded import free_port
 from services.scoring.__main__ import DEFAULT_POLICY
 from services.scoring.domain.policy import Policy, parse_policy
-from shared.embedded import die_with_parent, free_port
-from shared.kafka import ensure_topics
+from shared.adapters.kafka import ensure_topics
+from shared.runtime import die_with_parent
 from shared.settings import Settings, normalize_database_url
 from tests.chaos import oracle
 from tests.chaos.oracle import Expected, Record, Report, Sent

@@ -20,17 +20,17 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from services.scoring.migrate import upgrade
-from services.scoring.relay import prune
-from shared.embedded import (
+from devstack.embedded import (
     EmbeddedPostgres,
     broker_binary,
     create_database,
-    die_with_parent,
     free_port,
     start_postgres,
     wait_for_port,
 )
+from services.scoring.migrate import upgrade
+from services.scoring.relay import prune
+from shared.runtime import die_with_parent
 from tests.chaos.harness import Harness, Monkey, Outcome, Script, Service, TcpProxy
 from tests.chaos.oracle import Sent
 from tests.support import wait_until

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import psutil
 
-from shared.embedded import free_port
-from shared.messages import decode_record
+from devstack.embedded import free_port
+from shared.wire.messages import decode_record
 from tests.integration.test_ingest import BAD
 from tests.support import Shop, System, TopicReader, purchase, uid, wait_until
 

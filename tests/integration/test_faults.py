@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.embedded import EmbeddedBroker
+from devstack.embedded import EmbeddedBroker
 from tests.chaos.harness import Harness, Monkey, Outcome
 
 pytestmark = pytest.mark.timeout(240)

@@ -10,7 +10,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("shared", "services", "bench", "tools")
+PACKAGES = ("shared", "services", "devstack", "bench", "tools")
 
 
 def module_name(path: Path) -> str:
@@ -103,13 +103,22 @@ def test_the_graph_sees_the_project() -> None:
     graph = import_graph()
     assert "shared.settings" in graph["services.scoring.__main__"]
     assert "services.scoring.migrate" in graph["bench.run"]  # imported inside a function
-    assert "shared.pgarrays" in graph["shared.db"] and "shared" not in graph["shared.db"]  # from shared import pgarrays
+    db = graph["shared.adapters.db"]  # from shared.adapters import pgarrays
+    assert "shared.adapters.pgarrays" in db and "shared.adapters" not in db
 
 
 def test_a_cycle_is_found_and_reported() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set()}
     assert find_cycle(graph) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set(), "c": {"b"}}) is None
+
+
+def test_no_service_and_nothing_shared_imports_the_development_stack() -> None:
+    """The production image has no devstack/ (nor its wheels): nothing it runs may import it."""
+    graph = import_graph()
+    offenders = sorted(m for m, deps in graph.items() if m.split(".")[0] in ("shared", "services")
+                       and any(d.split(".")[0] == "devstack" for d in deps))
+    assert offenders == []
 
 
 def test_no_module_imports_itself_back() -> None:

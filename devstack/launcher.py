@@ -19,17 +19,17 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from shared.embedded import (
+from devstack.embedded import (
     EMBEDDED_FETCH_MAX_WAIT_MS,
     EmbeddedBroker,
     EmbeddedPostgres,
-    die_with_parent,
     free_port,
     start_broker,
     start_postgres,
 )
-from shared.kafka import ensure_topics
+from shared.adapters.kafka import ensure_topics
 from shared.logging import setup_logging
+from shared.runtime import die_with_parent
 from shared.settings import Settings
 
 log = logging.getLogger("launcher")
