@@ -19,8 +19,6 @@ import os
 import random
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -36,17 +34,15 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import Engine, create_engine, text
 
 from devstack.embedded import free_port
+from devstack.runner import ROOT, Process, python_module, readyz, tail_of, wait_until
 from services.scoring.__main__ import DEFAULT_POLICY
 from services.scoring.domain.policy import Policy, parse_policy
 from shared.adapters.kafka import ensure_topics
-from shared.runtime import die_with_parent
 from shared.settings import Settings, normalize_database_url
 from tests.chaos import oracle
 from tests.chaos.oracle import Expected, Record, Report, Sent
 from tests.chaos.workload import Topics, generate
-from tests.support import tail_of, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 POLICY: Policy = parse_policy(DEFAULT_POLICY.read_text(encoding="utf-8"))
 
@@ -63,26 +59,28 @@ class Service:
         self.name, self.module, self.env, self.port = name, module, env, port
         self.log_path = log_dir / f"{name}.log"
         self.faults, self.fault_budget, self.restart = faults, fault_budget, restart
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: Process | None = None
         self.starts = 0
         self.kills = 0            # deaths by SIGKILL (ours or FAULT_INJECTION's)
         self.other_deaths: list[int] = []  # exits we did not cause: a crash
         self.stopped = False      # stopped on purpose: not restarted
-        self.paused = False
-        self._counted: subprocess.Popen[bytes] | None = None
-        self.started_at = 0.0
+        self._counted: Process | None = None
 
     @property
     def uptime(self) -> float:
-        return time.monotonic() - self.started_at if self.alive() else 0.0
+        return self.proc.uptime if self.proc is not None else 0.0
 
     @property
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
 
+    @property
+    def paused(self) -> bool:
+        return self.proc is not None and self.proc.paused
+
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.proc is not None and self.proc.alive()
 
     def start(self) -> None:
         env = dict(self.env)
@@ -90,24 +88,19 @@ class Service:
             env["FAULT_INJECTION"] = self.faults
         else:
             env.pop("FAULT_INJECTION", None)
-        with open(self.log_path, "ab") as log:
-            log.write(f"\n==== start #{self.starts + 1} ({'FAULT_INJECTION=' + env.get('FAULT_INJECTION', '')}) "
-                      f"at {datetime.now(UTC).isoformat()} ====\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen([sys.executable, "-m", self.module], cwd=ROOT, env=env, stdout=log,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         preexec_fn=die_with_parent)
+        banner = (f"start #{self.starts + 1} (FAULT_INJECTION={env.get('FAULT_INJECTION', '')}) "
+                  f"at {datetime.now(UTC).isoformat()}")
+        self.proc = Process(python_module(self.module), env=env, log_path=self.log_path, name=self.name)
+        self.proc.start(banner=banner)
         self.starts += 1
-        self.started_at = time.monotonic()
         self.stopped = False
 
     def reap(self) -> bool:
         """Account for a death; True when the process is dead and should be started again."""
-        if self.proc is None or self.proc.poll() is None:
+        if self.proc is None or (code := self.proc.exit_code) is None:
             return False
         if self._counted is not self.proc:  # count each death once
             self._counted = self.proc
-            code = self.proc.returncode
             if code == -signal.SIGKILL:
                 self.kills += 1
             elif not self.stopped:
@@ -116,43 +109,28 @@ class Service:
 
     def kill(self) -> None:
         """kill -9."""
-        if self.alive():
-            if self.paused:
-                self.cont()
-            os.kill(self.pid, signal.SIGKILL)
-            self.proc.wait(10)  # type: ignore[union-attr]
+        if self.proc is not None:
+            self.proc.kill()
 
     def pause(self) -> None:
-        os.kill(self.pid, signal.SIGSTOP)
-        self.paused = True
+        assert self.proc is not None
+        self.proc.pause()
 
     def cont(self) -> None:
-        os.kill(self.pid, signal.SIGCONT)
-        self.paused = False
+        assert self.proc is not None
+        self.proc.cont()
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM (graceful: the batch in hand is finished) and wait; kill -9 if it does not stop."""
         self.stopped = True
-        if not self.alive():
-            return
-        if self.paused:
-            self.cont()
-        self.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
-        try:
-            self.proc.wait(timeout_s)  # type: ignore[union-attr]
-        except subprocess.TimeoutExpired:
-            self.proc.kill()  # type: ignore[union-attr]
-            self.proc.wait(10)  # type: ignore[union-attr]
+        if self.proc is not None:
+            self.proc.stop(timeout_s)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def readyz(self) -> tuple[int, dict[str, Any]] | None:
-        try:
-            r = httpx.get(self.url("/readyz"), timeout=8)
-            return r.status_code, r.json()
-        except (httpx.HTTPError, ValueError):
-            return None
+        return readyz(self.port, timeout_s=8)
 
     def log_tail(self, lines: int = 30) -> str:
         return tail_of(self.log_path, lines)
