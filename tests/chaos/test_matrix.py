@@ -31,8 +31,11 @@ from devstack.embedded import (
 from services.scoring.migrate import upgrade
 from services.scoring.relay import prune
 from shared.runtime import die_with_parent
-from tests.chaos.harness import Harness, Monkey, Outcome, Script, Service, TcpProxy
+from tests.chaos.faults import Monkey, Script
+from tests.chaos.harness import Harness, Outcome
 from tests.chaos.oracle import Sent
+from tests.chaos.proxy import TcpProxy
+from tests.chaos.service import Service
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]

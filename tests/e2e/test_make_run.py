@@ -26,8 +26,7 @@ def test_make_run_embedded_stack_end_to_end(tmp_path: Path) -> None:
     started = time.monotonic()
     sut.start(timeout_s=60)
     print(f"make run: ready in {time.monotonic() - started:.1f}s")  # reported by the closing note
-    assert sut.proc is not None
-    children = _descendants(sut.proc.pid)
+    children = _descendants(sut.pid)
     names = " ".join(" ".join(p.cmdline()) for p in children)
     assert "tansu" in names and "postgres" in names
     assert "services.ingest" in names and "services.scoring" in names

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 import pytest
 
 from devstack.embedded import EmbeddedBroker
-from tests.chaos.harness import Harness, Monkey, Outcome
+from tests.chaos.faults import Monkey
+from tests.chaos.harness import Harness, Outcome
 
 pytestmark = pytest.mark.timeout(240)
 
