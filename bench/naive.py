@@ -23,7 +23,7 @@ from services.scoring.domain.policy import Policy
 from services.scoring.domain.state import RANK, from_text, to_text
 from services.scoring.store import conversion_message_id, stage_change_id, stage_change_payload
 from shared.settings import libpq_url
-from shared.validation import validate
+from shared.wire.validation import validate
 
 _CLAIM = ("INSERT INTO processed_events (event_id, role, customer_id) VALUES (%s, %s, %s) "
           "ON CONFLICT DO NOTHING RETURNING event_id")

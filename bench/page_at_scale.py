@@ -22,16 +22,16 @@ from pathlib import Path
 import httpx
 from sqlalchemy import Engine, text
 
+from devstack.embedded import create_database, free_port, start_postgres, wait_for_port
 from services.scoring.__main__ import DEFAULT_POLICY
 from services.scoring.api import create_app
 from services.scoring.domain.policy import parse_policy
 from services.scoring.http_common import ApiContext
 from services.scoring.migrate import upgrade
 from services.scoring.read.lists import ListFilter, encode_cursor, page_query
-from shared.db import make_engine
-from shared.embedded import create_database, free_port, start_postgres, wait_for_port
-from shared.http import ServerThread
-from shared.metrics import Metrics
+from shared.adapters.db import make_engine
+from shared.adapters.http import ServerThread
+from shared.adapters.metrics import Metrics
 from shared.settings import Settings
 
 # One row per customer, drawn from random(): rung first, then counts that fit the rung under the default policy

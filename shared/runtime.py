@@ -1,9 +1,13 @@
-"""Process-level helpers of the services' loops: GC tuning and retry back-off."""
+"""Process-level helpers of the services: GC tuning, retry back-off, children that die with their parent."""
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import random
+import signal
+
+_PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 class Backoff:
@@ -43,3 +47,11 @@ def tune_gc(*, gen0_threshold: int) -> None:
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(gen0_threshold, gen1, gen2)
+
+
+def die_with_parent() -> None:
+    """Run in a child before exec: it gets SIGTERM when the thread that started it dies, even by kill -9."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        return  # not Linux: a signal to the process group still reaches every child

@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     consumer_max_poll_interval_ms: int = 60000
     consumer_poll_timeout_ms: int = 200
     # how long the broker may hold a fetch that has no data yet (Kafka's default; it answers as soon as data
-    # arrives). The launcher lowers it for the embedded broker, see shared.embedded.EMBEDDED_FETCH_MAX_WAIT_MS
+    # arrives). The launcher lowers it for the embedded broker, see devstack.embedded.EMBEDDED_FETCH_MAX_WAIT_MS
     consumer_fetch_max_wait_ms: int = Field(default=500, ge=1)
     producer_linger_ms: int = 20
     producer_batch_size: int = 262144

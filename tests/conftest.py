@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from shared.embedded import EmbeddedBroker, EmbeddedPostgres, create_database, start_broker, start_postgres
-from shared.kafka import ensure_topics
+from devstack.embedded import EmbeddedBroker, EmbeddedPostgres, create_database, start_broker, start_postgres
+from shared.adapters.kafka import ensure_topics
 from shared.settings import Settings
 
 _TEMPLATE_DB = "loyalty_template"

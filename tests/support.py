@@ -1,49 +1,24 @@
-"""Helpers for tests that drive the system from outside: Kafka in, Kafka and HTTP out."""
+"""Helpers for tests that drive the system from outside: Kafka in, Kafka and HTTP out.
+
+`wait_until` and `tail_of` live in devstack.runner, with the processes they wait on; they are imported from here
+too.
+"""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from shared.embedded import die_with_parent, free_port
+from devstack.runner import ROOT, Stack, tail_of, wait_until
 
-T = TypeVar("T")
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def wait_until(check: Callable[[], T | None], *, timeout_s: float = 20.0, interval_s: float = 0.1,
-               what: str = "condition", tick: Callable[[], None] | None = None) -> T:
-    """Poll `check` (calling `tick` before each poll) until it returns something truthy, or fail after
-    `timeout_s` (never a fixed sleep). The one polling helper of the tests, the fault harness and the bench."""
-    deadline = time.monotonic() + timeout_s
-    last: T | None = None
-    while time.monotonic() < deadline:
-        if tick is not None:
-            tick()
-        last = check()
-        if last:
-            return last
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last value: {last!r}")
-
-
-def tail_of(path: Path, lines: int) -> str:
-    """The last `lines` lines of a log file, or "" when there is none yet."""
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
+__all__ = ["ROOT", "Shop", "System", "TopicReader", "complaint", "purchase", "referral", "tail_of", "uid",
+           "wait_until"]
 
 
 def uid(prefix: str = "") -> str:
@@ -103,39 +78,25 @@ class TopicReader:
 
 
 class System:
-    """The system started as `make run` starts it (`python -m shared.launcher`), in a subprocess."""
+    """The system started as `make run` starts it (`python -m devstack.launcher`), in a subprocess."""
 
     def __init__(self, *, env: dict[str, str], state_dir: Path, unset: tuple[str, ...] = ()) -> None:
-        self.ingest_port = free_port()
-        self.scoring_port = free_port()
-        self.env = {**os.environ, **env, "INGEST_PORT": str(self.ingest_port),
-                    "SCORING_PORT": str(self.scoring_port), "STATE_DIR": str(state_dir),
-                    "LOG_FORMAT": "text", "PYTHONUNBUFFERED": "1"}
-        for name in unset:
-            self.env.pop(name, None)
-        self.log_path = state_dir / "system.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.stack = Stack(env=env, state_dir=state_dir, unset=unset)
+        self.ingest_port, self.scoring_port = self.stack.ingest_port, self.stack.scoring_port
+        self.env = self.stack.env
+        self.log_path = self.stack.log_path
+
+    @property
+    def pid(self) -> int:
+        return self.stack.pid
 
     def start(self, *, timeout_s: float = 60.0) -> System:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "shared.launcher"], cwd=ROOT, env=self.env,
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                     preexec_fn=die_with_parent)
-        log.close()
-        try:
-            wait_until(lambda: self.ready("ingest") and self.ready("scoring"), timeout_s=timeout_s,
-                       interval_s=0.2, what=f"system ready (log: {self.log_path})")
-        except BaseException:
-            self.kill()
-            raise
+        self.stack.start(timeout_s=timeout_s)
         return self
 
     def kill(self) -> None:
-        """SIGKILL the launcher's whole process group (a test that failed to start must leave nothing)."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(5)
+        """SIGKILL the launcher's whole process group."""
+        self.stack.kill()
 
     def url(self, service: str, path: str) -> str:
         port = self.ingest_port if service == "ingest" else self.scoring_port
@@ -144,16 +105,8 @@ class System:
     def get(self, path: str, *, service: str = "scoring", **kw: Any) -> httpx.Response:
         return httpx.get(self.url(service, path), timeout=10, **kw)
 
-    def ready(self, service: str) -> bool:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise AssertionError(f"launcher exited with {self.proc.returncode}; log: {self.log_tail()}")
-        try:
-            return self.get("/readyz", service=service).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     def log_tail(self, lines: int = 40) -> str:
-        return tail_of(self.log_path, lines)
+        return self.stack.log_tail(lines)
 
     def __enter__(self) -> System:
         return self.start()
@@ -163,16 +116,11 @@ class System:
 
     def stop(self, *, timeout_s: float = 30.0) -> int:
         """SIGTERM the launcher and wait for it; returns its exit code."""
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(5)
-                raise AssertionError(f"launcher did not stop within {timeout_s}s: {self.log_tail()}") from None
-        return self.proc.returncode
+        if not self.stack.stop(timeout_s):
+            raise AssertionError(f"launcher did not stop within {timeout_s}s: {self.log_tail()}")
+        code = self.stack.process.exit_code
+        assert code is not None
+        return code
 
     def customer(self, customer_id: str) -> dict[str, Any] | None:
         r = self.get(f"/v1/customers/{customer_id}")

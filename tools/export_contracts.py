@@ -21,10 +21,10 @@ from services.scoring.__main__ import DEFAULT_POLICY
 from services.scoring.api import create_app as create_scoring_app
 from services.scoring.domain.policy import parse_policy
 from services.scoring.http_common import ApiContext
-from shared.events import ComplaintEvent, ErrorCode, PurchaseEvent, ReferralEvent
-from shared.metrics import Metrics
+from shared.adapters.metrics import Metrics
 from shared.settings import Settings
-from shared.stage_changes import StageChanged
+from shared.wire.events import ComplaintEvent, ErrorCode, PurchaseEvent, ReferralEvent
+from shared.wire.stage_changes import StageChanged
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "contracts"
 VERSION = "1.0.0"

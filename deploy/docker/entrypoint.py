@@ -19,7 +19,7 @@ COMMANDS = {
 
 def create_topics() -> None:
     """Create every topic of the system that does not exist yet, with TOPIC_PARTITIONS partitions."""
-    from shared.kafka import ensure_topics
+    from shared.adapters.kafka import ensure_topics
     from shared.settings import Settings
 
     settings = Settings()

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from shared.http import ops_router
-from shared.kafka import broker_reachable
-from shared.metrics import Metrics
+from shared.adapters.http import ops_router
+from shared.adapters.kafka import broker_reachable
+from shared.adapters.metrics import Metrics
 from shared.settings import Settings
 
 

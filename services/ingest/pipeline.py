@@ -2,7 +2,7 @@
 
 Per poll batch: every record is validated; valid ones become facts on the scoring-input topic, rejected
 ones go to the dead-letter topic unchanged. Facts travel in one record per partition per batch (see
-`shared.messages`), on the partition a record keyed by the fact's customer id would get, so one customer's
+`shared.wire.messages`), on the partition a record keyed by the fact's customer id would get, so one customer's
 facts stay in order on one partition. One flush per batch; offsets are committed only after every send of the batch was
 acknowledged, so a crash at any point re-delivers rather than loses (scoring dedupes by event id and role).
 A failed send never skips: the batch is re-read from its first offsets and sent again.
@@ -24,15 +24,15 @@ from kafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from shared.deadletter import DeadLetterWriter, dead_letter
-from shared.events import ErrorCode, Rejection
+from shared.adapters.kafka import DeadLetterWriter, LagReporter, make_consumer, make_producer, partition_for
+from shared.adapters.metrics import Metrics
 from shared.faults import Faults
-from shared.kafka import LagReporter, make_consumer, make_producer, partition_for
-from shared.messages import FACT_EVENT_TYPE, FactRecords, encode
-from shared.metrics import Metrics
 from shared.runtime import Backoff
 from shared.settings import Settings
-from shared.validation import validate
+from shared.wire.deadletter import dead_letter
+from shared.wire.events import ErrorCode, Rejection
+from shared.wire.messages import FACT_EVENT_TYPE, FactRecords, encode
+from shared.wire.validation import validate
 
 log = logging.getLogger(__name__)
 

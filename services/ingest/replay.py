@@ -33,10 +33,10 @@ from kafka.structs import TopicPartition
 from pydantic import ValidationError
 
 from services.ingest.dead_letters import Criteria, Letter, replay_headers, select
-from shared.events import ErrorCode
-from shared.kafka import make_producer, make_reader
+from shared.adapters.kafka import make_producer, make_reader
 from shared.logging import setup_logging
 from shared.settings import Settings
+from shared.wire.events import ErrorCode
 
 log = logging.getLogger(__name__)
 

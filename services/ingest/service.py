@@ -9,10 +9,10 @@ from types import FrameType
 
 from services.ingest.app import create_app
 from services.ingest.pipeline import Pipeline
-from shared.http import ServerThread
-from shared.kafka import ensure_topics
+from shared.adapters.http import ServerThread
+from shared.adapters.kafka import ensure_topics
+from shared.adapters.metrics import Metrics
 from shared.logging import setup_logging
-from shared.metrics import Metrics
 from shared.runtime import tune_gc
 from shared.settings import Settings
 

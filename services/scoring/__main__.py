@@ -13,12 +13,12 @@ from services.scoring.http_common import ApiContext
 from services.scoring.relay_process import RelayProcess
 from services.scoring.store import StateCache
 from services.scoring.worker import ScoringWorker
-from shared.db import make_engine
+from shared.adapters.db import make_engine
+from shared.adapters.http import ServerThread
+from shared.adapters.kafka import RecordFetcher, ensure_topics, make_consumer, make_producer
+from shared.adapters.metrics import Metrics
 from shared.faults import Faults
-from shared.http import ServerThread
-from shared.kafka import RecordFetcher, ensure_topics, make_consumer, make_producer
 from shared.logging import setup_logging
-from shared.metrics import Metrics
 from shared.runtime import tune_gc
 from shared.settings import Settings
 

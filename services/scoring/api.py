@@ -17,10 +17,10 @@ from services.scoring.read.customers import customer
 from services.scoring.read.ladder import policy_view, stage_counts
 from services.scoring.schemas import CustomerOut, ErrorOut, PolicyOut, StagesOut
 from services.scoring.workspace import STATIC_DIR, workspace_router
-from shared.db import database_reachable
-from shared.http import ops_router
-from shared.kafka import broker_reachable
-from shared.metrics import Metrics
+from shared.adapters.db import database_reachable
+from shared.adapters.http import ops_router
+from shared.adapters.kafka import broker_reachable
+from shared.adapters.metrics import Metrics
 
 
 def create_app(*, ctx: ApiContext, metrics: Metrics) -> FastAPI:

@@ -20,10 +20,10 @@ from sqlalchemy import Engine, TextClause, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.scoring.store import run_sql, session
-from shared.batches import RecordBatchProducer
+from shared.adapters.batches import RecordBatchProducer
+from shared.adapters.kafka import partition_for
 from shared.faults import Faults
-from shared.kafka import partition_for
-from shared.messages import FactRecords
+from shared.wire.messages import FactRecords
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def publish_once(*, engine: Engine, producer: RecordBatchProducer, limit: int, f
     """Publish and delete up to `limit` outbox rows, oldest first; the count per topic (empty if another relay is busy).
 
     Rows for `facts_topic` (the referral conversions going back to scoring) travel as ingest's facts do: one
-    record per partition holding their facts in order, at most `record_bytes` each (`shared.messages`). Every
+    record per partition holding their facts in order, at most `record_bytes` each (`shared.wire.messages`). Every
     other row is one record keyed by its key, as the contract wants for stage changes.
     """
     with session(engine) as conn:

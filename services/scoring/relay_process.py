@@ -29,13 +29,12 @@ from collections import Counter
 from types import FrameType
 
 from services.scoring.relay import Relay
-from shared.db import make_engine
-from shared.embedded import die_with_parent
+from shared.adapters.db import make_engine
+from shared.adapters.kafka import make_batch_producer
+from shared.adapters.metrics import Metrics
 from shared.faults import Faults
-from shared.kafka import make_batch_producer
 from shared.logging import setup_logging
-from shared.metrics import Metrics
-from shared.runtime import tune_gc
+from shared.runtime import die_with_parent, tune_gc
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from shared.stage_changes import LoyaltyVector, Profitability, StageName
+from shared.wire.stage_changes import LoyaltyVector, Profitability, StageName
 
 # one definition of the rung names, tiers, loyalty vector and money block: the stage-change message's
 LoyaltyOut = LoyaltyVector

@@ -36,8 +36,8 @@ from services.scoring.domain.ladder import ReferralConverted, StageChanged, appl
 from services.scoring.domain.measures import loyalty, profitability, tier
 from services.scoring.domain.policy import Policy
 from services.scoring.domain.state import RANK, CustomerState, from_text, to_text, utc
-from shared.messages import Fact, encode
-from shared.pgarrays import BigIntArray, BytesArray, SmallIntArray, TextArray
+from shared.adapters.pgarrays import BigIntArray, BytesArray, SmallIntArray, TextArray
+from shared.wire.messages import Fact, encode
 
 # every stage change id is derived from (customer, rung): a re-publish carries the same id, and there can
 # never be two ids for one customer and rung

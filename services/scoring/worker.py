@@ -37,14 +37,14 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalErr
 
 from services.scoring.domain.policy import Policy
 from services.scoring.store import BatchOutcome, ConcurrentUpdate, StateCache, process_batch, session
-from shared.deadletter import DeadLetter, DeadLetterWriter, dead_letter
-from shared.events import ErrorCode
+from shared.adapters.kafka import DeadLetterWriter, LagReporter, RecordFetcher
+from shared.adapters.metrics import Metrics
 from shared.faults import Faults
-from shared.kafka import LagReporter, RecordFetcher
-from shared.messages import FACT_EVENT_TYPE, Fact, MalformedFact, decode_facts, encode
-from shared.metrics import Metrics
 from shared.runtime import Backoff
-from shared.text import printable
+from shared.wire.deadletter import DeadLetter, dead_letter
+from shared.wire.events import ErrorCode
+from shared.wire.messages import FACT_EVENT_TYPE, Fact, MalformedFact, decode_facts, encode
+from shared.wire.text import printable
 
 log = logging.getLogger(__name__)
 

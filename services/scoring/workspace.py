@@ -24,7 +24,7 @@ from services.scoring.read.customers import customer_next_rung
 from services.scoring.read.flows import BucketName, InvalidRange, flows
 from services.scoring.read.lists import InvalidCursor, ListFilter, csv_lines, csv_name, csv_rows, customer_page
 from services.scoring.schemas import CustomerListOut, ErrorOut, FlowsOut, NextRungOut
-from shared.stage_changes import StageName, TierName
+from shared.wire.stage_changes import StageName, TierName
 
 STATIC_DIR = Path(__file__).parent / "static"
 

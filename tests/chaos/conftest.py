@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.embedded import EmbeddedBroker
+from devstack.embedded import EmbeddedBroker
 from tests.chaos.harness import ARTIFACTS, Harness, Outcome
 
 ROWS = pytest.StashKey[list[Outcome]]()

@@ -1,11 +1,12 @@
 """Runs the services as real processes and does bad things to them while a shop feeds events.
 
-- `Service`: one `python -m services.ingest` / `python -m services.scoring` process, with its own log file; kill -9,
-  SIGSTOP/SIGCONT, SIGTERM; restarted by `Harness.tick()` after it died (FAULT_INJECTION self-kills included) until
-  its fault budget is spent, after which it runs without FAULT_INJECTION so the run can complete.
 - `Harness`: the processes of one run, its own topic names and group ids, a `Feeder` thread sending the workload,
   readers of the output topics, the settle wait and the oracle check.
-- `TcpProxy`: the broker seen through a proxy that can be cut (every connection closed, new ones refused).
+- `Service` (tests/chaos/service.py): one `python -m services.ingest` / `python -m services.scoring` process, with
+  its own log file; kill -9, SIGSTOP/SIGCONT, SIGTERM; restarted by `Harness.tick()` after it died.
+- `Monkey`, `Script` (tests/chaos/faults.py): when to do harm, while the feeder runs.
+- `TcpProxy` (tests/chaos/proxy.py): the broker seen through a proxy that can be cut (every connection closed, new
+  ones refused).
 
 Every child process is started from the test's main thread (`tick()` runs there): a child gets SIGTERM when the
 thread that started it ends (`die_with_parent`), so a helper thread must never start one. Waits are on conditions
@@ -16,280 +17,32 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
-import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import Engine, create_engine, text
 
+from devstack.embedded import free_port
+from devstack.runner import ROOT, wait_until
 from services.scoring.__main__ import DEFAULT_POLICY
 from services.scoring.domain.policy import Policy, parse_policy
-from shared.embedded import die_with_parent, free_port
-from shared.kafka import ensure_topics
+from shared.adapters.kafka import ensure_topics
 from shared.settings import Settings, normalize_database_url
 from tests.chaos import oracle
-from tests.chaos.oracle import Expected, Record, Report, Sent
+from tests.chaos.oracle import Expected, Report, Sent
+from tests.chaos.service import Service
+from tests.chaos.topics import Feeder, TopicDump
 from tests.chaos.workload import Topics, generate
-from tests.support import tail_of, wait_until
 
-ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 POLICY: Policy = parse_policy(DEFAULT_POLICY.read_text(encoding="utf-8"))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# processes
-
-
-class Service:
-    """One service process; `restart` = the harness starts it again whenever it dies."""
-
-    def __init__(self, name: str, module: str, env: dict[str, str], log_dir: Path, *, port: int,
-                 faults: str = "", fault_budget: int = 0, restart: bool = True) -> None:
-        self.name, self.module, self.env, self.port = name, module, env, port
-        self.log_path = log_dir / f"{name}.log"
-        self.faults, self.fault_budget, self.restart = faults, fault_budget, restart
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-        self.kills = 0            # deaths by SIGKILL (ours or FAULT_INJECTION's)
-        self.other_deaths: list[int] = []  # exits we did not cause: a crash
-        self.stopped = False      # stopped on purpose: not restarted
-        self.paused = False
-        self._counted: subprocess.Popen[bytes] | None = None
-        self.started_at = 0.0
-
-    @property
-    def uptime(self) -> float:
-        return time.monotonic() - self.started_at if self.alive() else 0.0
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self) -> None:
-        env = dict(self.env)
-        if self.faults and self.kills < self.fault_budget:
-            env["FAULT_INJECTION"] = self.faults
-        else:
-            env.pop("FAULT_INJECTION", None)
-        with open(self.log_path, "ab") as log:
-            log.write(f"\n==== start #{self.starts + 1} ({'FAULT_INJECTION=' + env.get('FAULT_INJECTION', '')}) "
-                      f"at {datetime.now(UTC).isoformat()} ====\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen([sys.executable, "-m", self.module], cwd=ROOT, env=env, stdout=log,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         preexec_fn=die_with_parent)
-        self.starts += 1
-        self.started_at = time.monotonic()
-        self.stopped = False
-
-    def reap(self) -> bool:
-        """Account for a death; True when the process is dead and should be started again."""
-        if self.proc is None or self.proc.poll() is None:
-            return False
-        if self._counted is not self.proc:  # count each death once
-            self._counted = self.proc
-            code = self.proc.returncode
-            if code == -signal.SIGKILL:
-                self.kills += 1
-            elif not self.stopped:
-                self.other_deaths.append(code)
-        return self.restart and not self.stopped
-
-    def kill(self) -> None:
-        """kill -9."""
-        if self.alive():
-            if self.paused:
-                self.cont()
-            os.kill(self.pid, signal.SIGKILL)
-            self.proc.wait(10)  # type: ignore[union-attr]
-
-    def pause(self) -> None:
-        os.kill(self.pid, signal.SIGSTOP)
-        self.paused = True
-
-    def cont(self) -> None:
-        os.kill(self.pid, signal.SIGCONT)
-        self.paused = False
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """SIGTERM (graceful: the batch in hand is finished) and wait; kill -9 if it does not stop."""
-        self.stopped = True
-        if not self.alive():
-            return
-        if self.paused:
-            self.cont()
-        self.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
-        try:
-            self.proc.wait(timeout_s)  # type: ignore[union-attr]
-        except subprocess.TimeoutExpired:
-            self.proc.kill()  # type: ignore[union-attr]
-            self.proc.wait(10)  # type: ignore[union-attr]
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def readyz(self) -> tuple[int, dict[str, Any]] | None:
-        try:
-            r = httpx.get(self.url("/readyz"), timeout=8)
-            return r.status_code, r.json()
-        except (httpx.HTTPError, ValueError):
-            return None
-
-    def log_tail(self, lines: int = 30) -> str:
-        return tail_of(self.log_path, lines)
-
-
-class Monkey:
-    """kill -9 of a random live `kind` process, `kills` times, each once the victim has been up a random while.
-
-    Used as `Harness.run_feed(during=...)`; it is done when all its kills are made.
-    """
-
-    def __init__(self, harness: Harness, kind: str, *, kills: int, rng: random.Random,
-                 uptime: tuple[float, float] = (2.0, 6.0), after: float = 0.05) -> None:
-        self.h, self.kind, self.kills, self.rng, self.uptime, self.after = harness, kind, kills, rng, uptime, after
-        self.done = 0
-        self.next_uptime = rng.uniform(*uptime)
-
-    def __call__(self, progress: float) -> bool:
-        if self.done >= self.kills:
-            return True
-        if progress < self.after:
-            return False
-        live = [s for s in self.h.of(self.kind) if s.alive() and not s.stopped and not s.paused]
-        ripe = [s for s in live if s.uptime >= self.next_uptime]
-        if ripe:
-            self.rng.choice(ripe).kill()
-            self.done += 1
-            self.next_uptime = self.rng.uniform(*self.uptime)
-        return self.done >= self.kills
-
-
-class Script:
-    """A fault scenario written as a generator, advanced one step per tick: `progress = yield` waits a tick.
-
-    Used as `Harness.run_feed(during=...)`; it is done when the generator returns. Its steps must not block:
-    they wait by yielding until their condition holds.
-    """
-
-    def __init__(self, scenario: Callable[[], Any]) -> None:
-        self.gen = scenario()
-        self.finished = False
-        next(self.gen)
-
-    def __call__(self, progress: float) -> bool:
-        if not self.finished:
-            try:
-                self.gen.send(progress)
-            except StopIteration:
-                self.finished = True
-        return self.finished
-
-
-# ---------------------------------------------------------------------------------------------------------
-# the shop
-
-
-class Feeder(threading.Thread):
-    """Sends the workload from a thread, paced at `rate` messages per second; `hold` pauses it."""
-
-    def __init__(self, bootstrap: str, messages: Sequence[Sent], *, rate: float) -> None:
-        super().__init__(name="feeder", daemon=True)
-        self.messages, self.rate = messages, rate
-        self.producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all", retries=20,
-                                      retry_backoff_ms=300, request_timeout_ms=30000,
-                                      max_request_size=4 * 1024 * 1024, max_block_ms=120000)
-        self.sent = 0
-        self.error: BaseException | None = None
-        self.hold = threading.Event()   # set: wait before sending more
-        self.holding = threading.Event()  # set by the feeder while it waits on `hold`
-        self.done = threading.Event()
-        self._abort = threading.Event()
-
-    @property
-    def progress(self) -> float:
-        return self.sent / max(1, len(self.messages))
-
-    def run(self) -> None:
-        try:
-            started = time.monotonic()
-            chunk = max(1, int(self.rate / 20))
-            for i in range(0, len(self.messages), chunk):
-                while self.hold.is_set() and not self._abort.is_set():
-                    self.holding.set()
-                    self._abort.wait(0.05)
-                self.holding.clear()
-                if self._abort.is_set():
-                    return
-                futures = [self.producer.send(m.topic, key=m.key, value=m.value)
-                           for m in self.messages[i:i + chunk]]
-                self.producer.flush(120)
-                for f in futures:
-                    f.get(timeout=0)
-                self.sent = min(len(self.messages), i + chunk)
-                ahead = self.sent / self.rate - (time.monotonic() - started)
-                if ahead > 0:
-                    self._abort.wait(ahead)  # pacing of the load, not a wait for the system
-        except BaseException as exc:  # noqa: BLE001 - reported by the harness
-            self.error = exc
-        finally:
-            self.done.set()
-
-    def close(self) -> None:
-        self._abort.set()
-        self.join(30)
-        self.producer.close(5)
-
-
-class TopicDump:
-    """Reads a whole topic (all partitions, from the beginning) up to its current end, with headers."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.topic = topic
-        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                      max_partition_fetch_bytes=8 * 1024 * 1024)
-        parts = wait_until(lambda: self.consumer.partitions_for_topic(topic), timeout_s=30, what=f"{topic} metadata")
-        self.tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        self.consumer.assign(self.tps)
-        self.consumer.seek_to_beginning(*self.tps)
-        self.records: list[Record] = []
-
-    def read_to_end(self, timeout_s: float = 120) -> list[Record]:
-        ends = self.consumer.end_offsets(self.tps)
-
-        def done() -> bool:
-            for batch in self.consumer.poll(timeout_ms=200, max_records=20000).values():
-                self.records.extend(Record(key=r.key, value=r.value, headers=dict(r.headers), partition=r.partition,
-                                           offset=r.offset) for r in batch)
-            return all(self.consumer.position(tp) >= ends[tp] for tp in self.tps)
-
-        wait_until(done, timeout_s=timeout_s, interval_s=0, what=f"reading {self.topic} to its end")
-        return self.records
-
-    def close(self) -> None:
-        self.consumer.close()
-
-
-# ---------------------------------------------------------------------------------------------------------
-# the run
 
 
 @dataclass
@@ -612,81 +365,3 @@ class Harness:
         self._http.close()
         self._drop_clients()
         self.engine.dispose()
-
-
-# ---------------------------------------------------------------------------------------------------------
-# the broker behind a proxy
-
-
-class TcpProxy:
-    """127.0.0.1:`port` -> 127.0.0.1:`target`; `cut()` closes every connection and refuses new ones."""
-
-    def __init__(self, port: int, target: int) -> None:
-        self.port, self.target = port, target
-        self._lock = threading.Lock()
-        self._conns: set[socket.socket] = set()
-        self._listener: socket.socket | None = None
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(128)
-        self._listener = listener
-        self._thread = threading.Thread(target=self._accept, args=(listener,), name="proxy-accept", daemon=True)
-        self._thread.start()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return  # closed by cut()
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
-                upstream.settimeout(None)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                if self._listener is not listener:
-                    client.close()
-                    upstream.close()
-                    return
-                self._conns.update((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                s.close()
-            with self._lock:
-                self._conns.discard(src)
-                self._conns.discard(dst)
-
-    def cut(self) -> None:
-        """Close the listener (connects are refused) and every open connection."""
-        with self._lock:
-            listener, self._listener = self._listener, None
-            conns, self._conns = list(self._conns), set()
-        if listener is not None:
-            listener.close()
-        for s in conns:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
-
-    def restore(self) -> None:
-        self.start()
-
-    def close(self) -> None:
-        self.cut()

@@ -1,7 +1,7 @@
 """The oracle of the fault tests: what the system must end with, computed from what the shop sent.
 
 Input: every raw message the test put on the shop topics (bytes as sent, in send order, duplicates and poison
-included). The expectation is computed with the pure domain only (`shared.validation.validate`,
+included). The expectation is computed with the pure domain only (`shared.wire.validation.validate`,
 `services.scoring.domain.ladder.apply`), never with the services' code paths:
 
 1. validate each message with a fixed `now`: facts, or a rejection with its error code;
@@ -31,9 +31,9 @@ from services.scoring.domain.ladder import ReferralConverted, StageChanged, appl
 from services.scoring.domain.measures import profitability
 from services.scoring.domain.policy import Policy
 from services.scoring.domain.state import RANK, STAGES, CustomerState
-from shared.events import Rejection
-from shared.messages import Fact
-from shared.validation import validate
+from shared.wire.events import Rejection
+from shared.wire.messages import Fact
+from shared.wire.validation import validate
 
 COUNT_NAMES = ("orders", "refunds", "full_price_orders", "referrals_made", "referrals_converted", "complaints")
 MAX_LISTED = 15  # discrepancies of one kind listed one by one; the rest summarised

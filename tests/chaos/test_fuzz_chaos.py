@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.embedded import EmbeddedBroker, EmbeddedPostgres
+from devstack.embedded import EmbeddedBroker, EmbeddedPostgres
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import system  # noqa: F401 - the e2e system fixture, here on this module's system_env
 from tests.e2e.fuzzing import examples_from_env, fuzz_system_env, run_fuzz

@@ -22,19 +22,22 @@ import pytest
 from kafka import KafkaProducer
 from sqlalchemy import text
 
-from services.scoring.migrate import upgrade
-from services.scoring.relay import prune
-from shared.embedded import (
+from devstack.embedded import (
     EmbeddedPostgres,
     broker_binary,
     create_database,
-    die_with_parent,
     free_port,
     start_postgres,
     wait_for_port,
 )
-from tests.chaos.harness import Harness, Monkey, Outcome, Script, Service, TcpProxy
+from services.scoring.migrate import upgrade
+from services.scoring.relay import prune
+from shared.runtime import die_with_parent
+from tests.chaos.faults import Monkey, Script
+from tests.chaos.harness import Harness, Outcome
 from tests.chaos.oracle import Sent
+from tests.chaos.proxy import TcpProxy
+from tests.chaos.service import Service
 from tests.chaos.workload import PILL_ID_FIELDS, POISON_PILLS, batch_with_pill
 from tests.support import wait_until
 

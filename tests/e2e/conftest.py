@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.embedded import EmbeddedBroker, EmbeddedPostgres, create_database
+from devstack.embedded import EmbeddedBroker, EmbeddedPostgres, create_database
 from tests.support import Shop, System, TopicReader, uid
 
 

@@ -7,7 +7,7 @@ the canary's customer shows in the API (the system is still consuming). Every re
 where the broker put it and when.
 
 At the end, for every record: either it is dead-lettered once, with its value byte for byte (or, past
-DEAD_LETTER_MAX_BYTES, its first bytes and `error.truncated`), its key, the code `shared.validation.validate` gives it
+DEAD_LETTER_MAX_BYTES, its first bytes and `error.truncated`), its key, the code `validate` gives it
 and the source headers naming it; or `validate` accepts it, it is not dead-lettered, and the customer of each of
 its facts exists (GET /v1/customers/{id}). No process restarted meanwhile.
 
@@ -33,8 +33,8 @@ import httpx
 from hypothesis import HealthCheck, Phase, example, given, seed, settings
 from hypothesis import strategies as st
 
-from shared.events import Rejection
-from shared.validation import validate
+from shared.wire.events import Rejection
+from shared.wire.validation import validate
 from tests.e2e.probes import (
     DeadLetters,
     Placed,

@@ -20,8 +20,8 @@ import psycopg
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from shared.kafka import partition_for
-from shared.messages import Fact, encode
+from shared.adapters.kafka import partition_for
+from shared.wire.messages import Fact, encode
 from tests.e2e.probes import (
     DeadLetters,
     Placed,

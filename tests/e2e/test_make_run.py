@@ -8,8 +8,8 @@ from pathlib import Path
 
 import psutil
 
-from shared.embedded import free_port
-from shared.messages import decode_record
+from devstack.embedded import free_port
+from shared.wire.messages import decode_record
 from tests.integration.test_ingest import BAD
 from tests.support import Shop, System, TopicReader, purchase, uid, wait_until
 
@@ -26,8 +26,7 @@ def test_make_run_embedded_stack_end_to_end(tmp_path: Path) -> None:
     started = time.monotonic()
     sut.start(timeout_s=60)
     print(f"make run: ready in {time.monotonic() - started:.1f}s")  # reported by the closing note
-    assert sut.proc is not None
-    children = _descendants(sut.proc.pid)
+    children = _descendants(sut.pid)
     names = " ".join(" ".join(p.cmdline()) for p in children)
     assert "tansu" in names and "postgres" in names
     assert "services.ingest" in names and "services.scoring" in names

@@ -10,9 +10,9 @@ import pytest
 from kafka import KafkaConsumer
 from kafka.errors import KafkaError, UnknownTopicOrPartitionError
 
-from shared.batches import RecordBatchProducer
-from shared.embedded import EmbeddedBroker
-from shared.kafka import make_admin, make_batch_producer, partition_for
+from devstack.embedded import EmbeddedBroker
+from shared.adapters.batches import RecordBatchProducer
+from shared.adapters.kafka import make_admin, make_batch_producer, partition_for
 from shared.settings import Settings
 from tests.support import wait_until
 

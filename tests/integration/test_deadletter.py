@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from kafka.structs import TopicPartition
 
-from shared.deadletter import DeadLetterWriter, dead_letter
-from shared.kafka import make_producer, make_reader
+from shared.adapters.kafka import DeadLetterWriter, make_producer, make_reader
 from shared.settings import Settings
+from shared.wire.deadletter import dead_letter
 from tests.support import wait_until
 
 

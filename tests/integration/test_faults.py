@@ -13,8 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.embedded import EmbeddedBroker
-from tests.chaos.harness import Harness, Monkey, Outcome
+from devstack.embedded import EmbeddedBroker
+from tests.chaos.faults import Monkey
+from tests.chaos.harness import Harness, Outcome
 
 pytestmark = pytest.mark.timeout(240)
 

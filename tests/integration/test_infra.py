@@ -5,7 +5,7 @@ from __future__ import annotations
 from kafka import KafkaAdminClient
 from sqlalchemy import create_engine, inspect
 
-from shared.kafka import ensure_topics
+from shared.adapters.kafka import ensure_topics
 from shared.settings import Settings, normalize_database_url
 
 

@@ -23,13 +23,13 @@ from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.future import Future
 from kafka.structs import OffsetAndMetadata
 
+from devstack.embedded import EmbeddedBroker, free_port
 from services.ingest.app import create_app
 from services.ingest.pipeline import Pipeline
-from shared.embedded import EmbeddedBroker, free_port
-from shared.kafka import make_producer, partition_for
-from shared.messages import Fact, decode_record
-from shared.metrics import Metrics
+from shared.adapters.kafka import make_producer, partition_for
+from shared.adapters.metrics import Metrics
 from shared.settings import Settings
+from shared.wire.messages import Fact, decode_record
 from tests.support import wait_until as support_wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""The one-pass array parameters (shared/pgarrays.py) against the real PostgreSQL: what goes in comes back."""
+"""The one-pass array parameters (shared/adapters/pgarrays.py) against the real PostgreSQL: what goes in comes back."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from shared.db import make_engine
-from shared.pgarrays import BigIntArray, BytesArray, SmallIntArray, TextArray
+from shared.adapters.db import make_engine
+from shared.adapters.pgarrays import BigIntArray, BytesArray, SmallIntArray, TextArray
 
 
 def test_every_array_type_round_trips_through_the_engines_connections(database_url: str) -> None:

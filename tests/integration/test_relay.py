@@ -10,10 +10,10 @@ from sqlalchemy import Connection, Engine, text
 
 from services.scoring.relay import _BACKLOG, _CLAIM, _LOCK, _PRUNE_DEDUPE, _RELAY_LOCK, prune, publish_once
 from services.scoring.store import run_sql
-from shared.db import make_engine
-from shared.kafka import make_batch_producer, partition_for
-from shared.messages import Fact, decode_record, encode
+from shared.adapters.db import make_engine
+from shared.adapters.kafka import make_batch_producer, partition_for
 from shared.settings import Settings
+from shared.wire.messages import Fact, decode_record, encode
 from tests.support import TopicReader, wait_until
 
 AT = datetime(2026, 6, 1, 12, tzinfo=UTC)

@@ -12,8 +12,8 @@ from pathlib import Path
 from sqlalchemy import Engine, text
 
 from services.scoring.relay_process import RelayProcess
-from shared.db import make_engine
-from shared.metrics import Metrics
+from shared.adapters.db import make_engine
+from shared.adapters.metrics import Metrics
 from shared.settings import Settings
 from tests.support import TopicReader, wait_until
 
@@ -88,7 +88,7 @@ def test_publishes_when_woken_reports_metrics_and_comes_back_after_kill_9(settin
 _PARENT = """
 import sys, time
 from services.scoring.relay_process import RelayProcess
-from shared.metrics import Metrics
+from shared.adapters.metrics import Metrics
 relay = RelayProcess(metrics=Metrics(service="scoring"))
 relay.start()
 while relay.pid is None:

@@ -16,11 +16,11 @@ from services.scoring.domain.ladder import apply
 from services.scoring.domain.state import CustomerState, from_text
 from services.scoring.store import BatchOutcome, ConcurrentUpdate, StateCache, process_batch, run_sql, session
 from services.scoring.worker import ScoringWorker
-from shared.db import make_engine
-from shared.messages import Fact
-from shared.metrics import Metrics
+from shared.adapters.db import make_engine
+from shared.adapters.metrics import Metrics
 from shared.settings import Settings
-from shared.validation import validate
+from shared.wire.messages import Fact
+from shared.wire.validation import validate
 from tests.unit.domain_builders import at, default_policy, order
 
 POLICY = default_policy()

@@ -17,7 +17,7 @@ import services.scoring
 from services.scoring.domain.ladder import Change, ReferralConverted, StageChanged, apply
 from services.scoring.domain.policy import Policy, parse_policy
 from services.scoring.domain.state import CustomerState
-from shared.messages import Fact
+from shared.wire.messages import Fact
 
 CUSTOMER = "c-1"
 DEFAULT_POLICY_TEXT = (Path(services.scoring.__file__).parent / "policy.toml").read_text()

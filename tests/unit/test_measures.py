@@ -17,7 +17,7 @@ from services.scoring.domain.ladder import StageChanged, new_customer, next_rung
 from services.scoring.domain.measures import Loyalty, loyalty, money, profitability, stability, tier
 from services.scoring.domain.policy import parse_policy
 from services.scoring.domain.state import LOYALTY_KINDS, MonthActivity, month_index
-from shared.messages import Fact
+from shared.wire.messages import Fact
 from tests.unit.domain_builders import (
     START,
     at,

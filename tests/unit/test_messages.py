@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.kafka import partition_for
-from shared.messages import (
+from shared.adapters.kafka import partition_for
+from shared.wire.messages import (
     FACT_KINDS,
     Fact,
     FactRecords,

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from pydantic_core import PydanticCustomError
 
-from shared.events import (
+from shared.wire.events import (
     _RFC3339,
     EVENT_MODELS,
     ErrorCode,
@@ -24,8 +24,8 @@ from shared.events import (
     parse_rfc3339,
     to_facts,
 )
-from shared.messages import Fact
-from shared.validation import _plain_facts, _quick_facts, _thorough, validate
+from shared.wire.messages import Fact
+from shared.wire.validation import _plain_facts, _quick_facts, _thorough, validate
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 MAX_BYTES = 64 * 1024

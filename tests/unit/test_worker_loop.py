@@ -8,7 +8,7 @@ from typing import Any
 from kafka.errors import KafkaConnectionError
 
 from services.scoring.worker import ScoringWorker
-from shared.metrics import Metrics
+from shared.adapters.metrics import Metrics
 from tests.unit.domain_builders import default_policy
 
 

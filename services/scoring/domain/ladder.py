@@ -23,7 +23,7 @@ from services.scoring.domain.state import (
     month_index,
 )
 from shared.frozen import quick_init
-from shared.messages import Fact
+from shared.wire.messages import Fact
 
 
 @quick_init

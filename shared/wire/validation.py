@@ -1,11 +1,11 @@
 """The gate between the shop's topics and the system (contract section 3): raw bytes in, facts or a Rejection out.
 
-`validate()` turns the raw bytes of one message into the internal facts of `shared.messages`, or into a
+`validate()` turns the raw bytes of one message into the internal facts of `shared.wire.messages`, or into a
 `Rejection` whose code is one of a closed set (`ErrorCode`). It is pure (no I/O, the clock is a parameter)
 and never raises on any input.
 
 Two paths give the same answers: a quick one (orjson and hand-written checks) for the plainly valid message,
-and a thorough one (the exact Decimal decoder and the Pydantic models of `shared.events`) for everything
+and a thorough one (the exact Decimal decoder and the Pydantic models of `shared.wire.events`) for everything
 else, which also names what is wrong. Property tests hold them side by side.
 """
 
@@ -20,7 +20,7 @@ import orjson
 from pydantic import ValidationError
 from pydantic_core import PydanticCustomError
 
-from shared.events import (
+from shared.wire.events import (
     EARLIEST,
     EVENT_MODELS,
     MAX_STRING,
@@ -32,8 +32,8 @@ from shared.events import (
     parse_rfc3339,
     to_facts,
 )
-from shared.messages import Fact
-from shared.text import is_id, printable
+from shared.wire.messages import Fact
+from shared.wire.text import is_id, printable
 
 _ZERO: Final = Decimal(0)
 

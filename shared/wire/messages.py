@@ -25,7 +25,7 @@ from typing import Any, Literal
 import orjson
 
 from shared.frozen import quick_init
-from shared.text import MAX_ID, is_id, printable
+from shared.wire.text import MAX_ID, is_id, printable
 
 Kind = Literal[
     "order_placed", "order_refunded", "referral_made", "referral_received", "referral_converted",

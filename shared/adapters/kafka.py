@@ -11,15 +11,24 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import IllegalStateError, KafkaError, TopicAlreadyExistsError
+from kafka.errors import (
+    IllegalStateError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    TopicAlreadyExistsError,
+)
 from kafka.partitioner.default import murmur2
+from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import TopicPartition
 from prometheus_client import Gauge
 
-from shared.batches import RecordBatchProducer
+from shared.adapters.batches import RecordBatchProducer
 from shared.settings import Settings
+from shared.wire.deadletter import DeadLetter, shrunk
 
 log = logging.getLogger(__name__)
+_TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)
 
 
 def _security(settings: Settings) -> dict[str, Any]:
@@ -172,6 +181,56 @@ class LagReporter:
                 continue
             self.gauge.labels(service=self.service, topic=tp.topic, partition=str(tp.partition)).set(
                 max(0, end - position))
+
+
+class DeadLetterWriter:
+    """Sends letters on the caller's producer and tells, after a flush, whether every one is on the topic.
+
+    A letter the broker refuses as too large is sent again cut to 1 KiB; any other failure is the caller's to
+    retry (its batch is read again, so the letters are written at least once).
+    """
+
+    def __init__(self, producer: KafkaProducer, topic: str, *, flush_timeout_s: float = 30.0) -> None:
+        self.producer = producer
+        self.topic = topic
+        self.flush_timeout_s = flush_timeout_s
+        self._pending: list[tuple[FutureRecordMetadata, DeadLetter]] = []
+
+    def send(self, letter: DeadLetter) -> None:
+        self._pending.append((self._send(letter), letter))
+
+    def _send(self, letter: DeadLetter) -> FutureRecordMetadata:
+        try:
+            return self.producer.send(self.topic, key=letter.key, value=letter.value, headers=letter.headers)
+        except MessageSizeTooLargeError:
+            # refused before it left: larger than the producer's own request limit
+            smaller = shrunk(letter)
+            if smaller is None:
+                raise
+            return self.producer.send(self.topic, key=smaller.key, value=smaller.value, headers=smaller.headers)
+
+    def delivered(self, *, flush: bool = True) -> bool:
+        """True when every letter sent since the last call is on the topic; forgets them either way."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return True
+        if flush:
+            self.producer.flush(timeout=self.flush_timeout_s)
+        resent = []
+        for future, letter in pending:
+            if future.succeeded():
+                continue
+            smaller = shrunk(letter) if isinstance(future.exception, _TOO_LARGE) else None
+            if smaller is None:
+                log.warning("a dead letter was not delivered: %r", future.exception)
+                return False
+            resent.append(self._send(smaller))
+        if resent:
+            self.producer.flush(timeout=self.flush_timeout_s)
+            if not all(f.succeeded() for f in resent):
+                log.warning("a dead letter cut to 1 KiB was still not delivered")
+                return False
+        return True
 
 
 def make_admin(settings: Settings) -> KafkaAdminClient:

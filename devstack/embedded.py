@@ -7,28 +7,19 @@ Both run as child processes of the caller, in the caller's process group, so a s
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
-import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.runtime import die_with_parent
+
 log = logging.getLogger(__name__)
 
 _PG_SYSTEM_USER = "pgserver"
-_PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent() -> None:
-    """Run in a child before exec: it gets SIGTERM when the thread that started it dies, even by kill -9."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        return  # not Linux: a signal to the process group still reaches every child
 
 
 def free_port() -> int:

@@ -14,20 +14,12 @@ Containment headers beyond the contract's five (consumers that do not know them 
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
-from kafka import KafkaProducer
-from kafka.errors import MessageSizeTooLargeError, RecordListTooLargeError
-from kafka.producer.future import FutureRecordMetadata
-
-from shared.text import printable
-
-log = logging.getLogger(__name__)
+from shared.wire.text import printable
 
 # what the cut keeps room for: headers and the record's own framing, far below any topic's limit
 _TRUNCATED_FLOOR = 1024
-_TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,53 +70,3 @@ def shrunk(letter: DeadLetter) -> DeadLetter | None:
     key = (letter.key or b"")[:_TRUNCATED_FLOOR // 2] if letter.key is not None else None
     value = (letter.value or b"")[: _TRUNCATED_FLOOR - len(key or b"")] if letter.value is not None else None
     return DeadLetter(key=key, value=value, headers=headers)
-
-
-class DeadLetterWriter:
-    """Sends letters on the caller's producer and tells, after a flush, whether every one is on the topic.
-
-    A letter the broker refuses as too large is sent again cut to 1 KiB; any other failure is the caller's to
-    retry (its batch is read again, so the letters are written at least once).
-    """
-
-    def __init__(self, producer: KafkaProducer, topic: str, *, flush_timeout_s: float = 30.0) -> None:
-        self.producer = producer
-        self.topic = topic
-        self.flush_timeout_s = flush_timeout_s
-        self._pending: list[tuple[FutureRecordMetadata, DeadLetter]] = []
-
-    def send(self, letter: DeadLetter) -> None:
-        self._pending.append((self._send(letter), letter))
-
-    def _send(self, letter: DeadLetter) -> FutureRecordMetadata:
-        try:
-            return self.producer.send(self.topic, key=letter.key, value=letter.value, headers=letter.headers)
-        except MessageSizeTooLargeError:
-            # refused before it left: larger than the producer's own request limit
-            smaller = shrunk(letter)
-            if smaller is None:
-                raise
-            return self.producer.send(self.topic, key=smaller.key, value=smaller.value, headers=smaller.headers)
-
-    def delivered(self, *, flush: bool = True) -> bool:
-        """True when every letter sent since the last call is on the topic; forgets them either way."""
-        pending, self._pending = self._pending, []
-        if not pending:
-            return True
-        if flush:
-            self.producer.flush(timeout=self.flush_timeout_s)
-        resent = []
-        for future, letter in pending:
-            if future.succeeded():
-                continue
-            smaller = shrunk(letter) if isinstance(future.exception, _TOO_LARGE) else None
-            if smaller is None:
-                log.warning("a dead letter was not delivered: %r", future.exception)
-                return False
-            resent.append(self._send(smaller))
-        if resent:
-            self.producer.flush(timeout=self.flush_timeout_s)
-            if not all(f.succeeded() for f in resent):
-                log.warning("a dead letter cut to 1 KiB was still not delivered")
-                return False
-        return True

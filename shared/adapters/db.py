@@ -9,7 +9,7 @@ from psycopg.types.json import set_json_loads
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared import pgarrays
+from shared.adapters import pgarrays
 from shared.settings import normalize_database_url
 
 

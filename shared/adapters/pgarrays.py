@@ -7,7 +7,7 @@ as an array of one known element type, and their dumpers write the array at once
 the SQL: `str()` of a Decimal is exact. Timestamps stay with psycopg's own dumper, which is faster than
 anything written here.
 
-Use `%(name)b` placeholders; `register(adapters)` installs the dumpers on a connection (`shared.db` does).
+Use `%(name)b` placeholders; `register(adapters)` installs the dumpers on a connection (`shared.adapters.db` does).
 """
 
 from __future__ import annotations

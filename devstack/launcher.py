@@ -19,20 +19,24 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from shared.embedded import (
+from devstack.embedded import (
     EMBEDDED_FETCH_MAX_WAIT_MS,
     EmbeddedBroker,
     EmbeddedPostgres,
-    die_with_parent,
     free_port,
     start_broker,
     start_postgres,
 )
-from shared.kafka import ensure_topics
+from shared.adapters.kafka import ensure_topics
 from shared.logging import setup_logging
+from shared.runtime import die_with_parent
 from shared.settings import Settings
 
 log = logging.getLogger("launcher")
+
+# scoring instance i listens on SCORING_PORT + SCORING_PORT_STEP * i (devstack.runner waits on the same ports)
+SCORING_PORT_STEP = 10
+
 
 class Child:
     """One service process, restarted with back-off when it exits on its own."""
@@ -134,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         children.append(Child("ingest", [sys.executable, "-m", "services.ingest"], env))
         for i in range(args.scoring_instances):
             # extra instances share the group; each needs its own HTTP port
-            child_env = env if i == 0 else {**env, "SCORING_PORT": str(settings.scoring_port + 10 * i)}
+            port = settings.scoring_port + SCORING_PORT_STEP * i
+            child_env = env if i == 0 else {**env, "SCORING_PORT": str(port)}
             children.append(Child(f"scoring-{i}", [sys.executable, "-m", "services.scoring"], child_env))
         for child in children:
             child.start()

@@ -1,6 +1,6 @@
 """The shop's events (contract sections 2 and 3): their fields and rules, the error codes, and the facts they yield.
 
-`shared.validation.validate()` is the gate that applies these rules to the raw bytes of one message.
+`shared.wire.validation.validate()` is the gate that applies these rules to the raw bytes of one message.
 
 The Pydantic models are the single description of the fields: they validate, and they generate the JSON
 Schemas published in the AsyncAPI document. Money comes as a JSON number or a decimal string and is kept as
@@ -30,8 +30,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from shared.messages import Fact
-from shared.text import BAD_TEXT, MAX_ID
+from shared.wire.messages import Fact
+from shared.wire.text import BAD_TEXT, MAX_ID
 
 
 class ErrorCode(StrEnum):
