@@ -184,7 +184,7 @@ class Pipeline:
             self.metrics.dead_letters.labels(error_code=code).inc(n)
         for recs in batch.values():
             # the oldest record of each partition, the batch's worst case: one observation per record was
-            # a few percent of ingest's CPU
+            # a measurable share of ingest's CPU
             if recs and recs[0].timestamp is not None and recs[0].timestamp >= 0:
                 self._latency.observe(max(0.0, acked - recs[0].timestamp / 1000))
         self._batch_size.observe(records)

@@ -30,13 +30,13 @@ log = logging.getLogger(__name__)
 _RELAY_LOCK = 74210002
 
 # claim and delete in one statement: the delete only commits after the publish was acknowledged, so a failed or
-# interrupted publish rolls it back and the rows are claimed again (marking them instead cost the database 3x).
+# interrupted publish rolls it back and the rows are claimed again (marking rows published and deleting them
+# later costs the database far more: docs/performance.md).
 # The ids are gathered into an array, which PostgreSQL computes once: as `id IN (SELECT ...)` the planner could
 # make the locking subquery the inner side of a nested loop, re-run it for every row of the outbox, and each
 # re-run skipped the rows already deleted and took the next ones. With statistics taken while the outbox was
-# empty, one claim then deleted every row, not `limit`, in time that grows with the square of the backlog:
-# 22,000 rows in 103-132 s, against 30-53 ms for the 5,000 asked (docs/performance.md). That was the blow-up
-# of the two-instance bench phases.
+# empty, one claim then deleted every row, not `limit`, in time that grows with the square of the backlog
+# (docs/performance.md, "The relay's claim"; tests/integration/test_relay.py holds it).
 _CLAIM = """
     DELETE FROM outbox
     WHERE id = ANY(ARRAY(SELECT id FROM outbox ORDER BY id LIMIT %(limit)b::integer FOR UPDATE SKIP LOCKED))
@@ -45,11 +45,11 @@ _CLAIM = """
 # and the ids are found by walking the primary key whatever the statistics say: the outbox is emptied as fast as
 # it fills, so an ANALYZE can record a handful of rows in thousands of pages of deleted ones, and the planner
 # then sorts a sequential scan of the whole heap for every pass, a cost that grows with the rows deleted since
-# the last vacuum (15.4 vs 1.7 ms for 50 rows among 120,000 deleted). Set with the lock, in the same round trip,
+# the last vacuum. Set with the lock, in the same round trip,
 # for this transaction only.
 _LOCK = "SELECT pg_try_advisory_xact_lock(%(k)b::bigint), set_config('enable_seqscan', 'off', true)"
-# PostgreSQL's own live-row count of the table: an estimate, and up to ~10 s behind once the writers go idle (a
-# backend flushes its counts at most once a second, and an idle one after 10 s); count(*) read the whole heap,
+# PostgreSQL's own live-row count of the table: an estimate, and some seconds behind once the writers go idle (a
+# backend flushes its counts at most once a second, and an idle one later); count(*) read the whole heap,
 # which between two autovacuums is mostly rows the relay deleted
 _BACKLOG = text("SELECT coalesce(max(n_live_tup), 0) FROM pg_stat_user_tables WHERE relid = 'outbox'::regclass")
 # the rows' addresses, gathered once as the claim's ids are: as `(event_id, role) IN (SELECT ...)`, statistics of an
@@ -159,7 +159,7 @@ class Relay:
                                          record_bytes=self.record_bytes)
                 if published:
                     self.on_published(published)
-                if time.monotonic() >= next_backlog:  # a count per pass was a fifth of the relay's time
+                if time.monotonic() >= next_backlog:  # not per pass: the gauge needs no more, and the query is not free
                     with self.engine.connect() as conn:
                         self.on_backlog(conn.execute(_BACKLOG).scalar_one())
                     next_backlog = time.monotonic() + 2.0
@@ -171,7 +171,7 @@ class Relay:
                 if published.total() >= self.batch_size:
                     continue
             except (SQLAlchemyError, KafkaError) as exc:
-                # the database or broker is away: nothing was marked, so nothing is lost; try again later
+                # the database or broker is away: the claim's delete rolled back, so nothing is lost; try again later
                 log.warning("relay pass failed, retrying: %s", exc)
                 backoff = min(backoff * 2 if backoff else 0.1, 5.0)
             self._wake.wait(backoff)

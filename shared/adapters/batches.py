@@ -1,8 +1,8 @@
 """A producer that writes whole record batches: one produce request per full batch, acks=all, errors raised.
 
-kafka-python's `KafkaProducer.send` costs 40-55 µs of Python per record here (accumulator, a future per
-record, the sender thread); appending to a record batch with kafka-python's own `MemoryRecordsBuilder` costs
-about 10. The relay writes one record per stage change, so that difference was a sixth of scoring's CPU.
+kafka-python's `KafkaProducer.send` spends several times more Python per record (accumulator, a future per
+record, the sender thread) than appending to a record batch with kafka-python's own `MemoryRecordsBuilder`.
+The relay writes one record per stage change, so the difference shows in scoring's CPU (docs/performance.md).
 
 `RecordBatchProducer` keeps one open batch per partition. A batch goes out when it is full or at `flush()`,
 which returns only once the broker acknowledged every request (acks=all) and raises a `KafkaError` for any

@@ -51,7 +51,7 @@ def _security(settings: Settings) -> dict[str, Any]:
 @functools.lru_cache(maxsize=65536)
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner (murmur2, as in the Java client) gives a record with `key`."""
-    # cached (bounded): kafka-python's murmur2 is pure Python, a tenth of ingest's CPU before the cache
+    # cached (bounded): kafka-python's murmur2 is pure Python, and customers recur batch after batch
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 

@@ -157,7 +157,7 @@ def _plain_facts(raw: dict[str, Any], event_type: str, *, base_currency: str, la
 
     The same rules as the models, for the common case only: it never rejects (the models find and name every
     problem) and it accepts nothing the models would refuse (a property test holds the two side by side).
-    Pydantic's validation was a quarter of ingest's CPU.
+    Pydantic's validation is the largest single cost of ingest when every message takes it.
     """
     event_id, customer_id, occurred = raw.get("event_id"), raw.get("customer_id"), raw.get("occurred_at")
     if type(event_id) is not str or type(customer_id) is not str or type(occurred) is not str:
