@@ -8,7 +8,7 @@ adds `referral_converted` facts for cross-customer effects. Each fact is dedupli
 Wire form of a fact: one compact UTF-8 JSON object; money as decimal strings; times as RFC 3339 UTC.
 A record value is a JSON array of facts (ingest: one record per partition per poll batch; the relay: one per
 partition per pass for the conversions), sent to the partition a record keyed by each fact's customer id
-would get, so a customer's facts still share one partition and keep their order; `decode_record` also takes
+would get, so a customer's facts still share one partition and keep their order; `decode_facts` also takes
 a single fact object, as records written before that change hold. Per-record
 client cost dominated both services, so facts travel many to a record (docs/performance.md).
 """
@@ -160,24 +160,6 @@ class FactRecords:
         self._open.clear()
         self._size.clear()
         return out
-
-
-def decode(data: bytes) -> Fact:
-    """The single fact in `data`; raises MalformedFact on anything else."""
-    facts, bad = decode_facts(data)
-    if bad:
-        raise MalformedFact(bad[0][1])
-    if len(facts) != 1 or data[:1] == b"[":
-        raise MalformedFact("expected one fact, got an array")
-    return facts[0]
-
-
-def decode_record(data: bytes | None) -> list[Fact]:
-    """The facts in one record value (one object or an array of them); raises MalformedFact on anything else."""
-    facts, bad = decode_facts(data)
-    if bad:
-        raise MalformedFact(bad[0][1])
-    return facts
 
 
 def decode_facts(data: bytes | None) -> tuple[list[Fact], list[tuple[bytes, str]]]:

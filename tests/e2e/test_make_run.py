@@ -9,7 +9,7 @@ from pathlib import Path
 import psutil
 
 from devstack.embedded import free_port
-from shared.wire.messages import decode_record
+from tests.facts import decode_record
 from tests.integration.test_ingest import BAD
 from tests.support import Shop, System, TopicReader, purchase, uid, wait_until
 

@@ -29,7 +29,8 @@ from services.ingest.pipeline import Pipeline
 from shared.adapters.kafka import make_producer, partition_for
 from shared.adapters.metrics import Metrics
 from shared.settings import Settings
-from shared.wire.messages import Fact, decode_record
+from shared.wire.messages import Fact
+from tests.facts import decode_record
 from tests.support import wait_until as support_wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

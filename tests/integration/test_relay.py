@@ -13,7 +13,8 @@ from services.scoring.store import run_sql
 from shared.adapters.db import make_engine
 from shared.adapters.kafka import make_batch_producer, partition_for
 from shared.settings import Settings
-from shared.wire.messages import Fact, decode_record, encode
+from shared.wire.messages import Fact, encode
+from tests.facts import decode_record
 from tests.support import TopicReader, wait_until
 
 AT = datetime(2026, 6, 1, 12, tzinfo=UTC)

@@ -16,12 +16,11 @@ from shared.wire.messages import (
     Fact,
     FactRecords,
     MalformedFact,
-    decode,
     decode_facts,
-    decode_record,
     encode,
     encode_many,
 )
+from tests.facts import decode, decode_record
 
 _money = st.decimals(min_value=0, max_value=Decimal("1e12"), places=2, allow_nan=False, allow_infinity=False)
 # what an id may hold: no controls (Cc: C0, DEL, C1), no lone surrogates (Cs)
