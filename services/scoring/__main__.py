@@ -44,8 +44,15 @@ def main() -> None:
     if settings.create_topics:
         ensure_topics(settings)
 
-    http = ServerThread(create_app(ctx=ApiContext(engine=engine, policy=policy, settings=settings), metrics=metrics),
-                        host=settings.http_host, port=settings.scoring_port)
+    # the read side's own small pool, with PostgreSQL's statement_timeout on its connections: API load waits
+    # for (or is refused) these connections, never the event path's
+    api_engine = make_engine(settings.database_url, pool_size=settings.api_pool_size, max_overflow=0,
+                             pool_timeout_s=settings.api_pool_timeout_s,
+                             statement_timeout_ms=settings.api_statement_timeout_ms,
+                             application_name="loyalty-scoring-api")
+    app = create_app(ctx=ApiContext(engine=api_engine, policy=policy, settings=settings), metrics=metrics,
+                     readiness_engine=engine)
+    http = ServerThread(app, host=settings.http_host, port=settings.scoring_port)
     http.start()
 
     producer = make_producer(settings)  # dead letters: rare, one record each
@@ -83,6 +90,7 @@ def main() -> None:
             relay.stop()
         producer.close(timeout=5)
         http.stop()
+        api_engine.dispose()
         engine.dispose()
         log.info("scoring stopped")
 
