@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     api_pool_timeout_s: float = Field(default=5.0, gt=0)
     api_statement_timeout_ms: int = Field(default=5000, ge=0)
     api_heavy_concurrency: int = Field(default=2, ge=1)
+    # while the consumer is busy, the share of the time the expensive requests may take together
+    # (services/scoring/heavy.py): they share one interpreter lock with the event path
+    api_heavy_share: float = Field(default=0.05, gt=0, le=1)
 
     # topics
     topic_purchases: str = "shop.purchases"

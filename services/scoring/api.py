@@ -13,11 +13,11 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from services.scoring.auth import Access, BearerAuth
+from services.scoring.heavy import Activity, Gate, Pacer
 from services.scoring.http_common import (
     ApiContext,
     CustomerId,
     CustomerIdPaths,
-    Gate,
     SecurityHeaders,
     install_error_handlers,
     not_found,
@@ -32,9 +32,11 @@ from shared.adapters.kafka import broker_reachable
 from shared.adapters.metrics import Metrics
 
 
-def create_app(*, ctx: ApiContext, metrics: Metrics, readiness_engine: Engine | None = None) -> FastAPI:
+def create_app(*, ctx: ApiContext, metrics: Metrics, readiness_engine: Engine | None = None,
+               event_path: Activity | None = None) -> FastAPI:
     """The scoring service's FastAPI app; `ctx.engine` is the API's own pool, `readiness_engine` the one /readyz
-    checks (the event path's, so that a busy API pool never takes the service out of rotation)."""
+    checks (the event path's, so that a busy API pool never takes the service out of rotation), `event_path`
+    tells when the consumer is busy (the expensive requests then yield to it)."""
     settings = ctx.settings
     docs = settings.api_docs_enabled
     app = FastAPI(title="Loyalty ladder — scoring", version="1.0.0",
@@ -78,8 +80,9 @@ def create_app(*, ctx: ApiContext, metrics: Metrics, readiness_engine: Engine | 
         """The active policy (admin scope: it tells how the rungs and tiers are decided)."""
         return policy_view(ctx.policy)
 
-    app.include_router(workspace_router(ctx=ctx, read=access.require("read"),
-                                        gate=Gate(settings.api_heavy_concurrency)))
+    busy = event_path.busy if event_path is not None else (lambda: False)
+    gate = Gate(settings.api_heavy_concurrency, pacer=Pacer(settings.api_heavy_share, busy=busy))
+    app.include_router(workspace_router(ctx=ctx, read=access.require("read"), gate=gate))
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
     install_json_errors(app, max_body_bytes=settings.http_max_body_bytes)
     app.add_middleware(SecurityHeaders)  # outermost: the 413 and 500 answers get the headers too

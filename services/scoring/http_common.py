@@ -1,11 +1,9 @@
 """What every router of the scoring API shares: the context handlers close over, errors as JSON, customer ids
-in paths, and the gate in front of the expensive requests."""
+in paths, and security headers. The bounds of the expensive requests are in `services.scoring.heavy`."""
 
 from __future__ import annotations
 
 import re
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
@@ -38,65 +36,6 @@ class ApiError(Exception):
     def __init__(self, status: int, error: str, detail: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.status, self.error, self.detail, self.headers = status, error, detail, headers
-
-
-class Gate:
-    """At most `size` expensive requests (CSV exports, flows) at once in this process; one more is refused at
-    once (503 with Retry-After) rather than queued, so a burst of exports cannot pile up behind the event path."""
-
-    def __init__(self, size: int) -> None:
-        self._slots = threading.BoundedSemaphore(size)
-
-    def enter(self) -> Slot:
-        """A held slot; raises ApiError(503) when every slot is taken."""
-        if not self._slots.acquire(blocking=False):
-            raise ApiError(503, "busy", "too many exports and flow queries in progress; retry shortly",
-                           headers={"Retry-After": RETRY_AFTER_S})
-        return Slot(self._slots)
-
-
-class Slot:
-    """One place of a Gate; released once, by `release()` or when the object goes away."""
-
-    def __init__(self, slots: threading.BoundedSemaphore) -> None:
-        self._slots: threading.BoundedSemaphore | None = slots
-        self._lock = threading.Lock()
-
-    def release(self) -> None:
-        with self._lock:
-            slots, self._slots = self._slots, None
-        if slots is not None:
-            slots.release()
-
-    def __enter__(self) -> Slot:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-    def __del__(self) -> None:
-        self.release()
-
-
-class HeldStream:
-    """A response body that holds its Slot until the last chunk is sent, the client goes away, or the stream is
-    dropped without ever being read (a generator's `finally` would not run in that last case)."""
-
-    def __init__(self, chunks: Iterator[bytes], slot: Slot) -> None:
-        self._chunks, self._slot = chunks, slot
-
-    def __iter__(self) -> HeldStream:
-        return self
-
-    def __next__(self) -> bytes:
-        try:
-            return next(self._chunks)
-        except BaseException:  # StopIteration included: the stream is over either way
-            self._slot.release()
-            raise
-
-    def __del__(self) -> None:
-        self._slot.release()
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
-from services.scoring.http_common import ApiContext, ApiError, CustomerId, Gate, HeldStream, Moment, not_found
+from services.scoring.heavy import Gate, HeldStream
+from services.scoring.http_common import ApiContext, ApiError, CustomerId, Moment, not_found
 from services.scoring.read.customers import customer_next_rung
 from services.scoring.read.flows import BucketName, InvalidRange, flows
 from services.scoring.read.lists import InvalidCursor, ListFilter, csv_lines, csv_name, csv_rows, customer_page
@@ -94,8 +95,8 @@ def workspace_router(*, ctx: ApiContext, read: Callable[..., None], gate: Gate) 
         5,000 buckets (422 otherwise).
         """
         try:
-            with gate.enter():
-                return flows(ctx.engine, bucket=bucket, since=since, until=until)
+            with gate.enter() as slot:
+                return slot.run(lambda: flows(ctx.engine, bucket=bucket, since=since, until=until))
         except InvalidRange as exc:
             raise ApiError(422, "invalid_range", str(exc)) from exc
 

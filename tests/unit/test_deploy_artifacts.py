@@ -552,7 +552,8 @@ def test_hpa_is_bounded_by_the_partition_count() -> None:
 
 SECRET_VARIABLES = ("API_TOKENS", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
 SCORING_ONLY = {"DATABASE_URL", "API_TOKENS", "API_DOCS_ENABLED", "API_POOL_SIZE", "API_STATEMENT_TIMEOUT_MS",
-                "API_HEAVY_CONCURRENCY", "DEDUPE_RETENTION_DAYS", "HOUSEKEEPING_INTERVAL_S", "POLICY_FILE"}
+                "API_HEAVY_CONCURRENCY", "API_HEAVY_SHARE", "DEDUPE_RETENTION_DAYS", "HOUSEKEEPING_INTERVAL_S",
+                "POLICY_FILE"}
 
 
 def compose_security_problems(doc: dict[str, Any]) -> list[str]:

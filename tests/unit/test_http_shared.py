@@ -10,7 +10,8 @@ from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
-from services.scoring.http_common import CustomerIdPaths, Gate, HeldStream
+from services.scoring.heavy import Activity, Gate, HeldStream, Pacer
+from services.scoring.http_common import CustomerIdPaths
 from shared.adapters.http import CachedChecks, install_json_errors, ops_router
 
 
@@ -147,3 +148,42 @@ def test_a_gate_refuses_beyond_its_size_and_a_stream_gives_its_slot_back() -> No
     del never_read  # a response dropped before its first chunk still frees its slot
     with gate.enter():
         pass
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(round(seconds, 6))
+        self.now += seconds
+
+
+def test_while_the_event_path_is_busy_heavy_work_keeps_to_its_share() -> None:
+    clock, busy = FakeClock(), [True]
+    pacer = Pacer(0.1, busy=lambda: busy[0], clock=clock, sleep=clock.sleep)
+
+    def work() -> str:
+        clock.now += 0.05  # a chunk of an export: 50 ms
+        return "chunk"
+
+    assert [pacer.run(work) for _ in range(3)] == ["chunk"] * 3
+    assert clock.slept == [0.45, 0.45]  # 50 ms of work, then 450 ms for the event path: a share of 0.1
+    busy[0] = False
+    pacer.run(work)
+    assert clock.slept == [0.45, 0.45], "with no events to process, nothing waits"
+
+
+def test_the_event_path_is_busy_for_a_second_after_a_commit() -> None:
+    clock = FakeClock()
+    activity = Activity(clock=clock)
+    assert not activity.busy()
+    activity.mark()
+    clock.now += 0.9
+    assert activity.busy()
+    clock.now += 0.2
+    assert not activity.busy()
