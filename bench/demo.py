@@ -23,6 +23,7 @@ import httpx
 from kafka import KafkaProducer
 
 from bench.generator import generate
+from services.scoring.auth import split_name
 from shared.settings import Settings
 
 STAGES = ("potential", "visitor", "first_purchase", "regular", "advocate")
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     base = args.scoring_url or f"http://127.0.0.1:{settings.scoring_port}"
     headers = {}
     if settings.api_tokens:
-        token = settings.api_tokens.split(",")[0].split(":")[0].strip()
+        token = split_name(settings.api_tokens.split(",")[0].strip().rpartition(":")[0])[1]
         headers["Authorization"] = f"Bearer {token}"
     topics = {"purchase": settings.topic_purchases, "referral": settings.topic_referrals,
               "complaint": settings.topic_complaints}

@@ -30,7 +30,7 @@ from devstack.embedded import (
 from shared.adapters.kafka import ensure_topics
 from shared.logging import setup_logging
 from shared.runtime import die_with_parent
-from shared.settings import Settings
+from shared.settings import Settings, redacted_url
 
 log = logging.getLogger("launcher")
 
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info("using the database at DATABASE_URL")
         else:
             database_url, pg = _database(args.state_dir, args.pg_port)
-            log.info("embedded PostgreSQL: %s (data in %s)", database_url, pg.data_dir)
+            log.info("embedded PostgreSQL: %s (data in %s)", redacted_url(database_url), pg.data_dir)
         if "KAFKA_BOOTSTRAP_SERVERS" in os.environ:
             bootstrap = base.kafka_bootstrap_servers
             log.info("using the broker at KAFKA_BOOTSTRAP_SERVERS=%s", bootstrap)

@@ -4,12 +4,31 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
 # attributes a LogRecord has on its own; anything else passed via `extra=` is emitted as a field
 _RESERVED = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None)).keys()) | {"message", "asctime"}
+
+
+# In a text log one line is one record. A customer or event id is the shop's text: escaped here are the
+# controls (a newline in an id would forge a record), lone surrogates, Unicode's line and paragraph separators
+# and the bidirectional overrides (which reorder what a terminal shows). JSON lines escape what JSON must.
+_UNSAFE_IN_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def escaped(text: str) -> str:
+    """`text` with every character unsafe in a one-line log record written as its Python escape."""
+    return _UNSAFE_IN_TEXT.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
+class TextFormatter(logging.Formatter):
+    """The plain-text format: the record's line escaped (its traceback, if any, follows on lines of its own)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escaped(super().formatMessage(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -41,7 +60,7 @@ def setup_logging(*, service: str, level: str = "INFO", fmt: str = "json") -> No
     if fmt == "json":
         handler.setFormatter(JsonFormatter(service))
     else:
-        handler.setFormatter(logging.Formatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter(f"%(asctime)s {service} %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -25,6 +25,16 @@ def normalize_database_url(url: str) -> str:
     return urlunsplit((scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
+def redacted_url(url: str) -> str:
+    """`url` with its password (if any) replaced by `***`: the form a log line or an error message may show."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+
+
 def libpq_url(url: str) -> str:
     """Return `url` in the plain `postgresql://` form libpq and psql understand."""
     parts = urlsplit(normalize_database_url(url))
@@ -34,11 +44,14 @@ def libpq_url(url: str) -> str:
 class Settings(BaseSettings):
     """Every setting of the system; environment variable = upper-case field name."""
 
-    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False)
+    # hide_input_in_errors: a refused value never reaches a start-up error, so a DATABASE_URL with a password
+    # (or a token) in it is never printed
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", case_sensitive=False, hide_input_in_errors=True)
 
     # connections
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    database_url: str = ""
+    # repr=False: it may carry a password; `redacted_url()` is the form to log
+    database_url: str = Field(default="", repr=False)
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
@@ -52,6 +65,21 @@ class Settings(BaseSettings):
     scoring_port: int = 8002
     http_host: str = "0.0.0.0"
     api_tokens: str = Field(default="", repr=False)
+    # /docs, /redoc and /openapi.json of the scoring API: on for development, off in the deploy manifests
+    api_docs_enabled: bool = True
+    # a request body larger than this is refused with 413 (no endpoint of either service reads more)
+    http_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+    # the read side's own resources (scoring's HTTP API), so that API load cannot starve the event path:
+    # its own connection pool, a PostgreSQL statement_timeout on those connections, and a bound on the
+    # expensive requests (CSV exports, flows) in flight at once; one more is answered 503 at once
+    api_pool_size: int = Field(default=4, ge=1)
+    api_pool_timeout_s: float = Field(default=5.0, gt=0)
+    api_statement_timeout_ms: int = Field(default=5000, ge=0)
+    api_heavy_concurrency: int = Field(default=2, ge=1)
+    # while the consumer is busy, the share of the time the expensive requests may take together
+    # (services/scoring/heavy.py): they share one interpreter lock with the event path
+    api_heavy_share: float = Field(default=0.05, gt=0, le=1)
 
     # topics
     topic_purchases: str = "shop.purchases"

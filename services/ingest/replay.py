@@ -1,14 +1,19 @@
-"""`python -m services.ingest.replay`: re-publish chosen dead letters to the topic they came from.
+"""`python -m services.ingest.replay`: re-publish chosen dead letters to the shop topic they came from.
 
 The dead-letter topic is read without a consumer group (every partition assigned, from the beginning or
 from `--from-offset`, up to the end offsets seen at start, so the command always terminates and commits
 nothing). `services.ingest.dead_letters.select()` decides which letters qualify; it is pure, so the rules
 are unit-testable. Each selected letter's original value bytes and key go back to its `source.topic` header
 (or `--to-topic`) with a `replay.of` header naming the dead letter, and every send is flushed and checked.
+Only the shop topics of the settings (TOPIC_PURCHASES, TOPIC_REFERRALS, TOPIC_COMPLAINTS) are ever written:
+a header is data anyone who can write the dead-letter topic controls, so a `source.topic` naming any other
+topic (the stage changes, the internal facts) is reported and skipped, and `--to-topic` must name a shop topic.
 
-Running it twice is safe: scoring counts each event's `event_id` once, so a re-published event that was
-already counted (or arrives twice) has no further effect. A message that is still invalid is simply
-dead-lettered again, with new `source.*` headers that point at the replayed copy (which carries `replay.of`).
+Running it twice is safe within the dedupe window: scoring counts each event's `event_id` once for
+DEDUPE_RETENTION_DAYS after it was processed, so a re-published event that was already counted in that window
+(or arrives twice) has no further effect; one first processed longer ago than that counts again. A message
+that is still invalid is simply dead-lettered again, with new `source.*` headers that point at the replayed
+copy (which carries `replay.of`).
 
 Exit codes: 0 success, 1 a read or send failed (or a selected letter could not be re-published), 2 bad
 arguments or settings.
@@ -37,6 +42,7 @@ from shared.adapters.kafka import make_producer, make_reader
 from shared.logging import setup_logging
 from shared.settings import Settings
 from shared.wire.events import ErrorCode
+from shared.wire.text import printable
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,7 @@ STALL_TIMEOUT_S: Final = 30.0
 POLL_MS: Final = 500
 NO_SOURCE: Final = "(no source.topic header)"
 MISSING_TOPIC: Final = "(target topic does not exist)"
+NOT_SHOP: Final = "(source.topic is not a shop topic)"
 
 
 class UsageError(Exception):
@@ -189,6 +196,9 @@ def replay(*, settings: Settings, criteria: Criteria, dry_run: bool, to_topic: s
     """Read, select and (unless `dry_run`) re-publish; the summary says what happened."""
     topic = settings.topic_dead_letter
     summary = Summary(dead_letter_topic=topic, dry_run=dry_run, to_topic=to_topic)
+    shop = set(settings.shop_topics)
+    if to_topic is not None and to_topic not in shop:
+        raise UsageError(f"--to-topic {to_topic!r} is not a shop topic; use one of {sorted(shop)}")
     consumer = make_reader(settings)
     producer: KafkaProducer | None = None
     try:
@@ -214,6 +224,9 @@ def replay(*, settings: Settings, criteria: Criteria, dry_run: bool, to_topic: s
                           f"{target or NO_SOURCE}  {(letter.error_message or '')[:120]}", file=listing)
                 if target is None:
                     summary.skipped[NO_SOURCE] += 1
+                    continue
+                if target not in shop:
+                    summary.skipped[f"{NOT_SHOP} {printable(target)}"] += 1
                     continue
                 if target not in existing:
                     summary.skipped[f"{MISSING_TOPIC} {target}"] += 1
@@ -284,16 +297,20 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the command."""
     parser = argparse.ArgumentParser(
         prog="python -m services.ingest.replay",
-        description="Re-publish chosen dead letters (original value bytes and key) to the topic they came "
+        description="Re-publish chosen dead letters (original value bytes and key) to the shop topic they came "
                     "from (their source.topic header), with a replay.of=<dlq topic>:<partition>:<offset> "
-                    "header. Reads the dead-letter topic (TOPIC_DEAD_LETTER) without a consumer group, up "
+                    "header. Only the shop topics of the settings (TOPIC_PURCHASES, TOPIC_REFERRALS, "
+                    "TOPIC_COMPLAINTS) are written; a letter naming any other source.topic is reported and "
+                    "skipped. Reads the dead-letter topic (TOPIC_DEAD_LETTER) without a consumer group, up "
                     "to its end at start, so it always terminates. Criteria combine with AND; a repeated "
                     "option matches any of its values. Settings come from the environment "
                     "(KAFKA_BOOTSTRAP_SERVERS, ...).",
-        epilog="Safe to run twice: events are deduplicated by their event_id in scoring, so an event "
-               "replayed twice (or that meanwhile arrived another way) counts once; one still invalid is "
-               "dead-lettered again. Always run with --dry-run first. Exit codes: 0 done, 1 a read or send "
-               "failed or a selected letter could not be re-published, 2 bad arguments.",
+        epilog="Safe to run twice within the dedupe window: scoring remembers each event_id for "
+               "DEDUPE_RETENTION_DAYS (default 30) after processing it, so an event replayed twice (or that "
+               "meanwhile arrived another way) counts once; an event first processed longer ago than that "
+               "is counted again. One still invalid is dead-lettered again. Always run with --dry-run "
+               "first. Exit codes: 0 done, 1 a read or send failed or a selected letter could not be "
+               "re-published, 2 bad arguments.",
     )
     sel = parser.add_argument_group("selection")
     sel.add_argument("--error-code", action="append", default=[], choices=[c.value for c in ErrorCode],
@@ -318,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--dry-run", action="store_true",
                      help="read and select, print the summary, publish nothing")
     out.add_argument("--to-topic", metavar="TOPIC",
-                     help="publish every selected letter to TOPIC instead of its source.topic (must exist)")
+                     help="publish every selected letter to TOPIC instead of its source.topic (one of the shop "
+                          "topics)")
     out.add_argument("--list", action="store_true", dest="list_letters",
                      help="also print one line per selected letter (dead-letter position, time, code, target)")
     return parser

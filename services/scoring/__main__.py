@@ -9,6 +9,7 @@ from types import FrameType
 
 from services.scoring.api import create_app
 from services.scoring.domain.policy import Policy, parse_policy
+from services.scoring.heavy import Activity
 from services.scoring.http_common import ApiContext
 from services.scoring.relay_process import RelayProcess
 from services.scoring.store import StateCache
@@ -44,8 +45,16 @@ def main() -> None:
     if settings.create_topics:
         ensure_topics(settings)
 
-    http = ServerThread(create_app(ctx=ApiContext(engine=engine, policy=policy, settings=settings), metrics=metrics),
-                        host=settings.http_host, port=settings.scoring_port)
+    # the read side's own small pool, with PostgreSQL's statement_timeout on its connections: API load waits
+    # for (or is refused) these connections, never the event path's
+    api_engine = make_engine(settings.database_url, pool_size=settings.api_pool_size, max_overflow=0,
+                             pool_timeout_s=settings.api_pool_timeout_s,
+                             statement_timeout_ms=settings.api_statement_timeout_ms,
+                             application_name="loyalty-scoring-api")
+    event_path = Activity()  # marked after every committed batch: while it is recent, exports yield
+    app = create_app(ctx=ApiContext(engine=api_engine, policy=policy, settings=settings), metrics=metrics,
+                     readiness_engine=engine, event_path=event_path)
+    http = ServerThread(app, host=settings.http_host, port=settings.scoring_port)
     http.start()
 
     producer = make_producer(settings)  # dead letters: rare, one record each
@@ -55,13 +64,19 @@ def main() -> None:
         relay = RelayProcess(metrics=metrics)
         relay.start()
 
+    def committed() -> None:
+        event_path.mark()
+        if relay is not None:
+            relay.wake()
+
     consumer = make_consumer(settings, group_id=settings.scoring_group_id, topics=[settings.topic_scoring_input],
                              max_poll_records=settings.scoring_max_poll_records)
     worker = ScoringWorker(
         consumer=consumer, engine=engine, policy=policy, metrics=metrics, dead_letter=producer,
         dead_letter_topic=settings.topic_dead_letter, stage_topic=settings.topic_stage_changes,
         conversion_topic=settings.topic_scoring_input, poll_timeout_ms=settings.consumer_poll_timeout_ms,
-        max_records=settings.scoring_max_poll_records, on_commit=relay.wake if relay else lambda: None,
+        max_records=settings.scoring_max_poll_records,
+        on_commit=committed,
         faults=faults, cache=StateCache(capacity=settings.scoring_state_cache_size),
         originals=(originals := RecordFetcher(settings)), dead_letter_max_bytes=settings.dead_letter_max_bytes,
     )
@@ -83,6 +98,7 @@ def main() -> None:
             relay.stop()
         producer.close(timeout=5)
         http.stop()
+        api_engine.dispose()
         engine.dispose()
         log.info("scoring stopped")
 

@@ -1,6 +1,11 @@
-"""Access to the /v1 API (contract section 10): bearer tokens with a scope, parsed once at start-up.
+"""Access to the /v1 API (contract sections 10 and 14): named bearer tokens with a scope, parsed once at start-up.
 
-    API_TOKENS="t0k3n-a:read,t0k3n-b:admin"
+    API_TOKENS="marketing=<token>:read,ops=<token>:admin"     named (section 14)
+    API_TOKENS="<token>:read"                                 the v1 form; its name is token-<8 hex of SHA-256>
+
+A token has at least MIN_TOKEN_LENGTH characters (a short one stops the service at start-up); a name is a
+letter or digit and then up to 63 letters, digits, `_`, `.` or `-`. The name, never the token, is what a log
+line may show of who asked.
 
 Authentication (who are you?) happens once per request in `BearerAuth`, an ASGI middleware in front of every
 `/v1/*` path, so that no route, not even an unknown one, answers without a valid token (401). Authorization
@@ -16,8 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from fastapi import Request
 from starlette.datastructures import Headers
@@ -28,6 +35,10 @@ SCOPES = ("read", "admin")
 # what each scope may do; a future admin-only endpoint requires "admin", every read requires "read"
 GRANTS: dict[str, frozenset[str]] = {"read": frozenset({"read"}), "admin": frozenset({"read", "admin"})}
 _STATE_KEY = "access_scope"
+NAME_STATE_KEY = "access_name"
+# 16 characters of a random token are ~96 bits (base64) at least; shorter ones are passwords people chose
+MIN_TOKEN_LENGTH = 16
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 CHALLENGE = 'Bearer realm="loyalty-ladder"'
 
 
@@ -54,19 +65,43 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def parse_tokens(raw: str) -> tuple[tuple[bytes, str], ...]:
-    """(token digest, scope) pairs of an API_TOKENS value; raises ValueError naming the entry, never the token."""
-    entries: list[tuple[bytes, str]] = []
+class Token(NamedTuple):
+    """One entry of API_TOKENS: the token's SHA-256 digest (the token itself is not kept), scope and name."""
+
+    digest: bytes
+    scope: str
+    name: str
+
+
+def split_name(credential: str) -> tuple[str | None, str]:
+    """(name, token) of `name=token`, or (None, credential) for the v1 form.
+
+    A token may hold `=` itself (base64 padding): only a valid name before the first `=`, followed by a token
+    that does not start with `=`, makes a named entry.
+    """
+    name, sep, token = credential.partition("=")
+    if sep and _NAME.fullmatch(name) and token and not token.startswith("="):
+        return name, token
+    return None, credential
+
+
+def parse_tokens(raw: str) -> tuple[Token, ...]:
+    """The tokens of an API_TOKENS value; raises ValueError naming the entry, never the token."""
+    entries: list[Token] = []
     for position, item in enumerate((part.strip() for part in raw.split(",")), start=1):
         if not item:
             continue
         # the scope is after the last colon, so a token may itself contain colons
-        token, sep, scope = item.rpartition(":")
-        if not sep or not token:
-            raise ValueError(f"API_TOKENS entry {position} is not token:scope")
+        credential, sep, scope = item.rpartition(":")
+        if not sep or not credential:
+            raise ValueError(f"API_TOKENS entry {position} is not [name=]token:scope")
         if scope not in SCOPES:
             raise ValueError(f"API_TOKENS entry {position} has scope {scope!r}; use one of {SCOPES}")
-        entries.append((_digest(token), scope))
+        name, token = split_name(credential)
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"API_TOKENS entry {position}: the token is shorter than {MIN_TOKEN_LENGTH} characters")
+        digest = _digest(token)
+        entries.append(Token(digest, scope, name or f"token-{digest.hex()[:8]}"))
     return tuple(entries)
 
 
@@ -74,7 +109,7 @@ def parse_tokens(raw: str) -> tuple[tuple[bytes, str], ...]:
 class Access:
     """The known tokens and their scopes; empty = the API is open."""
 
-    tokens: tuple[tuple[bytes, str], ...]
+    tokens: tuple[Token, ...]
 
     @classmethod
     def from_setting(cls, raw: str) -> Access:
@@ -85,8 +120,8 @@ class Access:
     def enabled(self) -> bool:
         return bool(self.tokens)
 
-    def scope_of(self, authorization: str | None) -> str | None:
-        """The scope of the bearer token in an Authorization header, or None when it is missing or unknown."""
+    def identify(self, authorization: str | None) -> Token | None:
+        """The known token of an Authorization header, or None when it is missing or unknown."""
         if not authorization:
             return None
         kind, _, token = authorization.strip().partition(" ")
@@ -94,21 +129,26 @@ class Access:
         if kind.lower() != "bearer" or not token:
             return None
         presented = _digest(token)
-        found: str | None = None
-        for digest, scope in self.tokens:
+        found: Token | None = None
+        for known in self.tokens:
             # no early exit: every digest is compared, whichever one matches
-            if hmac.compare_digest(presented, digest):
-                found = scope
+            if hmac.compare_digest(presented, known.digest):
+                found = known
         return found
 
-    def authenticate(self, headers: Headers) -> str:
-        """The scope the request's token grants; raises AccessDenied(401) when there is none."""
+    def scope_of(self, authorization: str | None) -> str | None:
+        """The scope of the bearer token in an Authorization header, or None when it is missing or unknown."""
+        found = self.identify(authorization)
+        return None if found is None else found.scope
+
+    def authenticate(self, headers: Headers) -> Token:
+        """The request's known token; raises AccessDenied(401) when there is none."""
         authorization = headers.get("authorization")
-        scope = self.scope_of(authorization)
-        if scope is None:
+        found = self.identify(authorization)
+        if found is None:
             detail = "missing bearer token" if not authorization else "unknown or malformed bearer token"
             raise AccessDenied(401, "unauthorized", detail)
-        return scope
+        return found
 
     def require(self, needed: str) -> Callable[[Request], None]:
         """A route dependency that lets a request through only if its token grants `needed` (403 otherwise)."""
@@ -120,7 +160,7 @@ class Access:
                 return
             granted = request.scope.get("state", {}).get(_STATE_KEY)
             if granted is None:  # a route outside the middleware's prefix: authenticate here
-                granted = self.authenticate(request.headers)
+                granted = self.authenticate(request.headers).scope
             if needed not in GRANTS[granted]:
                 raise AccessDenied(403, "forbidden", f"this token's scope is {granted!r}; {needed!r} is needed")
 
@@ -139,10 +179,12 @@ class BearerAuth:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.access.enabled and self._guarded(scope["path"]):
             try:
-                granted = self.access.authenticate(Headers(scope=scope))
+                token = self.access.authenticate(Headers(scope=scope))
             except AccessDenied as denied:
                 await denied.response()(scope, receive, send)
                 return
-            # request.state reads this dict: the route's scope check finds the already-verified scope here
-            scope.setdefault("state", {})[_STATE_KEY] = granted
+            # request.state reads this dict: the route's scope check finds the already-verified scope here,
+            # and a log line the token's name (never the token)
+            state = scope.setdefault("state", {})
+            state[_STATE_KEY], state[NAME_STATE_KEY] = token.scope, token.name
         await self.app(scope, receive, send)

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+# every 4xx/5xx body of both services, defined beside the handlers they share
+from shared.adapters.http import ErrorOut as ErrorOut
 from shared.wire.stage_changes import LoyaltyVector, Profitability, StageName
 
 # one definition of the rung names, tiers, loyalty vector and money block: the stage-change message's
@@ -64,14 +66,6 @@ class StagesOut(BaseModel):
     stages: dict[StageName, StageCount]
 
 
-class ErrorOut(BaseModel):
-    """Every 4xx/5xx body."""
-
-    error: str
-    detail: str
-
-
-
 class CustomerItemOut(BaseModel):
     """One customer in a list (GET /v1/customers)."""
 
@@ -126,6 +120,9 @@ class FlowsOut(BaseModel):
 
     bucket: Literal["day", "week", "month"]
     series: list[FlowBucketOut]
+    earlier: EnteredOut | None = Field(
+        default=None, description="Only without `since`, when the entries reach back further than 10 years: the "
+                                  "entries before the first bucket, so that buckets plus these add up to all.")
 
 
 class RungPolicyOut(BaseModel):

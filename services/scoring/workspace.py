@@ -19,7 +19,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
-from services.scoring.http_common import ApiContext, ApiError, not_found
+from services.scoring.heavy import Gate, HeldStream
+from services.scoring.http_common import ApiContext, ApiError, CustomerId, Moment, not_found
 from services.scoring.read.customers import customer_next_rung
 from services.scoring.read.flows import BucketName, InvalidRange, flows
 from services.scoring.read.lists import InvalidCursor, ListFilter, csv_lines, csv_name, csv_rows, customer_page
@@ -34,13 +35,14 @@ def wants_csv(request: Request) -> bool:
     return "text/csv" in request.headers.get("accept", "").lower()
 
 
-def workspace_router(*, ctx: ApiContext, read: Callable[..., None]) -> APIRouter:
-    """Section 9's endpoints; `read` is the dependency that checks a token may read (section 10)."""
+def workspace_router(*, ctx: ApiContext, read: Callable[..., None], gate: Gate) -> APIRouter:
+    """Section 9's endpoints; `read` is the dependency that checks a token may read (section 10), `gate` bounds
+    the CSV exports and flow queries in flight (503 when full)."""
     router = APIRouter()
     v1 = APIRouter(dependencies=[Depends(read)], responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}})
 
     @v1.get("/v1/customers", response_model=CustomerListOut, tags=["workspace"],
-            responses={400: {"model": ErrorOut}, 422: {"model": ErrorOut},
+            responses={400: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut},
                        200: {"content": {"text/csv": {"schema": {"type": "string"}}},
                              "description": "A page as JSON, or with `Accept: text/csv` the whole list as CSV."}})
     def list_customers(
@@ -63,7 +65,7 @@ def workspace_router(*, ctx: ApiContext, read: Callable[..., None]) -> APIRouter
         flt = ListFilter(stage=stage, tier=tier)
         at = datetime.now(UTC)
         if wants_csv(request):
-            return _csv_response(ctx, flt, at=at)
+            return _csv_response(ctx, flt, at=at, gate=gate)
         try:
             return customer_page(ctx.engine, flt, cursor=after, limit=limit, policy=ctx.policy, at=at)
         except InvalidCursor as exc:
@@ -71,29 +73,32 @@ def workspace_router(*, ctx: ApiContext, read: Callable[..., None]) -> APIRouter
 
     @v1.get("/v1/customers/{customer_id}/next-rung", response_model=NextRungOut, tags=["workspace"],
             responses={404: {"model": ErrorOut}})
-    def get_next_rung(customer_id: str) -> dict[str, object]:
+    def get_next_rung(customer_id: CustomerId) -> dict[str, object]:
         """The rung above the customer's and each of its conditions with the customer's value; null on advocate."""
         body = customer_next_rung(ctx.engine, customer_id=customer_id, policy=ctx.policy)
         if body is None:
             raise not_found(customer_id)
         return body
 
-    @v1.get("/v1/flows", response_model=FlowsOut, tags=["workspace"],
-            responses={400: {"model": ErrorOut}, 422: {"model": ErrorOut}})
+    @v1.get("/v1/flows", response_model=FlowsOut, response_model_exclude_none=True, tags=["workspace"],
+            responses={422: {"model": ErrorOut}, 503: {"model": ErrorOut}})
     def get_flows(
-        since: Annotated[datetime | None, Query(description="From this moment (inclusive); no offset = UTC.")] = None,
-        until: Annotated[datetime | None, Query(description="Up to this moment (exclusive); no offset = UTC.")] = None,
+        since: Annotated[Moment | None, Query(description="From this moment (inclusive); no offset = UTC.")] = None,
+        until: Annotated[Moment | None, Query(description="Up to this moment (exclusive); no offset = UTC.")] = None,
         bucket: Annotated[BucketName, Query(description="day, week (starting Monday) or month; UTC.")] = "week",
     ) -> dict[str, object]:
         """Customers entering each rung per bucket, by occurred_at of the cause, in time order.
 
         Every bucket from the first to the last is listed, empty ones with zeros. Without since/until it
-        covers all time, so summing a rung over the buckets gives the number of customers who reached it.
+        covers all time, so summing a rung over the buckets (and `earlier`, present when the entries reach back
+        more than 10 years) gives the number of customers who reached it. A range is at most 10 years and
+        5,000 buckets (422 otherwise).
         """
         try:
-            return flows(ctx.engine, bucket=bucket, since=since, until=until)
+            with gate.enter() as slot:
+                return slot.run(lambda: flows(ctx.engine, bucket=bucket, since=since, until=until))
         except InvalidRange as exc:
-            raise ApiError(400, "invalid_range", str(exc)) from exc
+            raise ApiError(422, "invalid_range", str(exc)) from exc
 
     @router.get("/ui", include_in_schema=False)
     def ui() -> FileResponse:
@@ -104,7 +109,9 @@ def workspace_router(*, ctx: ApiContext, read: Callable[..., None]) -> APIRouter
     return router
 
 
-def _csv_response(ctx: ApiContext, flt: ListFilter, *, at: datetime) -> Response:
-    return StreamingResponse(csv_lines(csv_rows(ctx.engine, flt, policy=ctx.policy, at=at)),
+def _csv_response(ctx: ApiContext, flt: ListFilter, *, at: datetime, gate: Gate) -> Response:
+    # the slot is taken before the 200 goes out (so a full gate can still answer 503) and held to the last line
+    chunks = HeldStream(csv_lines(csv_rows(ctx.engine, flt, policy=ctx.policy, at=at)), gate.enter())
+    return StreamingResponse(chunks,
                              media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": f'attachment; filename="{csv_name(flt)}.csv"'})

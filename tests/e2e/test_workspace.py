@@ -414,14 +414,14 @@ def test_flows_default_to_weeks(system: System) -> None:
 @pytest.mark.parametrize("params, status", [
     ({"bucket": "year"}, 422),
     ({"since": "yesterday"}, 422),
-    ({"since": "2019-02-01T00:00:00Z", "until": "2019-01-01T00:00:00Z"}, 400),
-    ({"since": "2019-01-01T00:00:00Z", "until": "2019-01-01T00:00:00Z"}, 400),
-    ({"bucket": "day", "since": "1900-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, 400),
+    ({"since": "2019-02-01T00:00:00Z", "until": "2019-01-01T00:00:00Z"}, 422),
+    ({"since": "2019-01-01T00:00:00Z", "until": "2019-01-01T00:00:00Z"}, 422),
+    ({"bucket": "day", "since": "1900-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, 422),
 ])
 def test_invalid_flow_parameters_are_json_errors(system: System, params: dict[str, str], status: int) -> None:
     r = system.get("/v1/flows", params=params)
     assert r.status_code == status, r.text
-    assert set(r.json()) == {"error", "detail"}
+    assert {"error", "detail"} <= set(r.json()) <= {"error", "detail", "problems"}
 
 
 # ---- the page and the schema ---------------------------------------------------------------------------

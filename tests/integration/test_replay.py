@@ -19,6 +19,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from services.ingest.dead_letters import Criteria, select
 from services.ingest.pipeline import Pipeline
+from services.ingest.replay import build_parser
 from shared.adapters.metrics import Metrics
 from shared.settings import Settings
 from tests.support import TopicReader, wait_until
@@ -318,7 +319,7 @@ def test_replay_by_time_and_offset_range(settings: Settings, producer: KafkaProd
     (["--partition", "1", "--from-offset", "0:3"], "not chosen by --partition"),
     (["--limit", "0"], "must be at least 1"),
     (["--dry-run", "--partition", "7"], "no partition [7]"),
-    (["--dry-run", "--to-topic", "no.such.topic"], "--to-topic 'no.such.topic' does not exist"),
+    (["--dry-run", "--to-topic", "no.such.topic"], "--to-topic 'no.such.topic' is not a shop topic"),
 ])
 def test_bad_arguments_exit_2_with_a_clear_message(settings: Settings, args: list[str], message: str) -> None:
     result = run_replay(settings, *args)
@@ -328,7 +329,7 @@ def test_bad_arguments_exit_2_with_a_clear_message(settings: Settings, args: lis
 
 def test_letters_that_cannot_be_routed_are_reported_and_fail_the_run(
         settings: Settings, producer: KafkaProducer) -> None:
-    """No source.topic header, or a source topic that no longer exists: exit 1, and nothing is created."""
+    """No source.topic header, or a source topic that is not a shop topic: exit 1, and nothing is created."""
     base = [("error.code", b"invalid_json"), ("error.message", b"not JSON")]
     gone = f"gone.{uuid.uuid4().hex[:8]}"
     producer.send(settings.topic_dead_letter, key=b"a", value=b"{", headers=base, partition=0)
@@ -343,10 +344,42 @@ def test_letters_that_cannot_be_routed_are_reported_and_fail_the_run(
     real = run_replay(settings)
     assert real.returncode == 1, real.stdout + real.stderr
     assert "not re-publishable: 1 (no source.topic header)" in real.stdout
-    assert f"not re-publishable: 1 (target topic does not exist) {gone}" in real.stdout
+    assert f"not re-publishable: 1 (source.topic is not a shop topic) {gone}" in real.stdout
     assert "re-published 0 of 2" in real.stdout
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers)
     try:
         assert gone not in consumer.topics()
     finally:
         consumer.close()
+
+
+def test_a_header_cannot_send_a_letter_to_a_topic_other_than_the_shop_topics(
+        settings: Settings, producer: KafkaProducer) -> None:
+    """Anyone who can write the dead-letter topic writes its headers: a letter whose source.topic names the stage
+    changes (or any topic but the three shop topics) is skipped, and --to-topic must name a shop topic."""
+    forged = b'{"event_id": "x", "type": "stage_changed", "customer_id": "c-1", "to_stage": "advocate"}'
+    headers = [("error.code", b"invalid_json"), ("error.message", b"not JSON"),
+               ("source.topic", settings.topic_stage_changes.encode()), ("source.partition", b"0"),
+               ("source.offset", b"1")]
+    producer.send(settings.topic_dead_letter, key=b"c-1", value=forged, headers=headers, partition=0)
+    producer.flush(10)
+    before = len(read_all(settings, settings.topic_stage_changes))
+    result = run_replay(settings)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"not re-publishable: 1 (source.topic is not a shop topic) {settings.topic_stage_changes}" in result.stdout
+    refused = run_replay(settings, "--to-topic", settings.topic_stage_changes)
+    assert refused.returncode == 2 and "is not a shop topic" in refused.stderr
+    assert len(read_all(settings, settings.topic_stage_changes)) == before
+
+
+def test_a_bad_setting_is_reported_without_the_database_password(settings: Settings) -> None:
+    env = {**env_of(settings), "DATABASE_URL": "mysql://loyalty:s3cr3t-pw@db.example/loyalty"}
+    result = subprocess.run([sys.executable, "-m", "services.ingest.replay", "--dry-run"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "database_url" in result.stderr and "s3cr3t-pw" not in result.stderr + result.stdout
+
+
+def test_the_help_states_the_dedupe_window() -> None:
+    help_text = build_parser().format_help()
+    assert "DEDUPE_RETENTION_DAYS" in help_text and "counted again" in help_text

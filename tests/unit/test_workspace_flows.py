@@ -8,7 +8,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.scoring.read.flows import MAX_BUCKETS, as_utc, bucket_of, bucket_starts, flow_series, next_bucket
+from services.scoring.read.flows import (
+    MAX_BUCKETS,
+    InvalidRange,
+    as_utc,
+    bucket_count,
+    bucket_of,
+    bucket_starts,
+    check_range,
+    earliest_since,
+    flow_series,
+    next_bucket,
+)
 
 
 @pytest.mark.parametrize("moment, bucket, start", [
@@ -66,3 +77,37 @@ def test_a_moment_without_offset_is_utc() -> None:
     assert as_utc(datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=2)))) == datetime(2026, 1, 1, 10,
                                                                                               tzinfo=UTC)
     assert as_utc(None) is None
+
+
+@given(st.dates(min_value=date(1, 1, 1), max_value=date(9990, 1, 1)), st.integers(0, 400),
+       st.sampled_from(["day", "week", "month"]))
+def test_bucket_count_is_the_number_of_bucket_starts(first: date, span: int, bucket: str) -> None:
+    start = bucket_of(datetime(first.year, first.month, first.day, tzinfo=UTC), bucket)
+    last = start + timedelta(days=span)
+    assert bucket_count(start, last, bucket) == len(bucket_starts(start, last, bucket))
+
+
+def test_ten_years_count_in_calendar_years() -> None:
+    until = datetime(2028, 2, 29, 12, tzinfo=UTC)
+    assert earliest_since(until) == datetime(2018, 2, 28, 12, tzinfo=UTC)
+    check_range(datetime(2018, 2, 28, 12, tzinfo=UTC), until, "month")
+    with pytest.raises(InvalidRange, match="10 years"):
+        check_range(datetime(2018, 2, 28, 11, 59, tzinfo=UTC), until, "month")
+    assert earliest_since(datetime(9, 6, 1, tzinfo=UTC)) == datetime.min.replace(tzinfo=UTC)
+
+
+def test_the_bucket_bound_applies_to_the_buckets_a_range_touches() -> None:
+    with pytest.raises(InvalidRange, match="since must be before until"):
+        check_range(datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC), "day")
+    check_range(datetime(2016, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC), "day")  # 3,653 days
+
+
+def test_a_moment_outside_the_utc_calendar_is_an_invalid_range() -> None:
+    with pytest.raises(InvalidRange, match="outside the years"):
+        as_utc(datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=14))))
+    with pytest.raises(InvalidRange, match="outside the years"):
+        as_utc(datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-5))))
+
+
+def test_the_last_bucket_may_start_in_year_9999() -> None:
+    assert bucket_starts(date(9999, 11, 1), date(9999, 12, 1), "month") == [date(9999, 11, 1), date(9999, 12, 1)]

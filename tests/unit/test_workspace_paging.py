@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from services.scoring.read.lists import (
     CSV_COLUMNS,
     ListFilter,
+    csv_cell,
     csv_lines,
     decode_cursor,
     encode_cursor,
@@ -20,14 +21,16 @@ from services.scoring.read.lists import (
 )
 
 
-@given(st.text(min_size=1, max_size=128))
+# any id an event may carry: no control characters (Cc) and no lone surrogates (Cs)
+@given(st.text(st.characters(exclude_categories=("Cc", "Cs")), min_size=1, max_size=128))
 def test_a_cursor_round_trips_any_customer_id(customer_id: str) -> None:
     cursor = encode_cursor(customer_id)
     assert decode_cursor(cursor) == customer_id
     assert "=" not in cursor and "/" not in cursor and "+" not in cursor
 
 
-@pytest.mark.parametrize("cursor", ["", "%%%", "A", "_w", "Zm9v=", "Zm9v\n"])
+# "AA" is "\x00" and "YQo" is "a\n": valid base64 of what no customer id can hold
+@pytest.mark.parametrize("cursor", ["", "%%%", "A", "_w", "Zm9v=", "Zm9v\n", "AA", "YQo", encode_cursor("x" * 129)])
 def test_a_cursor_this_api_cannot_have_made_is_refused(cursor: str) -> None:
     with pytest.raises(ValueError):
         decode_cursor(cursor)
@@ -87,3 +90,23 @@ def test_csv_lines_quote_awkward_ids() -> None:
     rows = iter([['say "hi", ok', "visitor", "middling", "0.00", "0.00", "0.00", 0, 0, 0, 0, 0, 0]])
     parsed = list(csv.reader(io.StringIO(b"".join(csv_lines(rows)).decode())))
     assert parsed[1][0] == 'say "hi", ok'
+
+
+@pytest.mark.parametrize("cell, written", [
+    ("=HYPERLINK(\"http://evil\")", "'=HYPERLINK(\"http://evil\")"),
+    ("+1+cmd|' /C calc'!A0", "'+1+cmd|' /C calc'!A0"),
+    ("-2+3", "'-2+3"),
+    ("@SUM(A1)", "'@SUM(A1)"),
+    ("\t=1", "'\t=1"),
+    ("\r=1", "'\r=1"),
+    ("c-42", "c-42"),
+    ("a=b", "a=b"),
+    ("-30.00", "-30.00"),  # money: a number, not a formula
+    ("-7", "-7"),
+    (-0.5, -0.5),
+])
+def test_a_cell_a_spreadsheet_would_run_gets_a_leading_quote(cell: object, written: object) -> None:
+    assert csv_cell(cell) == written
+    rows = iter([[cell, "visitor", "middling", "0.00", "0.00", "-30.00", 0, 0, 0, 0, 0, 0]])
+    parsed = list(csv.reader(io.StringIO(b"".join(csv_lines(rows)).decode(), newline="")))
+    assert parsed[1][0] == str(written) and parsed[1][5] == "-30.00"

@@ -11,6 +11,7 @@ import base64
 import binascii
 import csv
 import io
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +22,7 @@ from sqlalchemy import Connection, Engine, text
 from services.scoring.domain.measures import loyalty, profitability, stability
 from services.scoring.domain.policy import Policy
 from services.scoring.domain.state import LOYALTY_KINDS, CustomerState, from_text
+from shared.wire.text import is_id
 
 CSV_COLUMNS = ("customer_id", "stage", "tier", "sales", "costs", "profit", "stability", *LOYALTY_KINDS)
 CSV_CHUNK = 1000
@@ -45,7 +47,8 @@ def decode_cursor(cursor: str) -> str:
         customer_id = raw.decode()
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise InvalidCursor("not a cursor of this API") from exc
-    if not customer_id or encode_cursor(customer_id) != cursor:
+    # is_id: a cursor naming what no customer can be called (NUL, a control character) never reaches the query
+    if not is_id(customer_id) or encode_cursor(customer_id) != cursor:
         raise InvalidCursor("not a cursor of this API")
     return customer_id
 
@@ -150,14 +153,29 @@ def csv_rows(engine: Engine, flt: ListFilter, *, policy: Policy, at: datetime) -
             for s in iter_keyset(fetch, key=lambda s: s.customer_id, chunk=CSV_CHUNK))
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV Injection")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+
+
+def csv_cell(value: object) -> object:
+    """`value` safe to open in a spreadsheet: text starting with =, +, -, @, a tab or a carriage return gets a
+    leading `'`, which spreadsheets show as text and do not run. Numbers, money written as a plain decimal
+    (`-30.00`) included, stay numbers: a number is not a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
 def csv_lines(rows: Iterator[list[object]], *, lines_per_chunk: int = 500) -> Iterator[bytes]:
-    """The header and `rows` as UTF-8 CSV, a few hundred lines per chunk (a chunk per row is too chatty)."""
+    """The header and `rows` as UTF-8 CSV, a few hundred lines per chunk (a chunk per row is too chatty);
+    every cell passes `csv_cell`."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
     pending = 0
     for row in rows:
-        writer.writerow(row)
+        writer.writerow([csv_cell(v) for v in row])
         pending += 1
         if pending >= lines_per_chunk:
             yield buf.getvalue().encode()
