@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from services.scoring.domain.focus import FIRST_KINDS, NEW_CUSTOMER_STAGES, Focus, focus, index_units
 from services.scoring.domain.measures import Loyalty, loyalty
-from services.scoring.domain.policy import DEFAULT_ACTIONS, DEFAULT_FOCUS, FocusPolicy, focus_policy
+from services.scoring.domain.policy import DEFAULT_ACTIONS, DEFAULT_FOCUS, FocusPolicy, focus_policy, parse_policy
 from services.scoring.domain.state import LOYALTY_KINDS, STAGES
 from tests.unit.domain_builders import (
     at,
@@ -230,3 +230,28 @@ def test_a_new_buyer_is_asked_for_feedback_and_a_regular_who_complains_is_asked_
                       regular)
     assert focus(loyalty(referred, at=at(2024, 3, 1), policy=policy), referred.stage,
                  policy.focus).develop == "financial"
+
+
+def test_docs_worked_example_of_the_focus() -> None:
+    """docs/loyalty.md, "Focus", worked example: number for number."""
+    policy = default_policy()
+    facts = [order("o1", at(2024, 1, 10), "120.00", cost="70.00"),
+             order("o2", at(2024, 1, 20), "80.00", cost="50.00", discount="10.00"),
+             referral_made("r1", at(2024, 2, 5), reward_cost="5.00"),
+             order("o3", at(2024, 2, 12), "100.00", cost="60.00"),
+             complaint("k1", at(2024, 3, 1), handling_cost="4.00")]
+    state, _ = run(facts, policy)
+    scores = loyalty(state, at=at(2024, 4, 1), policy=policy)
+    assert scores == Loyalty(0.3563, 0.6675, 0.5323, 0.5883, 0.3276)
+    default = focus(scores, state.stage, policy.focus)
+    assert (state.stage, default.encourage, default.develop, default.index) == (
+        "regular", "procedural", "consultative", 0.4944)
+    assert default.action == DEFAULT_ACTIONS["consultative"]
+    paying = parse_policy("[focus.weights]\nfinancial = 2\nevaluative = 0.5\n").focus
+    assert focus(scores, state.stage, paying) == Focus("procedural", "financial", DEFAULT_ACTIONS["financial"], 0.4608)
+
+    first, _ = run(facts[:1], policy)
+    first_scores = loyalty(first, at=first.last_event_at, policy=policy)
+    assert first_scores == Loyalty(0.2069, 0.3831, 0.2081, 0.0, 0.0)
+    for weights in (policy.focus, paying):
+        assert focus(first_scores, first.stage, weights).develop == "evaluative"
