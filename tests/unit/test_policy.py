@@ -187,6 +187,8 @@ FOCUS_REFUSED = {
     "weight-nan": ("[focus.weights]\nevaluative = nan\n", "focus.weights.evaluative"),
     "weights-not-a-table": ("[focus]\nweights = 1\n", "focus.weights"),
     "unknown-focus-key": ("[focus]\nweight = {financial = 1}\n", r"focus: unknown keys \['weight'\]"),
+    "weight-too-fine": ('[focus.weights]\ncontact = "1e-999999"\n', "focus.weights.contact must be at most"),
+    "weight-too-large": ("[focus.weights]\ncontact = 1e300\n", "focus.weights.contact must be at most"),
 }
 
 

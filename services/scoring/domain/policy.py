@@ -83,6 +83,7 @@ DEFAULT_KINDS: dict[str, KindParams] = {
 }
 
 MAX_ACTION_CHARS = 500
+MAX_WEIGHT, MAX_WEIGHT_PLACES = Decimal(1_000_000), 6
 # seed 003's own examples of what raises each kind, as one suggestion a marketer can act on
 DEFAULT_ACTIONS: dict[str, str] = {
     "financial": "offer a larger basket or a repeat order at full price (a bundle, a volume price), "
@@ -205,7 +206,12 @@ def _focus(section: dict[str, Any]) -> FocusPolicy:
         weight = _decimal(given_weights.get(kind, 1), where)
         if weight < 0:
             raise PolicyError(f"{where} must be >= 0, got {given_weights[kind]!r}")
-        weights[kind] = weight.normalize() if weight else Decimal(0)
+        weight = weight.normalize() if weight else Decimal(0)
+        # only ratios matter; the bounds keep the exact whole-number weights (`units`) small
+        if weight > MAX_WEIGHT or -int(weight.as_tuple().exponent) > MAX_WEIGHT_PLACES:
+            raise PolicyError(f"{where} must be at most {MAX_WEIGHT} with at most {MAX_WEIGHT_PLACES} decimal "
+                              f"places, got {given_weights[kind]!r}")
+        weights[kind] = weight
     if not any(weights.values()):
         raise PolicyError(f"focus.weights: at least one weight must be > 0 (a kind left out weighs 1), "
                           f"got {given_weights!r}")
