@@ -2,9 +2,9 @@
 
 What a first implementation would do: for each event, validate it, then in its own transaction insert the
 dedupe row, `SELECT ... FOR UPDATE` the customer(s), apply the domain (`ladder.apply`), upsert the
-customer, insert stage history and outbox rows, COMMIT. The same tables, the same domain code and the same
-durability (synchronous_commit=on) as the real system, but no Kafka and no batching: every event pays a
-commit (a WAL flush) and ~6 round trips. It uses plain psycopg (lighter than SQLAlchemy), so the baseline
+customer with its focus, insert stage history and outbox rows, COMMIT. The same tables, the same domain code
+and the same durability (synchronous_commit=on) as the real system, but no Kafka and no batching: every event
+pays a commit (a WAL flush) and ~6 round trips. It uses plain psycopg (lighter than SQLAlchemy), so the baseline
 is, if anything, flattered.
 """
 
@@ -13,12 +13,14 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import psycopg
 
+from services.scoring.domain.focus import focus, index_units
 from services.scoring.domain.ladder import StageChanged, apply
-from services.scoring.domain.measures import tier
+from services.scoring.domain.measures import loyalty, tier
 from services.scoring.domain.policy import Policy
 from services.scoring.domain.state import RANK, from_text, to_text
 from services.scoring.store import conversion_message_id, stage_change_id, stage_change_payload
@@ -30,12 +32,13 @@ _CLAIM = ("INSERT INTO processed_events (event_id, role, customer_id) VALUES (%s
 _LOAD = "SELECT state, version FROM customers WHERE customer_id = %s FOR UPDATE"
 _UPSERT = """
     INSERT INTO customers AS c (customer_id, stage, stage_rank, stage_entered_at, tier, sales, costs, profit,
-                                first_seen_at, last_event_at, state, version, updated_at)
-    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
+                                first_seen_at, last_event_at, develop, loyalty_index, state, version, updated_at)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
     ON CONFLICT (customer_id) DO UPDATE SET
         stage = excluded.stage, stage_rank = excluded.stage_rank, stage_entered_at = excluded.stage_entered_at,
         tier = excluded.tier, sales = excluded.sales, costs = excluded.costs, profit = excluded.profit,
         first_seen_at = excluded.first_seen_at, last_event_at = excluded.last_event_at,
+        develop = excluded.develop, loyalty_index = excluded.loyalty_index,
         state = excluded.state, version = excluded.version, updated_at = now()
 """
 _HISTORY = ("INSERT INTO stage_history (customer_id, to_stage, from_stage, occurred_at, cause_event_id, reason) "
@@ -65,10 +68,12 @@ def run_naive(database_url: str, messages: Sequence[bytes], *, policy: Policy,
                     row = conn.execute(_LOAD, (fact.customer_id,)).fetchone()
                     state, version = (from_text(row[0]), row[1]) if row else (None, 0)
                     new, changes = apply(state, fact, policy=policy)
+                    focused = focus(loyalty(new, at=new.last_event_at, policy=policy), new.stage, policy.focus)
                     conn.execute(_UPSERT, (
                         new.customer_id, new.stage, RANK[new.stage], new.stage_entered_at,
                         tier(new.profit, policy=policy), new.sales, new.costs, new.profit, new.first_seen_at,
-                        new.last_event_at, to_text(new), version + 1))
+                        new.last_event_at, focused.develop, Decimal(index_units(focused)).scaleb(-4),
+                        to_text(new), version + 1))
                     for change in changes:
                         if isinstance(change, StageChanged):
                             conn.execute(_HISTORY, (change.customer_id, change.to_stage, change.from_stage,

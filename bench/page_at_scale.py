@@ -4,8 +4,9 @@
 
 Fills a fresh database with synthetic customers in one INSERT ... SELECT generate_series (the state JSON is
 built in SQL, in the shape `state.to_json` writes, with rungs and tiers drawn so that every rung and tier is
-populated), serves the scoring app under uvicorn on a free port, and times pages over HTTP: the first page,
-a deep page through a cursor, and filtered pages. Then prints EXPLAIN (ANALYZE, BUFFERS) of each page query.
+populated, and a stored focus drawn per rung, 2 % of rows without one), serves the scoring app under uvicorn on
+a free port, and times pages over HTTP: the first page, a deep page through a cursor, filtered pages, and pages
+by loyalty index. Then prints EXPLAIN (ANALYZE, BUFFERS) of each page query.
 Without --database-url it starts an embedded PostgreSQL in a scratch folder and removes it afterwards.
 """
 
@@ -28,7 +29,7 @@ from services.scoring.api import create_app
 from services.scoring.domain.policy import parse_policy
 from services.scoring.http_common import ApiContext
 from services.scoring.migrate import upgrade
-from services.scoring.read.lists import ListFilter, encode_cursor, page_query
+from services.scoring.read.lists import IndexKey, ListFilter, Order, encode_cursor, encode_index_cursor, page_query
 from shared.adapters.db import make_engine
 from shared.adapters.http import ServerThread
 from shared.adapters.metrics import Metrics
@@ -36,7 +37,10 @@ from shared.settings import Settings
 
 # One row per customer, drawn from random(): rung first, then counts that fit the rung under the default policy
 # (first_purchase: 1 order; regular: >= 3 orders in >= 2 months; advocate: also >= 3 full-price orders and a
-# referral), money from the counts, the tier from the profit, month buckets ending in the current month.
+# referral), money from the counts, the tier from the profit, month buckets ending in the current month. The
+# stored focus (develop, loyalty_index) is drawn, not computed: the kinds a rung can develop, skewed as real
+# input is (most customers have no complaint and no referral), an index in 4 places, and 2 % of rows without one
+# (customers not written since the focus is stored).
 FILL_SQL = """
 WITH base AS (
     SELECT g,
@@ -91,10 +95,16 @@ WITH base AS (
     FROM money
 )
 INSERT INTO customers (customer_id, stage, stage_rank, stage_entered_at, tier, sales, costs, profit,
-                       first_seen_at, last_event_at, state, version)
+                       first_seen_at, last_event_at, develop, loyalty_index, state, version)
 SELECT customer_id, stage,
        CASE stage WHEN 'visitor' THEN 1 WHEN 'first_purchase' THEN 2 WHEN 'regular' THEN 3 ELSE 4 END,
        last_event_at, tier, sales, costs, profit, first_seen_at, last_event_at,
+       CASE WHEN u_age < 0.02 THEN NULL
+            WHEN stage IN ('visitor', 'first_purchase')
+                THEN (ARRAY['evaluative', 'evaluative', 'evaluative', 'consultative', 'contact'])[1 + g % 5]
+            ELSE (ARRAY['evaluative', 'evaluative', 'consultative', 'consultative', 'financial', 'procedural',
+                        'contact', 'evaluative'])[1 + g % 8] END,
+       CASE WHEN u_age < 0.02 THEN NULL ELSE round((u_value * 0.7 + u_full * 0.1)::numeric, 4) END,
        jsonb_build_object(
            'v', 1, 'customer_id', customer_id, 'stage', stage,
            'stage_entered_at', to_char(last_event_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
@@ -112,13 +122,19 @@ SELECT customer_id, stage,
 FROM shaped
 """
 
-SCENARIOS: list[tuple[str, ListFilter, str | None]] = [
-    ("first page", ListFilter(), None),
-    ("deep page (cursor at the middle)", ListFilter(), "c-8"),
-    ("stage=regular&tier=middling", ListFilter(stage="regular", tier="middling"), None),
-    ("stage=regular&tier=middling, deep", ListFilter(stage="regular", tier="middling"), "c-8"),
-    ("stage=advocate", ListFilter(stage="advocate"), None),
-    ("tier=unprofitable, deep", ListFilter(tier="unprofitable"), "c-8"),
+SCENARIOS: list[tuple[str, ListFilter, str | IndexKey | None, Order]] = [
+    ("first page", ListFilter(), None, "customer_id"),
+    ("deep page (cursor at the middle)", ListFilter(), "c-8", "customer_id"),
+    ("stage=regular&tier=middling", ListFilter(stage="regular", tier="middling"), None, "customer_id"),
+    ("stage=regular&tier=middling, deep", ListFilter(stage="regular", tier="middling"), "c-8", "customer_id"),
+    ("stage=advocate", ListFilter(stage="advocate"), None, "customer_id"),
+    ("tier=unprofitable, deep", ListFilter(tier="unprofitable"), "c-8", "customer_id"),
+    ("develop=procedural, deep", ListFilter(develop="procedural"), "c-8", "customer_id"),
+    ("stage=regular&develop=financial", ListFilter(stage="regular", develop="financial"), None, "customer_id"),
+    ("sort=index", ListFilter(), None, "index"),
+    ("sort=index, deep", ListFilter(), (3500, "c-8"), "index"),
+    ("develop=contact&sort=index, deep", ListFilter(develop="contact"), (3500, "c-8"), "index"),
+    ("stage=advocate&sort=index", ListFilter(stage="advocate"), None, "index"),
 ]
 
 
@@ -142,13 +158,14 @@ def time_pages(base_url: str, *, requests: int, limit: int) -> list[tuple[str, f
     """(scenario, p50 ms, p95 ms, mean ms, items) of `requests` sequential GETs per scenario, after a warm-up."""
     rows = []
     with httpx.Client(base_url=base_url, timeout=30) as client:
-        for name, flt, after in SCENARIOS:
-            params: dict[str, str | int] = {"limit": limit}
-            if flt.stage:
-                params["stage"] = flt.stage
-            if flt.tier:
-                params["tier"] = flt.tier
-            if after:
+        for name, flt, after, order in SCENARIOS:
+            params: dict[str, str | int] = {"limit": limit, "sort": order}
+            for key in ("stage", "tier", "develop"):
+                if getattr(flt, key):
+                    params[key] = getattr(flt, key)
+            if isinstance(after, tuple):
+                params["after"] = encode_index_cursor(after)
+            elif after:
                 params["after"] = encode_cursor(after)
             for _ in range(5):
                 client.get("/v1/customers", params=params).raise_for_status()
@@ -179,8 +196,8 @@ def time_csv(base_url: str, flt: ListFilter) -> tuple[int, float]:
 
 def explain(engine: Engine, *, limit: int) -> None:
     with engine.connect() as conn:
-        for name, flt, after in SCENARIOS:
-            sql, params = page_query(flt, after=after, limit=limit + 1)  # the API asks for one row more
+        for name, flt, after, order in SCENARIOS:
+            sql, params = page_query(flt, after=after, limit=limit + 1, order=order)  # the API asks for one more
             plan = conn.execute(text(f"EXPLAIN (ANALYZE, BUFFERS) {sql}"), params).scalars().all()
             print(f"\n-- {name}: {sql}")
             print("\n".join(f"   {line}" for line in plan))
@@ -222,9 +239,9 @@ def main() -> None:
 
         print(f"\nGET /v1/customers?limit={args.limit}: {args.requests} sequential requests per scenario "
               "(one client, keep-alive; the time includes JSON, loyalty at now, and HTTP)")
-        print(f"  {'scenario':<40} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8} {'items':>6}")
+        print(f"  {'scenario':<44} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8} {'items':>6}")
         for name, p50, p95, mean, items in time_pages(base_url, requests=args.requests, limit=args.limit):
-            print(f"  {name:<40} {p50:8.1f} {p95:8.1f} {mean:8.1f} {items:6d}")
+            print(f"  {name:<44} {p50:8.1f} {p95:8.1f} {mean:8.1f} {items:6d}")
         if args.csv:
             flt = ListFilter(stage="advocate", tier="profitable")
             rows, secs = time_csv(base_url, flt)

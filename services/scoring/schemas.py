@@ -9,11 +9,12 @@ from pydantic import BaseModel, Field
 
 # every 4xx/5xx body of both services, defined beside the handlers they share
 from shared.adapters.http import ErrorOut as ErrorOut
-from shared.wire.stage_changes import LoyaltyVector, Profitability, StageName
+from shared.wire.stage_changes import Focus, KindName, LoyaltyVector, Profitability, StageName
 
-# one definition of the rung names, tiers, loyalty vector and money block: the stage-change message's
+# one definition of the rung names, tiers, loyalty vector, money block and focus: the stage-change message's
 LoyaltyOut = LoyaltyVector
 ProfitabilityOut = Profitability
+FocusOut = Focus
 
 
 class CountsOut(BaseModel):
@@ -46,6 +47,7 @@ class CustomerOut(BaseModel):
     first_seen_at: datetime
     last_event_at: datetime
     history: list[HistoryEntry]
+    focus: FocusOut = Field(description="As of now (loyalty fades), under the policy's focus weights and actions.")
 
 
 class TierCounts(BaseModel):
@@ -54,17 +56,36 @@ class TierCounts(BaseModel):
     unprofitable: int
 
 
+class KindCounts(BaseModel):
+    """Customers per loyalty kind."""
+
+    financial: int
+    procedural: int
+    contact: int
+    evaluative: int
+    consultative: int
+
+
 class StageCount(BaseModel):
     customers: int
     tiers: TierCounts
+    develop: KindCounts = Field(description=(
+        "Customers of the rung by the kind to develop, from the focus stored as of each customer's last event; "
+        "a customer with no stored focus yet is in no count."))
 
 
 class StagesOut(BaseModel):
-    """GET /v1/stages: customers per rung, and per rung by tier."""
+    """GET /v1/stages: customers per rung, per rung by tier, and per rung by the kind to develop."""
 
     customers: int
     stages: dict[StageName, StageCount]
 
+
+class StoredFocusOut(BaseModel):
+    """The focus a list filters (`develop=`) and sorts (`sort=index`) on: as of the customer's last event."""
+
+    develop: KindName
+    index: float = Field(ge=0, le=1)
 
 class CustomerItemOut(BaseModel):
     """One customer in a list (GET /v1/customers)."""
@@ -74,10 +95,13 @@ class CustomerItemOut(BaseModel):
     loyalty: LoyaltyOut
     profitability: ProfitabilityOut
     stability: float = Field(ge=0, le=1)
+    focus: StoredFocusOut | None = Field(description=(
+        "The stored focus, as of the customer's last event; null for a customer with no event since it is "
+        "stored. GET /v1/customers/{customer_id} gives the focus as of now."))
 
 
 class CustomerListOut(BaseModel):
-    """GET /v1/customers: one keyset page, in customer_id order."""
+    """GET /v1/customers: one keyset page, in customer_id order or with sort=index by the stored index."""
 
     items: list[CustomerItemOut]
     next: str | None = Field(description="Opaque cursor for `after=` to get the next page; null on the last page.")
@@ -130,11 +154,19 @@ class RungPolicyOut(BaseModel):
     conditions: dict[str, int] = Field(description="count name -> the number the customer needs (>=).")
 
 
+class FocusPolicyOut(BaseModel):
+    """The shop's focus: a weight per kind (>= 0, at least one > 0) and a suggested action per kind."""
+
+    weights: dict[KindName, float]
+    actions: dict[KindName, str]
+
+
 class PolicyOut(BaseModel):
-    """GET /v1/policy (admin scope): the active policy's rung conditions and tier limits."""
+    """GET /v1/policy (admin scope): the active policy's rung conditions, tier limits, loyalty constants, focus."""
 
     rungs: list[RungPolicyOut]
     profitable_min: str
     unprofitable_below: str
     activity_horizon_months: int
     loyalty: dict[str, dict[str, float]]
+    focus: FocusPolicyOut

@@ -4,6 +4,7 @@
         dedupe rows (INSERT .. ON CONFLICT DO NOTHING RETURNING)  -> which facts are new
         customer rows (SELECT .. FOR UPDATE), unless cached        -> their state
         domain.apply() in memory, each customer's facts in offset order -> new state, rungs, conversions
+        focus as of each written customer's last event             -> develop, loyalty_index columns
         customers upsert (compare-and-set on version)              \
         stage_history insert                                        > one statement each, set-based (unnest)
         outbox insert (stage changes, referral conversions)        /
@@ -27,13 +28,15 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Engine
 
+from services.scoring.domain.focus import Focus, focus, index_units
 from services.scoring.domain.ladder import ReferralConverted, StageChanged, apply
-from services.scoring.domain.measures import loyalty, profitability, tier
+from services.scoring.domain.measures import Loyalty, loyalty, profitability, tier
 from services.scoring.domain.policy import Policy
 from services.scoring.domain.state import RANK, CustomerState, from_text, to_text, utc
 from shared.adapters.pgarrays import BigIntArray, BytesArray, SmallIntArray, TextArray
@@ -125,12 +128,25 @@ def session(engine: Engine) -> Iterator[Connection]:
         trans.commit()
 
 
+# what a stage-change message says of the customer: loyalty, profitability, focus (each as its JSON object)
+Measures = tuple[dict[str, float], dict[str, str], dict[str, object]]
+
+
+def measures_of(state: CustomerState, scores: Loyalty, focused: Focus, *, policy: Policy) -> Measures:
+    """The measures a stage-change message carries, from a loyalty vector and focus already computed."""
+    return scores.as_dict(), profitability(state, policy=policy), focused.as_dict()
+
+
 def stage_change_payload(change: StageChanged, state: CustomerState, *, policy: Policy,
-                         measures: tuple[dict[str, float], dict[str, str]] | None = None,
-                         event_id: str | None = None) -> bytes:
-    """The `loyalty.stage-changes` message value (contract section 5); `measures` = (loyalty, profitability)."""
-    loyalty_now, money_now = measures or (loyalty(state, at=change.occurred_at, policy=policy).as_dict(),
-                                          profitability(state, policy=policy))
+                         measures: Measures | None = None, event_id: str | None = None) -> bytes:
+    """The `loyalty.stage-changes` message value (contract sections 5 and 16), measured at the change's moment.
+
+    `measures` = (loyalty, profitability, focus) when the caller has them already.
+    """
+    if measures is None:
+        scores = loyalty(state, at=change.occurred_at, policy=policy)
+        measures = measures_of(state, scores, focus(scores, state.stage, policy.focus), policy=policy)
+    loyalty_now, money_now, focus_now = measures
     body = {
         "event_id": event_id or stage_change_id(change.customer_id, change.to_stage),
         "type": "stage_changed",
@@ -143,6 +159,7 @@ def stage_change_payload(change: StageChanged, state: CustomerState, *, policy: 
         "reason": change.reason,
         "loyalty": loyalty_now,
         "profitability": money_now,
+        "focus": focus_now,
     }
     return orjson.dumps(body, option=orjson.OPT_UTC_Z)
 
@@ -180,18 +197,19 @@ _LOAD = """
 
 _UPSERT = """
     INSERT INTO customers AS c (customer_id, stage, stage_rank, stage_entered_at, tier, sales, costs, profit,
-                                first_seen_at, last_event_at, state, version, updated_at)
+                                first_seen_at, last_event_at, develop, loyalty_index, state, version, updated_at)
     SELECT id, stage, rank, entered, tier, sales, costs, sales - costs, first_seen, last_event,
-           st, ver, now()
+           develop, index_units::numeric / 10000, st, ver, now()
     FROM unnest(%(ids)b::text[], %(stages)b::text[], %(ranks)b::smallint[],
                 %(entered)b::timestamptz[], %(tiers)b::text[], %(sales)b::text[]::numeric[],
                 %(costs)b::text[]::numeric[], %(first_seen)b::timestamptz[], %(last_event)b::timestamptz[],
-                %(states)b::text[], %(versions)b::bigint[])
-        AS u(id, stage, rank, entered, tier, sales, costs, first_seen, last_event, st, ver)
+                %(develop)b::text[], %(index_units)b::smallint[], %(states)b::text[], %(versions)b::bigint[])
+        AS u(id, stage, rank, entered, tier, sales, costs, first_seen, last_event, develop, index_units, st, ver)
     ON CONFLICT (customer_id) DO UPDATE SET
         stage = excluded.stage, stage_rank = excluded.stage_rank, stage_entered_at = excluded.stage_entered_at,
         tier = excluded.tier, sales = excluded.sales, costs = excluded.costs, profit = excluded.profit,
         first_seen_at = excluded.first_seen_at, last_event_at = excluded.last_event_at,
+        develop = excluded.develop, loyalty_index = excluded.loyalty_index,
         state = excluded.state, version = excluded.version, updated_at = now()
     WHERE c.version = excluded.version - 1
     RETURNING customer_id
@@ -324,8 +342,10 @@ def _apply_chunk(chunk: list[str], *, facts_of: dict[str, list[Fact]], claimed: 
     """
     rows = {customer_id: (from_text(raw_state), version) for customer_id, raw_state, version in loaded}
     written: list[tuple[CustomerState, int]] = []
+    foci: list[Focus] = []
     stage_changes: list[StageChanged] = []
     outbox_rows: list[tuple[str, str, str, bytes]] = []
+    focus_policy = policy.focus
     for customer_id in chunk:
         new: list[Fact] = []
         for fact in facts_of[customer_id]:
@@ -335,14 +355,19 @@ def _apply_chunk(chunk: list[str], *, facts_of: dict[str, list[Fact]], claimed: 
         outcome.accepted.extend(new)
         known = rows.get(customer_id) or cached.get(customer_id)
         state, version = known if known is not None else (None, 0)
+        # the last focus measured for a stage change: (state, moment, focus), reused below when it is the
+        # written state's own (typically a new customer's first fact)
+        measured: tuple[CustomerState, datetime, Focus] | None = None
         for fact in new:
             state, changes = apply(state, fact, policy=policy)
-            measures = None  # several rungs entered on one fact share one state and one moment
+            measures: Measures | None = None  # several rungs entered on one fact share one state and one moment
             for change in changes:
                 if isinstance(change, StageChanged):
                     if measures is None:
-                        measures = (loyalty(state, at=fact.occurred_at, policy=policy).as_dict(),
-                                    profitability(state, policy=policy))
+                        scores = loyalty(state, at=fact.occurred_at, policy=policy)
+                        focused = focus(scores, state.stage, focus_policy)
+                        measures = measures_of(state, scores, focused, policy=policy)
+                        measured = (state, fact.occurred_at, focused)
                     stage_changes.append(change)
                     change_id = stage_change_id(change.customer_id, change.to_stage)
                     outbox_rows.append((change_id, stage_topic, change.customer_id,
@@ -354,9 +379,15 @@ def _apply_chunk(chunk: list[str], *, facts_of: dict[str, list[Fact]], claimed: 
                                         change.referrer_id, encode(_conversion_fact(change))))
         assert state is not None  # at least one fact was applied
         written.append((state, version + 1))
+        # the stored focus is as of the customer's last event, not of now: it depends only on the events (every
+        # instance and every replay stores the same), and lists can sort and filter on it (docs/loyalty.md)
+        if measured is not None and measured[0] is state and measured[1] == state.last_event_at:
+            foci.append(measured[2])
+        else:
+            foci.append(focus(loyalty(state, at=state.last_event_at, policy=policy), state.stage, focus_policy))
     statements: list[Statement] = []
     if written:
-        statements.append((_UPSERT, _customer_params(written, policy=policy), written))
+        statements.append((_UPSERT, _customer_params(written, foci, policy=policy), written))
     if stage_changes:
         outcome.stage_changes.extend(stage_changes)
         sc = stage_changes
@@ -379,7 +410,8 @@ def _send(pg: Any, sql: str, params: dict[str, Any]) -> Any:
     return cursor
 
 
-def _customer_params(written: list[tuple[CustomerState, int]], *, policy: Policy) -> dict[str, Any]:
+def _customer_params(written: list[tuple[CustomerState, int]], foci: list[Focus], *,
+                     policy: Policy) -> dict[str, Any]:
     states = [s for s, _ in written]
     return {
         "ids": TextArray([s.customer_id for s in states]),
@@ -391,6 +423,8 @@ def _customer_params(written: list[tuple[CustomerState, int]], *, policy: Policy
         "costs": TextArray([str(s.costs) for s in states]),
         "first_seen": [s.first_seen_at for s in states],
         "last_event": [s.last_event_at for s in states],
+        "develop": TextArray([f.develop for f in foci]),
+        "index_units": SmallIntArray([index_units(f) for f in foci]),
         "states": TextArray([to_text(s) for s in states]),
         "versions": BigIntArray([v for _, v in written]),
     }

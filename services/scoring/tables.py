@@ -39,6 +39,10 @@ customers = Table(
     Column("profit", Numeric, nullable=False),
     Column("first_seen_at", DateTime(timezone=True), nullable=False),
     Column("last_event_at", DateTime(timezone=True), nullable=False),
+    # the focus (contract section 16) as of the customer's last event, for lists to filter and sort on
+    # (migration 0005); NULL until the customer's first write under that migration
+    Column("develop", Text),
+    Column("loyalty_index", Numeric(5, 4)),
     # the whole domain state (counts, month buckets, referrers) as JSON text (`state.to_text`); the columns
     # above are for queries. text, not jsonb (migration 0003): parsing jsonb on every write cost the database
     # more than the rest of the row; `state::jsonb` still works for ad-hoc queries
@@ -49,6 +53,9 @@ customers = Table(
     Index(None, "stage", "tier", "customer_id"),
     Index(None, "tier", "customer_id"),
     Index(None, "stage", "customer_id"),  # migration 0002: a rung's list in customer_id order
+    Index(None, "develop", "customer_id"),  # migration 0005: develop= lists
+    # migration 0005: sort=index pages, highest first, no index (NULL) last, ties in customer_id order
+    Index("ix_customers_index_order", text("(-coalesce(loyalty_index, -1))"), "customer_id"),
     postgresql_with={"fillfactor": 80},  # migration 0003: room for HOT updates
 )
 

@@ -1,6 +1,7 @@
 """The marketing workspace (contract section 9): campaign lists, what moves a customer up, flows, and /ui.
 
-    GET /v1/customers?stage=&tier=&limit=&after=   one keyset page (JSON), or the whole list (Accept: text/csv)
+    GET /v1/customers?stage=&tier=&develop=&sort=&limit=&after=
+                                                   one keyset page (JSON), or the whole list (Accept: text/csv)
     GET /v1/customers/{customer_id}/next-rung      the next rung's conditions, from the ladder's own rulebook
     GET /v1/flows?since=&until=&bucket=            customers entering each rung per day, week or month (UTC)
     GET /ui                                        one HTML page over the endpoints above (static, no build step)
@@ -23,9 +24,17 @@ from services.scoring.heavy import Gate, HeldStream
 from services.scoring.http_common import ApiContext, ApiError, CustomerId, Moment, not_found
 from services.scoring.read.customers import customer_next_rung
 from services.scoring.read.flows import BucketName, InvalidRange, flows
-from services.scoring.read.lists import InvalidCursor, ListFilter, csv_lines, csv_name, csv_rows, customer_page
+from services.scoring.read.lists import (
+    InvalidCursor,
+    ListFilter,
+    Order,
+    csv_lines,
+    csv_name,
+    csv_rows,
+    customer_page,
+)
 from services.scoring.schemas import CustomerListOut, ErrorOut, FlowsOut, NextRungOut
-from shared.wire.stage_changes import StageName, TierName
+from shared.wire.stage_changes import KindName, StageName, TierName
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -49,25 +58,37 @@ def workspace_router(*, ctx: ApiContext, read: Callable[..., None], gate: Gate) 
         request: Request,
         stage: Annotated[StageName | None, Query(description="Only customers on this rung.")] = None,
         tier: Annotated[TierName | None, Query(description="Only customers in this profitability tier.")] = None,
+        develop: Annotated[KindName | None, Query(description=(
+            "Only customers whose kind to develop is this one (the focus stored as of their last event).")),
+        ] = None,
+        sort: Annotated[Order, Query(description=(
+            "`customer_id` (ascending), or `index`: the stored loyalty index, highest first, ties in "
+            "customer_id order, customers with no stored index last.")),
+        ] = "customer_id",
         limit: Annotated[int, Query(ge=1, le=1000, description="Page size (JSON only).")] = 100,
         after: Annotated[str | None, Query(description="The `next` cursor of the previous page (JSON only).")] = None,
     ) -> Any:
-        """Customers by rung and tier, in customer_id order: a page of JSON, or the whole list as CSV.
+        """Customers by rung, tier and kind to develop, in customer_id or index order: a page of JSON, or the
+        whole list as CSV.
 
-        Paging is keyset paging on customer_id (the cursor names the last id of the page before), so across
-        the pages of one walk no customer appears twice and none is skipped: every customer that matches the
-        filter when its page is read is on exactly one page. Customers created while paging show up on a later
-        page if their id sorts after the cursor. A customer whose rung or tier changes between two pages is
-        listed where it stands when its page is read: it may leave a filtered list (it climbed) or join it.
-        With `Accept: text/csv` the whole filtered list streams as CSV (`limit` and `after` do not apply),
-        read in keyset chunks of 1,000, each its own short query, so a slow download holds no connection.
+        Paging is keyset paging (the cursor names the sort key of the last row of the page before; a cursor
+        of one `sort` is refused by the other), so across the pages of one walk no customer appears twice and
+        none is skipped: every customer that matches the filter and keeps its sort key while the walk goes on
+        is on exactly one page. Customers created while paging show up on a later page if they sort after the
+        cursor. A customer whose rung, tier or focus changes between two pages is listed where it stands when
+        its page is read: it may leave a filtered list (it climbed) or join it, and with `sort=index` a new
+        event moves it up or down the order. `develop` and the index are the focus stored as of each customer's
+        last event (GET /v1/customers/{customer_id} gives it as of now); a customer with no event since the
+        focus is stored matches no `develop=` and sorts last.
+        With `Accept: text/csv` the whole list streams as CSV in the same order (`limit` and `after` do not
+        apply), read in keyset chunks of 1,000, each its own short query, so a slow download holds no connection.
         """
-        flt = ListFilter(stage=stage, tier=tier)
+        flt = ListFilter(stage=stage, tier=tier, develop=develop)
         at = datetime.now(UTC)
         if wants_csv(request):
-            return _csv_response(ctx, flt, at=at, gate=gate)
+            return _csv_response(ctx, flt, at=at, order=sort, gate=gate)
         try:
-            return customer_page(ctx.engine, flt, cursor=after, limit=limit, policy=ctx.policy, at=at)
+            return customer_page(ctx.engine, flt, cursor=after, limit=limit, policy=ctx.policy, at=at, order=sort)
         except InvalidCursor as exc:
             raise ApiError(400, "invalid_cursor", str(exc)) from exc
 
@@ -109,9 +130,10 @@ def workspace_router(*, ctx: ApiContext, read: Callable[..., None], gate: Gate) 
     return router
 
 
-def _csv_response(ctx: ApiContext, flt: ListFilter, *, at: datetime, gate: Gate) -> Response:
+def _csv_response(ctx: ApiContext, flt: ListFilter, *, at: datetime, order: Order, gate: Gate) -> Response:
+    name = csv_name(flt, order=order)
     # the slot is taken before the 200 goes out (so a full gate can still answer 503) and held to the last line
-    chunks = HeldStream(csv_lines(csv_rows(ctx.engine, flt, policy=ctx.policy, at=at)), gate.enter())
+    chunks = HeldStream(csv_lines(csv_rows(ctx.engine, flt, policy=ctx.policy, at=at, order=order)), gate.enter())
     return StreamingResponse(chunks,
                              media_type="text/csv; charset=utf-8",
-                             headers={"Content-Disposition": f'attachment; filename="{csv_name(flt)}.csv"'})
+                             headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})

@@ -6,9 +6,11 @@ from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 StageName = Literal["potential", "visitor", "first_purchase", "regular", "advocate"]
 TierName = Literal["profitable", "middling", "unprofitable"]
+KindName = Literal["financial", "procedural", "contact", "evaluative", "consultative"]
 
 
 class LoyaltyVector(BaseModel):
@@ -30,6 +32,18 @@ class Profitability(BaseModel):
     tier: TierName = Field(description="profitable: profit >= 100.00; unprofitable: profit < 0; else middling.")
 
 
+class Focus(BaseModel):
+    """Which kind of loyalty to encourage and which to develop, under the shop's focus (docs/loyalty.md)."""
+
+    encourage: KindName = Field(description="The kind with the highest score (ties: financial, procedural, contact, "
+                                            "evaluative, consultative).")
+    develop: KindName = Field(description="On potential, visitor and first_purchase the lowest of contact, "
+                                          "evaluative and consultative; above, the largest weight x (1 - score). "
+                                          "Same tie order.")
+    action: str = Field(max_length=500, description="The policy's suggested action for `develop`.")
+    index: float = Field(ge=0, le=1, description="The weighted mean of the five scores, 4 places.")
+
+
 class StageChanged(BaseModel):
     """A customer entered a rung. Key = customer_id; one message per rung entered, in ladder order."""
 
@@ -46,3 +60,6 @@ class StageChanged(BaseModel):
     reason: str = Field(examples=["3 orders in 2 months"])
     loyalty: LoyaltyVector
     profitability: Profitability
+    # optional in the schema (and never null): it came within schema_version 1, so a consumer must not require it
+    focus: Focus | SkipJsonSchema[None] = Field(default=None, description=(
+        "As of `occurred_at`, under the shop's focus (policy). Not required: schema_version 1 messages may lack it."))

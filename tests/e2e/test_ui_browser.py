@@ -171,6 +171,54 @@ def test_the_page_draws_the_ladder_flows_list_and_a_customer(page: Any, fed_syst
                 li.get_attribute("data-met")) == (cond["name"], str(cond["have"]), str(cond["need"]),
                                                   str(cond["met"]).lower())
     assert page.get_attribute("#customer", "data-next-stage") == "advocate"
+
+    # the focus on the card: the radar marks the kind to encourage and the kind to develop, the action is shown
+    focus = full["focus"]
+    assert page.get_attribute("#customer", "data-encourage") == focus["encourage"]
+    assert page.get_attribute("#customer", "data-develop") == focus["develop"]
+    assert page.text_content("#focus-action") == focus["action"]
+    assert page.text_content("#focus-develop").startswith(focus["develop"])
+    assert page.text_content("#focus-encourage").startswith(focus["encourage"])
+    assert float(page.text_content("#focus-index")) == pytest.approx(focus["index"], abs=1e-4)
+    radar_meta = page.evaluate("""() => { const c = Chart.getChart(document.querySelector('#radar-chart'));
+        const d = c.data.datasets[0]; return [c.data.labels, d.pointStyle, d.pointRadius]; }""")
+    labels, styles, radii = radar_meta
+    for i, kind in enumerate(KINDS):
+        marked = kind in (focus["encourage"], focus["develop"])
+        assert (radii[i] > 3) == marked, (kind, radii)
+        # a marked kind's axis label has a second line saying what it is marked for
+        assert labels[i] == kind if not marked else (labels[i][0] == kind and len(labels[i]) == 2), labels
+    assert styles[KINDS.index(focus["develop"])] == "rectRot"
+    assert "develop" in labels[KINDS.index(focus["develop"])][1]
+    assert "encourage" in labels[KINDS.index(focus["encourage"])][1]
+
+    # the ladder: each rung's customers by the kind to develop, as /v1/stages counts them
+    for stage in STAGES:
+        bar = page.get_attribute(f'.develop-bar[data-stage="{stage}"]', "data-develop")
+        assert json.loads(bar) == stages["stages"][stage]["develop"], stage
+    regular_kinds = stages["stages"]["regular"]["develop"]
+    parts = page.eval_on_selector_all('.develop-bar[data-stage="regular"] span',
+                                      "spans => spans.map(s => [s.dataset.kind, Number(s.dataset.count)])")
+    assert dict(parts) == {k: n for k, n in regular_kinds.items() if n}
+
+    # the campaign list: the develop filter and the index column, and the index order
+    kind = max(regular_kinds, key=lambda k: regular_kinds[k])
+    page.select_option("#list-develop", kind)
+    ready(page, "list", stage="regular", develop=kind)
+    api_kind = system.get("/v1/customers", params={"stage": "regular", "develop": kind, "limit": 50}).json()
+    rows = page.locator("#list-table tbody tr")
+    assert rows.count() == len(api_kind["items"]) == regular_kinds[kind]
+    for i, item in enumerate(api_kind["items"]):
+        assert rows.nth(i).get_attribute("data-develop") == kind
+        assert rows.nth(i).locator("td.index").text_content() == f'{item["focus"]["index"]:.4f}'
+    page.select_option("#list-develop", "")
+    page.select_option("#list-sort", "index")
+    ready(page, "list", stage="regular", develop="", sort="index")
+    by_index = system.get("/v1/customers", params={"stage": "regular", "sort": "index", "limit": 50}).json()
+    shown = page.eval_on_selector_all("#list-table tbody tr", "rows => rows.map(r => [r.dataset.customerId, "
+                                      "Number(r.dataset.index)])")
+    assert [c for c, _ in shown] == [i["customer_id"] for i in by_index["items"]]
+    assert [x for _, x in shown] == sorted((x for _, x in shown), reverse=True)
     page.screenshot(path=str(SHOTS / "workspace.png"), full_page=True)
     page.locator("#customer").screenshot(path=str(SHOTS / "customer.png"))
     assert page.errors == []

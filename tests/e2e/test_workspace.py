@@ -115,7 +115,7 @@ def test_every_filter_and_combination_lists_exactly_its_customers(
     assert len(ids) == len(set(ids))
     assert {c for c in ids if c.startswith(PREFIX)} == population.ids(stage=stage, tier=tier)
     for item in items:
-        assert set(item) == {"customer_id", "stage", "loyalty", "profitability", "stability"}
+        assert set(item) == {"customer_id", "stage", "loyalty", "profitability", "stability", "focus"}
         assert stage is None or item["stage"] == stage
         assert tier is None or item["profitability"]["tier"] == tier
 

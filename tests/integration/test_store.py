@@ -1,10 +1,11 @@
 """The scoring transaction against the real PostgreSQL, with the state cache: a stale cached version never
 gets written (the version check refuses the whole batch), and cached or not the table ends up where the
-pure domain says."""
+pure domain says, the stored focus included."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import orjson
 import pytest
@@ -12,7 +13,9 @@ from sqlalchemy import Engine
 
 from bench.generator import generate
 from services.scoring import store
+from services.scoring.domain.focus import focus
 from services.scoring.domain.ladder import apply
+from services.scoring.domain.measures import loyalty
 from services.scoring.domain.state import CustomerState, from_text
 from services.scoring.store import BatchOutcome, ConcurrentUpdate, StateCache, process_batch, run_sql, session
 from services.scoring.worker import ScoringWorker
@@ -113,3 +116,52 @@ def test_cached_or_not_the_table_ends_where_the_domain_says(settings: Settings, 
     for customer_id, (state, version) in table.items():
         hit = cache.get(customer_id)
         assert hit is None or hit == (state, version)
+
+
+def _stored_focus(engine: Engine) -> dict[str, tuple[str | None, Decimal | None, CustomerState]]:
+    with session(engine) as conn:
+        return {c: (d, i, from_text(s)) for c, d, i, s in run_sql(
+            conn, "SELECT customer_id, develop, loyalty_index, state FROM customers", {})}
+
+
+def test_every_written_customer_stores_its_focus_as_of_its_last_event(settings: Settings,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store, "_CHUNK_MIN_CUSTOMERS", 7)  # several chunks per batch
+    engine = make_engine(settings.database_url)
+    facts: list[Fact] = []
+    for event in generate(customers=40, events=500, seed=5, now=NOW, duplicates=0.0):
+        result = validate(orjson.dumps(event), base_currency="EUR", max_bytes=65536, now=NOW)
+        assert isinstance(result, list)
+        facts.extend(result)
+    for i in range(0, len(facts), 90):
+        _batch(engine, facts[i:i + 90], StateCache(capacity=0))
+    stored = _stored_focus(engine)
+    assert len(stored) >= 40
+    for customer_id, (develop, index, state) in stored.items():
+        # what the domain says as of the last event: the same whatever the moment the batch ran at
+        want = focus(loyalty(state, at=state.last_event_at, policy=POLICY), state.stage, POLICY.focus)
+        assert (develop, index) == (want.develop, Decimal(str(want.index)).quantize(Decimal("0.0001"))), customer_id
+    assert len({d for d, _, _ in stored.values()}) > 1  # the input gives more than one kind to develop
+
+
+def test_the_stage_change_message_carries_the_focus_of_the_change(settings: Settings) -> None:
+    engine = make_engine(settings.database_url)
+    # a late fact first: the customer's last event is then later than the order that made a stage change
+    facts = [order("o-late", at(2026, 9, 1), customer="f-1"), order("o-early", at(2026, 3, 1), customer="f-1"),
+             order("o-2", at(2026, 3, 2), customer="f-2")]
+    _batch(engine, facts, None)
+    with session(engine) as conn:
+        rows = run_sql(conn, "SELECT key, payload FROM outbox WHERE topic = 'stage' ORDER BY id", {})
+    messages = [(key, orjson.loads(payload)) for key, payload in rows]
+    assert [(k, m["to_stage"]) for k, m in messages] == [("f-1", "visitor"), ("f-1", "first_purchase"),
+                                                         ("f-2", "visitor"), ("f-2", "first_purchase")]
+    for _, message in messages:
+        assert set(message["focus"]) == {"encourage", "develop", "action", "index"}
+        assert message["focus"]["develop"] in ("contact", "evaluative", "consultative")
+    stored = _stored_focus(engine)
+    # f-2's only fact made its stage change: the stored focus is the message's; f-1's last event is later
+    assert stored["f-2"][0:2] == (messages[3][1]["focus"]["develop"],
+                                  Decimal(str(messages[3][1]["focus"]["index"])).quantize(Decimal("0.0001")))
+    f1 = stored["f-1"][2]
+    want = focus(loyalty(f1, at=at(2026, 9, 1), policy=POLICY), f1.stage, POLICY.focus)
+    assert stored["f-1"][1] == Decimal(str(want.index)).quantize(Decimal("0.0001"))

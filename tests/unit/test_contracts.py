@@ -14,7 +14,9 @@ import jsonschema
 import pytest
 from referencing import Registry, Resource
 
+from services.scoring.domain.focus import focus
 from services.scoring.domain.ladder import apply
+from services.scoring.domain.measures import loyalty
 from services.scoring.store import STAGE_CHANGE_NAMESPACE, stage_change_id, stage_change_payload
 from shared.wire.messages import Fact
 from shared.wire.stage_changes import StageChanged
@@ -80,6 +82,11 @@ def test_a_published_stage_change_matches_the_published_schema() -> None:
         assert p["event_id"] == stage_change_id("c-42", p["to_stage"])
     assert payloads[1]["profitability"] == {"sales": "300.00", "costs": "180.00", "profit": "120.00",
                                             "tier": "profitable"}
+    # focus as of the change, the same for every rung entered on one fact; a new buyer develops a first kind
+    scores = loyalty(state, at=fact.occurred_at, policy=policy)
+    assert payloads[0]["focus"] == payloads[1]["focus"] == focus(scores, "first_purchase", policy.focus).as_dict()
+    assert payloads[1]["focus"]["develop"] == "evaluative"
+    assert StageChanged.model_validate({k: v for k, v in payloads[1].items() if k != "focus"}).focus is None
     with pytest.raises(jsonschema.ValidationError):
         validator.validate({**payloads[0], "to_stage": "gold"})
 
@@ -110,7 +117,7 @@ def test_openapi_of_scoring_documents_the_contract_endpoints() -> None:
     assert {"/v1/customers/{customer_id}", "/v1/stages", "/healthz", "/readyz", "/metrics"} <= set(doc["paths"])
     customer = doc["components"]["schemas"]["CustomerOut"]["properties"]
     assert set(customer) == {"customer_id", "stage", "stage_entered_at", "loyalty", "profitability", "stability",
-                             "counts", "first_seen_at", "last_event_at", "history"}
+                             "counts", "first_seen_at", "last_event_at", "history", "focus"}
 
 
 @pytest.mark.parametrize("customer_id", ["c-42", "a", "é-ü-客户", "x" * 300, "with space", ""])

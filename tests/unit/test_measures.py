@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from services.scoring.domain.ladder import StageChanged, new_customer, next_rung
 from services.scoring.domain.measures import Loyalty, loyalty, money, profitability, stability, tier
-from services.scoring.domain.policy import parse_policy
-from services.scoring.domain.state import LOYALTY_KINDS, MonthActivity, month_index
+from services.scoring.domain.policy import Policy, parse_policy
+from services.scoring.domain.state import LOYALTY_KINDS, CustomerState, MonthActivity, month_index, month_start
 from shared.wire.messages import Fact
 from tests.unit.domain_builders import (
     START,
@@ -262,6 +262,51 @@ def test_loyalty_fades_without_new_activity(facts: list[Fact], after_last: int, 
         assert then[kind] <= now[kind], kind
         if now[kind] > 0:
             assert year[kind] < now[kind], kind
+
+
+def documented_loyalty(state: CustomerState, at: datetime, policy: Policy) -> Loyalty:
+    """docs/loyalty.md's formulas written plainly: a datetime per month, `total_seconds`, a clamp, no shortcuts."""
+    p = dict(policy.kinds)
+    sums = dict.fromkeys(("financial", "orders", "refunds", "contact", "evaluative", "consultative"), 0.0)
+    for month, act in state.activity:
+        age = max(0.0, (at - month_start(month)).total_seconds() / 86400.0)
+
+        def decayed(weight: float, kind: str, age: float = age) -> float:
+            return weight * 0.5 ** (age / p[kind].half_life_days)
+
+        if act.orders:
+            sums["financial"] += decayed(float(act.order_value), "financial")
+            sums["orders"] += decayed(act.orders, "procedural")
+        if act.refunds:
+            sums["refunds"] += decayed(act.refunds, "procedural")
+        if act.contacts:
+            sums["contact"] += decayed(act.contacts, "contact")
+        if act.complaints:
+            sums["evaluative"] += decayed(act.complaints, "evaluative")
+        if act.referrals or act.conversions:
+            sums["consultative"] += decayed(act.referrals + p["consultative"].extra * act.conversions, "consultative")
+
+    def saturate(activity: float, kind: str) -> float:
+        return 1.0 - math.exp(-activity / p[kind].scale) if activity > 0 else 0.0
+
+    orders, refunds = sums["orders"], sums["refunds"]
+    procedural = (saturate(orders, "procedural") * orders / (orders + p["procedural"].extra * refunds)
+                  if orders > 0 else 0.0)
+    values = (saturate(sums["financial"], "financial"), procedural, saturate(sums["contact"], "contact"),
+              saturate(sums["evaluative"], "evaluative"), saturate(sums["consultative"], "consultative"))
+    return Loyalty(*(round(min(1.0, max(0.0, v)), 4) for v in values))
+
+
+@PROPS
+@given(customer_facts(), st.integers(-365 * 86400, 6 * 365 * 86400), st.integers(0, 999_999))
+def test_loyalty_is_exactly_the_documented_formula_read_plainly(facts: list[Fact], offset: int, micros: int) -> None:
+    # loyalty() is written for speed (whole microseconds per month, no clamp): it must give the same floats
+    state, _ = run(facts, POLICY)
+    when = START + timedelta(seconds=offset, microseconds=micros)
+    assert loyalty(state, at=when, policy=POLICY) == documented_loyalty(state, when, POLICY)
+    other = parse_policy("[loyalty.contact]\nhalf_life_days = 30.5\nscale = 7\n[loyalty.consultative]\n"
+                         "conversion_weight = 0.5\n[loyalty.procedural]\nrefund_weight = 0\n")
+    assert loyalty(state, at=when, policy=other) == documented_loyalty(state, when, other)
 
 
 def _last_12_months(when: datetime) -> set[tuple[int, int]]:

@@ -11,7 +11,15 @@ from decimal import Decimal
 import pytest
 
 from services.scoring.domain.ladder import apply
-from services.scoring.domain.policy import MONOTONE_COUNTS, KindParams, PolicyError, parse_policy
+from services.scoring.domain.policy import (
+    DEFAULT_ACTIONS,
+    DEFAULT_FOCUS,
+    MAX_ACTION_CHARS,
+    MONOTONE_COUNTS,
+    KindParams,
+    PolicyError,
+    parse_policy,
+)
 from tests.unit.domain_builders import DEFAULT_POLICY_TEXT, at, complaint, default_policy
 
 BASE_RUNGS = """
@@ -124,3 +132,74 @@ def test_a_policy_without_rungs_does_not_make_everyone_an_advocate(text: str) ->
     assert policy.rungs == default_policy().rungs
     state, _ = apply(None, complaint("k1", at(2024, 1, 1)), policy=policy)
     assert state.stage == "visitor"
+
+
+# ---- [focus]: weights and actions (contract section 16) ------------------------------------------------------
+
+KINDS = ("financial", "procedural", "contact", "evaluative", "consultative")
+
+
+def test_the_default_focus_weighs_every_kind_1_and_suggests_an_action_for_each() -> None:
+    policy = default_policy()
+    assert policy.focus == DEFAULT_FOCUS
+    assert policy.focus.weights == (Decimal(1),) * 5 and policy.focus.units == (1,) * 5
+    assert policy.focus.actions == tuple(DEFAULT_ACTIONS[k] for k in KINDS)
+    assert all(0 < len(a) <= MAX_ACTION_CHARS for a in policy.focus.actions)
+    assert parse_policy("").focus == DEFAULT_FOCUS  # a file without [focus] gets the same
+
+
+def test_the_contracts_inline_form_and_a_table_are_the_same() -> None:
+    inline = parse_policy('[focus]\nweights = {financial = 2.0, procedural = 0.5, contact = 1.0, '
+                          'evaluative = 0, consultative = 1.25}\n')
+    table = parse_policy('[focus.weights]\nfinancial = 2\nprocedural = "0.5"\ncontact = 1\nevaluative = 0.0\n'
+                         'consultative = 1.25\n')
+    assert inline.focus == table.focus
+    assert inline.focus.weights == (Decimal(2), Decimal("0.5"), Decimal(1), Decimal(0), Decimal("1.25"))
+    # on one scale, exact: 2 : 0.5 : 1 : 0 : 1.25 = 200 : 50 : 100 : 0 : 125
+    assert inline.focus.units == (200, 50, 100, 0, 125)
+
+
+def test_a_kind_left_out_weighs_1_and_keeps_its_action() -> None:
+    policy = parse_policy('[focus.weights]\nfinancial = 3\n[focus.actions]\nevaluative = "ring them"\n')
+    assert policy.focus.weights == (Decimal(3), Decimal(1), Decimal(1), Decimal(1), Decimal(1))
+    assert policy.focus.actions[3] == "ring them"
+    assert policy.focus.actions[4] == DEFAULT_ACTIONS["consultative"]
+
+
+def test_an_action_of_exactly_500_characters_is_accepted() -> None:
+    policy = parse_policy(f'[focus.actions]\ncontact = "{"x" * 500}"\n')
+    assert policy.focus.actions[2] == "x" * 500
+
+
+FOCUS_REFUSED = {
+    "negative-weight": ("[focus.weights]\ncontact = -0.5\n", "focus.weights.contact"),
+    "negative-weight-string": ('[focus.weights]\nfinancial = "-1"\n', "focus.weights.financial"),
+    "all-zero": ("[focus]\nweights = {financial = 0, procedural = 0, contact = 0, evaluative = 0, "
+                 "consultative = 0}\n", "at least one weight must be > 0"),
+    "unknown-kind-weight": ("[focus.weights]\nloyalty = 1\n", r"focus\.weights: unknown keys \['loyalty'\]"),
+    "unknown-kind-action": ('[focus.actions]\nfinancal = "x"\n', r"focus\.actions: unknown keys \['financal'\]"),
+    "action-over-500": (f'[focus.actions]\nconsultative = "{"y" * 501}"\n',
+                        "focus.actions.consultative is 501 characters; at most 500"),
+    "empty-action": ('[focus.actions]\ncontact = "  "\n', "focus.actions.contact"),
+    "action-not-text": ("[focus.actions]\ncontact = 3\n", "focus.actions.contact"),
+    "weight-not-a-number": ('[focus.weights]\nevaluative = "lots"\n', "focus.weights.evaluative"),
+    "weight-bool": ("[focus.weights]\nevaluative = true\n", "focus.weights.evaluative"),
+    "weight-nan": ("[focus.weights]\nevaluative = nan\n", "focus.weights.evaluative"),
+    "weights-not-a-table": ("[focus]\nweights = 1\n", "focus.weights"),
+    "unknown-focus-key": ("[focus]\nweight = {financial = 1}\n", r"focus: unknown keys \['weight'\]"),
+    "weight-too-fine": ('[focus.weights]\ncontact = "1e-999999"\n', "focus.weights.contact must be at most"),
+    "weight-too-large": ("[focus.weights]\ncontact = 1e300\n", "focus.weights.contact must be at most"),
+}
+
+
+@pytest.mark.parametrize(("text", "mentions"), list(FOCUS_REFUSED.values()), ids=list(FOCUS_REFUSED))
+def test_a_bad_focus_is_refused_naming_the_key(text: str, mentions: str) -> None:
+    with pytest.raises(PolicyError, match=mentions):
+        parse_policy(text)
+
+
+def test_the_shipped_file_documents_its_focus() -> None:
+    # the default actions live in the code and in the file: the file is what a shop edits
+    assert "[focus.weights]" in DEFAULT_POLICY_TEXT and "[focus.actions]" in DEFAULT_POLICY_TEXT
+    raw_policy = parse_policy(DEFAULT_POLICY_TEXT)
+    assert raw_policy.focus == parse_policy("").focus

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from decimal import Decimal
 
 import pytest
 from hypothesis import given
@@ -11,14 +12,20 @@ from hypothesis import strategies as st
 
 from services.scoring.read.lists import (
     CSV_COLUMNS,
+    InvalidCursor,
     ListFilter,
     csv_cell,
     csv_lines,
+    csv_name,
     decode_cursor,
+    decode_index_cursor,
     encode_cursor,
+    encode_index_cursor,
     iter_keyset,
     page_query,
 )
+
+SELECT = "SELECT customer_id, state, develop, loyalty_index FROM customers "
 
 
 # any id an event may carry: no control characters (Cc) and no lone surrogates (Cs)
@@ -42,12 +49,67 @@ def test_a_cursor_this_api_cannot_have_made_is_refused(cursor: str) -> None:
     (ListFilter(tier="middling"), "c-1", "WHERE tier = :tier AND customer_id > :after "),
     (ListFilter(stage="regular", tier="middling"), "c-1",
      "WHERE stage = :stage AND tier = :tier AND customer_id > :after "),
+    (ListFilter(develop="contact"), None, "WHERE develop = :develop "),
+    (ListFilter(stage="visitor", tier="middling", develop="evaluative"), "c-1",
+     "WHERE stage = :stage AND tier = :tier AND develop = :develop AND customer_id > :after "),
 ])
 def test_the_page_query_writes_only_the_conditions_in_use(flt: ListFilter, after: str | None, where: str) -> None:
     sql, params = page_query(flt, after=after, limit=8)
-    assert sql == f"SELECT customer_id, state FROM customers {where}ORDER BY customer_id LIMIT :limit"
+    assert sql == f"{SELECT}{where}ORDER BY customer_id LIMIT :limit"
     assert params["limit"] == 8
     assert params.get("stage") == flt.stage and params.get("tier") == flt.tier and params.get("after") == after
+    assert params.get("develop") == flt.develop
+
+
+INDEX_ORDER = "ORDER BY (-coalesce(loyalty_index, -1)), customer_id LIMIT :limit"
+AFTER_KEY = "((-coalesce(loyalty_index, -1)), customer_id) > (CAST(:after_key AS numeric), :after) "
+
+
+@pytest.mark.parametrize("flt, after, where, key", [
+    (ListFilter(), None, "", None),
+    (ListFilter(develop="contact"), (4125, "c-1"), f"WHERE develop = :develop AND {AFTER_KEY}", Decimal("-0.4125")),
+    (ListFilter(stage="regular"), (10000, "c-1"), f"WHERE stage = :stage AND {AFTER_KEY}", Decimal("-1")),
+    (ListFilter(), (0, "c-1"), f"WHERE {AFTER_KEY}", Decimal("0")),
+    # no stored index counts as -1, so its key is +1: after every stored index
+    (ListFilter(), (-1, "c-1"), f"WHERE {AFTER_KEY}", Decimal("1")),
+])
+def test_the_index_page_query_continues_after_the_key_of_the_last_row(
+        flt: ListFilter, after: tuple[int, str] | None, where: str, key: Decimal | None) -> None:
+    sql, params = page_query(flt, after=after, limit=8, order="index")
+    assert sql == f"{SELECT}{where}{INDEX_ORDER}"
+    assert params.get("after_key") == key
+    assert isinstance(params.get("after_key", Decimal(0)), Decimal)  # numeric, or the index cannot serve it
+    assert params.get("after") == (after[1] if after else None)
+
+
+def test_an_index_page_cannot_continue_after_a_bare_customer_id() -> None:
+    with pytest.raises(TypeError):
+        page_query(ListFilter(), after="c-1", limit=8, order="index")
+
+
+@given(st.integers(min_value=-1, max_value=10_000),
+       st.text(st.characters(exclude_categories=("Cc", "Cs")), min_size=1, max_size=128))
+def test_an_index_cursor_round_trips(units: int, customer_id: str) -> None:
+    cursor = encode_index_cursor((units, customer_id))
+    assert decode_index_cursor(cursor) == (units, customer_id)
+    with pytest.raises(InvalidCursor):
+        decode_cursor(cursor)  # a cursor of one order is refused by the other
+    with pytest.raises(InvalidCursor):
+        decode_index_cursor(encode_cursor(customer_id))
+
+
+@pytest.mark.parametrize("cursor", ["", ".", "1.", ".YzE", "x.YzE", "-2.YzE", "10001.YzE", "01.YzE", "+1.YzE",
+                                    "1.5.YzE", " 1.YzE", "1.%%%"])
+def test_an_index_cursor_this_api_cannot_have_made_is_refused(cursor: str) -> None:
+    with pytest.raises(InvalidCursor):
+        decode_index_cursor(cursor)
+
+
+def test_the_csv_name_says_the_filters_and_the_order() -> None:
+    assert csv_name(ListFilter()) == "customers"
+    assert csv_name(ListFilter(stage="regular", tier="middling")) == "customers-regular-middling"
+    assert csv_name(ListFilter(stage="regular", develop="contact"), order="index") == (
+        "customers-regular-contact-by-index")
 
 
 @pytest.mark.parametrize("total", [0, 1, 2, 3, 5, 6, 7])

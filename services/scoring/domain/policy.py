@@ -1,4 +1,4 @@
-"""The policy: thresholds of the rungs and tiers, and the constants of the loyalty formulas.
+"""The policy: thresholds of the rungs and tiers, the constants of the loyalty formulas, and the shop's focus.
 
 Parsed from TOML text (`policy.toml` beside the scoring package is the default). Pure: reading the file
 is the caller's business.
@@ -33,6 +33,20 @@ class KindParams:
 
 
 @dataclass(frozen=True, slots=True)
+class FocusPolicy:
+    """The shop's focus (contract section 16): how much each loyalty kind matters, and one action per kind.
+
+    Each tuple is in LOYALTY_KINDS order. `units` are the weights as whole numbers on a common scale
+    (weight x 10^places): the focus rules compare weighted gaps exactly, so a tie the policy's decimals make
+    is a tie, not whatever float rounding leaves of it.
+    """
+
+    weights: tuple[Decimal, ...]
+    actions: tuple[str, ...]
+    units: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Policy:
     """Everything that sets numbers on the ladder."""
 
@@ -41,6 +55,7 @@ class Policy:
     unprofitable_below: Decimal
     activity_horizon_months: int
     kinds: tuple[tuple[str, KindParams], ...]
+    focus: FocusPolicy
 
     def conditions_of(self, rung: str) -> tuple[tuple[str, int], ...]:
         """(count name, threshold) pairs a customer needs for `rung`, beyond the rung below it."""
@@ -66,6 +81,30 @@ DEFAULT_KINDS: dict[str, KindParams] = {
     "evaluative": KindParams(half_life_days=180, scale=1),
     "consultative": KindParams(half_life_days=180, scale=2, extra=2),
 }
+
+MAX_ACTION_CHARS = 500
+MAX_WEIGHT, MAX_WEIGHT_PLACES = Decimal(1_000_000), 6
+# seed 003's own examples of what raises each kind, as one suggestion a marketer can act on
+DEFAULT_ACTIONS: dict[str, str] = {
+    "financial": "offer a larger basket or a repeat order at full price (a bundle, a volume price), "
+                 "and make paying easy",
+    "procedural": "show how we work (how to order, pay and collect) and make the way we ask the easy way",
+    "contact": "call after the order with the quality questions; a small gift for the answers",
+    "evaluative": "ask for feedback after the order and thank every complaint: it shows our weak spots",
+    "consultative": "ask them to share their experience and ideas and to recommend us; reward a referral "
+                    "that buys",
+}
+
+
+def focus_policy(weights: dict[str, Decimal], actions: dict[str, str]) -> FocusPolicy:
+    """A FocusPolicy from per-kind weights and actions (every kind present), with its exact integer `units`."""
+    ordered = tuple(weights[k] for k in LOYALTY_KINDS)
+    places = max(max(0, -int(w.as_tuple().exponent)) for w in ordered)
+    return FocusPolicy(weights=ordered, actions=tuple(actions[k] for k in LOYALTY_KINDS),
+                       units=tuple(int(w.scaleb(places)) for w in ordered))
+
+
+DEFAULT_FOCUS = focus_policy({k: Decimal(1) for k in LOYALTY_KINDS}, DEFAULT_ACTIONS)
 
 
 def _table(raw: dict[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -105,7 +144,7 @@ def parse_policy(text: str) -> Policy:
         raw: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"policy is not valid TOML: {exc}") from exc
-    _unknown(raw, ("rungs", "tiers", "loyalty"), "policy")
+    _unknown(raw, ("rungs", "tiers", "loyalty", "focus"), "policy")
 
     rung_tables = _table(raw, "rungs", "")
     _unknown(rung_tables, _RUNGS_WITH_CONDITIONS, "rungs")
@@ -153,4 +192,38 @@ def parse_policy(text: str) -> Policy:
         raise PolicyError(f"loyalty.activity_horizon_months must be a whole number >= 12 (stability looks back "
                           f"12 months), got {horizon!r}")
     return Policy(rungs=tuple(rungs), profitable_min=profitable_min, unprofitable_below=unprofitable_below,
-                  activity_horizon_months=horizon, kinds=tuple(kinds))
+                  activity_horizon_months=horizon, kinds=tuple(kinds), focus=_focus(_table(raw, "focus", "")))
+
+
+def _focus(section: dict[str, Any]) -> FocusPolicy:
+    """`[focus]`: `weights` (a kind left out weighs 1) and `actions` (a kind left out keeps the default)."""
+    _unknown(section, ("weights", "actions"), "focus")
+    given_weights = _table(section, "weights", "focus.")
+    _unknown(given_weights, LOYALTY_KINDS, "focus.weights")
+    weights: dict[str, Decimal] = {}
+    for kind in LOYALTY_KINDS:
+        where = f"focus.weights.{kind}"
+        weight = _decimal(given_weights.get(kind, 1), where)
+        if weight < 0:
+            raise PolicyError(f"{where} must be >= 0, got {given_weights[kind]!r}")
+        weight = weight.normalize() if weight else Decimal(0)
+        # only ratios matter; the bounds keep the exact whole-number weights (`units`) small
+        if weight > MAX_WEIGHT or -int(weight.as_tuple().exponent) > MAX_WEIGHT_PLACES:
+            raise PolicyError(f"{where} must be at most {MAX_WEIGHT} with at most {MAX_WEIGHT_PLACES} decimal "
+                              f"places, got {given_weights[kind]!r}")
+        weights[kind] = weight
+    if not any(weights.values()):
+        raise PolicyError(f"focus.weights: at least one weight must be > 0 (a kind left out weighs 1), "
+                          f"got {given_weights!r}")
+    given_actions = _table(section, "actions", "focus.")
+    _unknown(given_actions, LOYALTY_KINDS, "focus.actions")
+    actions: dict[str, str] = {}
+    for kind in LOYALTY_KINDS:
+        where = f"focus.actions.{kind}"
+        action = given_actions.get(kind, DEFAULT_ACTIONS[kind])
+        if not isinstance(action, str) or not action.strip():
+            raise PolicyError(f"{where} must be a non-empty string, got {action!r}")
+        if len(action) > MAX_ACTION_CHARS:
+            raise PolicyError(f"{where} is {len(action)} characters; at most {MAX_ACTION_CHARS} are allowed")
+        actions[kind] = action
+    return focus_policy(weights, actions)

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, Engine, text
 
+from services.scoring.domain.focus import focus
 from services.scoring.domain.ladder import next_rung
 from services.scoring.domain.measures import loyalty, profitability, stability
 from services.scoring.domain.policy import Policy
@@ -30,12 +31,13 @@ def load_history(conn: Connection, *, customer_id: str) -> list[dict[str, object
 
 def customer_view(state: CustomerState, history: list[dict[str, object]], *, policy: Policy,
                   at: datetime) -> dict[str, object]:
-    """The GET /v1/customers/{id} body for `state` as of `at`."""
+    """The GET /v1/customers/{id} body for `state` as of `at`; its focus too is as of `at` (loyalty fades)."""
+    scores = loyalty(state, at=at, policy=policy)
     return {
         "customer_id": state.customer_id,
         "stage": state.stage,
         "stage_entered_at": state.stage_entered_at,
-        "loyalty": loyalty(state, at=at, policy=policy).as_dict(),
+        "loyalty": scores.as_dict(),
         "profitability": profitability(state, policy=policy),
         "stability": stability(state, at=at),
         "counts": {
@@ -46,6 +48,7 @@ def customer_view(state: CustomerState, history: list[dict[str, object]], *, pol
         "first_seen_at": state.first_seen_at,
         "last_event_at": state.last_event_at,
         "history": history,
+        "focus": focus(scores, state.stage, policy.focus).as_dict(),
     }
 
 

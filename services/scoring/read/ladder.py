@@ -6,26 +6,31 @@ from sqlalchemy import Engine, text
 
 from services.scoring.domain.measures import TIERS
 from services.scoring.domain.policy import Policy
-from services.scoring.domain.state import STAGES
+from services.scoring.domain.state import LOYALTY_KINDS, STAGES
 
 
 def stage_counts(engine: Engine) -> dict[str, object]:
-    """Customers per rung and per rung by tier; every rung and tier present, zeros included."""
+    """Customers per rung, per rung by tier, and per rung by the kind to develop; every key present, zeros included.
+
+    One GROUP BY over the stored columns. `develop` counts the stored focus (as of each customer's last event),
+    so a customer not written since it is stored is in `customers` and `tiers` but in no `develop` count.
+    """
     with engine.connect() as conn:
-        counts = {(r.stage, r.tier): int(r.n) for r in conn.execute(
-            text("SELECT stage, tier, count(*) AS n FROM customers GROUP BY stage, tier"))}
+        counts = [(r.stage, r.tier, r.develop, int(r.n)) for r in conn.execute(
+            text("SELECT stage, tier, develop, count(*) AS n FROM customers GROUP BY stage, tier, develop"))]
     stages = {
         stage: {
-            "customers": sum(n for (s, _), n in counts.items() if s == stage),
-            "tiers": {t: counts.get((stage, t), 0) for t in TIERS},
+            "customers": sum(n for s, _, _, n in counts if s == stage),
+            "tiers": {t: sum(n for s, tt, _, n in counts if s == stage and tt == t) for t in TIERS},
+            "develop": {k: sum(n for s, _, d, n in counts if s == stage and d == k) for k in LOYALTY_KINDS},
         }
         for stage in STAGES
     }
-    return {"customers": sum(counts.values()), "stages": stages}
+    return {"customers": sum(n for *_, n in counts), "stages": stages}
 
 
 def policy_view(policy: Policy) -> dict[str, object]:
-    """The GET /v1/policy body: rung conditions, tier limits and loyalty constants of `policy`."""
+    """The GET /v1/policy body: rung conditions, tier limits, loyalty constants and the focus of `policy`."""
     return {
         "rungs": [{"rung": rung, "conditions": dict(conds)} for rung, conds in policy.rungs],
         "profitable_min": str(policy.profitable_min),
@@ -33,4 +38,6 @@ def policy_view(policy: Policy) -> dict[str, object]:
         "activity_horizon_months": policy.activity_horizon_months,
         "loyalty": {kind: {"half_life_days": p.half_life_days, "scale": p.scale, "extra": p.extra}
                     for kind, p in policy.kinds},
+        "focus": {"weights": {k: float(w) for k, w in zip(LOYALTY_KINDS, policy.focus.weights, strict=True)},
+                  "actions": dict(zip(LOYALTY_KINDS, policy.focus.actions, strict=True))},
     }

@@ -1,5 +1,7 @@
 // The marketing workspace page. Plain ES module, no build step: everything it shows comes from
 // /v1/stages, /v1/flows, /v1/customers, /v1/customers/{id} and /v1/customers/{id}/next-rung.
+// Focus (which kind of loyalty to encourage and to develop): on the customer card, as a develop filter, sort and
+// columns in the list, and as a small bar of kinds to develop per rung in the ladder table.
 // Numbers it draws are also written into the DOM (tables, data-* attributes), for people and for tests.
 
 const Chart = window.Chart;
@@ -15,6 +17,8 @@ const css = getComputedStyle(document.documentElement);
 const color = (name) => css.getPropertyValue(`--${name}`).trim();
 const RUNG_COLOR = Object.fromEntries(STAGES.map((s) => [s, color(`rung-${s}`)]));
 const TIER_COLOR = Object.fromEntries(TIERS.map((t) => [t, color(`tier-${t}`)]));
+const KIND_COLOR = Object.fromEntries(KINDS.map((k) => [k, color(`kind-${k}`)]));
+const MARK = { encourage: "▲", develop: "◆" }; // as in the legend under the radar
 
 Chart.defaults.font.family = css.fontFamily;
 Chart.defaults.font.size = 13;
@@ -136,12 +140,31 @@ async function loadFunnel() {
     return el("tr", { dataset: { stage } },
       el("th", { scope: "row" }, el("span", { class: "swatch", style: `background:${RUNG_COLOR[stage]}` }), label(stage)),
       ...TIERS.map((tier) => el("td", { dataset: { stage, tier } }, String(row.tiers[tier]))),
-      el("td", { class: "total", dataset: { stage, tier: "all" } }, String(row.customers)));
+      el("td", { class: "total", dataset: { stage, tier: "all" } }, String(row.customers)),
+      el("td", { class: "develop-cell" }, developBar(stage, row.develop)));
   }));
+  $("#kind-legend").replaceChildren(...KINDS.map((k) => el("li", {},
+    el("span", { class: "swatch", style: `background:${KIND_COLOR[k]}` }), k)));
   $("#funnel-total").textContent = String(body.customers);
   $("#funnel-total").dataset.total = String(body.customers);
   section.dataset.total = String(body.customers);
   section.dataset.ready = "true";
+}
+
+// one rung's customers by the kind to develop, as a stacked bar; a part lists that rung's customers of that kind
+function developBar(stage, counts) {
+  const total = KINDS.reduce((n, k) => n + counts[k], 0);
+  const parts = KINDS.filter((k) => counts[k] > 0).map((k) => {
+    const part = el("span", {
+      style: `width:${(100 * counts[k]) / total}%;background:${KIND_COLOR[k]}`,
+      title: `${label(stage)}: ${counts[k]} to develop ${k}`,
+      dataset: { kind: k, count: String(counts[k]) },
+    });
+    part.addEventListener("click", () => showList({ stage, develop: k }));
+    return part;
+  });
+  return el("div", { class: "develop-bar", role: "img", dataset: { stage, develop: JSON.stringify(counts) },
+    "aria-label": `${label(stage)} by kind to develop: ${KINDS.map((k) => `${k} ${counts[k]}`).join(", ")}` }, ...parts);
 }
 
 // ---- flows over time --------------------------------------------------------------------------------------
@@ -196,12 +219,14 @@ async function loadFlows() {
 
 // ---- the list of a rung and tier --------------------------------------------------------------------------
 
-const listState = { stage: "", tier: "", limit: 50, cursors: [null], page: 0, next: null };
+const listState = { stage: "", tier: "", develop: "", sort: "customer_id", limit: 50, cursors: [null], page: 0, next: null };
 
 function listQuery({ withPage }) {
   const params = new URLSearchParams();
   if (listState.stage) params.set("stage", listState.stage);
   if (listState.tier) params.set("tier", listState.tier);
+  if (listState.develop) params.set("develop", listState.develop);
+  if (listState.sort !== "customer_id") params.set("sort", listState.sort);
   if (withPage) {
     params.set("limit", String(listState.limit));
     const after = listState.cursors[listState.page];
@@ -211,9 +236,10 @@ function listQuery({ withPage }) {
   return `/v1/customers${query ? `?${query}` : ""}`;
 }
 
-function showList({ stage, tier }) {
+function showList({ stage, tier, develop }) {
   $("#list-stage").value = stage ?? "";
   $("#list-tier").value = tier ?? "";
+  $("#list-develop").value = develop ?? "";
   filtersChanged();
   $("#list").scrollIntoView({ behavior: "smooth", block: "start" });
 }
@@ -221,6 +247,8 @@ function showList({ stage, tier }) {
 function filtersChanged() {
   listState.stage = $("#list-stage").value;
   listState.tier = $("#list-tier").value;
+  listState.develop = $("#list-develop").value;
+  listState.sort = $("#list-sort").value;
   listState.limit = Number($("#list-limit").value);
   listState.cursors = [null];
   listState.page = 0;
@@ -228,6 +256,7 @@ function filtersChanged() {
 }
 
 const fmt = (x) => Number(x).toFixed(2);
+const fmt4 = (x) => Number(x).toFixed(4);
 
 async function loadList() {
   const section = $("#list");
@@ -242,7 +271,15 @@ async function loadList() {
         c.profitability.tier),
       el("td", {}, c.profitability.sales), el("td", {}, c.profitability.costs), el("td", {}, c.profitability.profit),
       el("td", {}, fmt(c.stability)),
-      ...KINDS.map((k) => el("td", {}, fmt(c.loyalty[k]))));
+      ...KINDS.map((k) => el("td", {}, fmt(c.loyalty[k]))),
+      // the stored focus (as of the last event): what the develop filter and the index order use
+      el("td", { class: "develop" }, ...(c.focus
+        ? [el("span", { class: "swatch", style: `background:${KIND_COLOR[c.focus.develop]}` }), c.focus.develop] : ["—"])),
+      el("td", { class: "index" }, c.focus ? fmt4(c.focus.index) : "—"));
+    if (c.focus) {
+      tr.dataset.develop = c.focus.develop;
+      tr.dataset.index = String(c.focus.index);
+    }
     tr.addEventListener("click", () => {
       document.querySelectorAll("#list-table tr.selected").forEach((r) => r.classList.remove("selected"));
       tr.classList.add("selected");
@@ -255,13 +292,16 @@ async function loadList() {
   $("#list-prev").disabled = listState.page === 0;
   $("#list-next").disabled = !body.next;
   $("#list-page").textContent = `page ${listState.page + 1}`;
-  const csvName = ["customers", listState.stage, listState.tier].filter(Boolean).join("-");
+  const csvName = ["customers", listState.stage, listState.tier, listState.develop,
+    listState.sort === "index" ? "by-index" : ""].filter(Boolean).join("-");
   $("#list-csv").href = listQuery({ withPage: false });
   $("#list-csv").download = `${csvName}.csv`;
   section.dataset.count = String(rows.length);
   section.dataset.page = String(listState.page + 1);
   section.dataset.stage = listState.stage;
   section.dataset.tier = listState.tier;
+  section.dataset.develop = listState.develop;
+  section.dataset.sort = listState.sort;
   section.dataset.ready = "true";
 }
 
@@ -291,28 +331,41 @@ async function loadCustomer(customerId) {
   const [c, next] = await Promise.all([getJson(`/v1/customers/${id}`), getJson(`/v1/customers/${id}/next-rung`)]);
   $("#customer-id").textContent = c.customer_id;
   const rungColor = RUNG_COLOR[c.stage];
+  const { encourage, develop } = c.focus;
+  // the kind to encourage and the kind to develop are marked on the radar: their own point shape, colour and
+  // size, and a second line on their axis label says which (one kind can be both)
+  const role = (k) => [k === encourage ? "encourage" : null, k === develop ? "develop" : null].filter(Boolean);
+  const pointColor = (k) => (k === develop ? color("develop") : k === encourage ? color("encourage") : rungColor);
   const config = {
     type: "radar",
     data: {
-      labels: KINDS,
+      labels: KINDS.map((k) => (role(k).length ? [k, `${role(k).map((r) => MARK[r]).join("")} ${role(k).join(" + ")}`] : k)),
       datasets: [{
         label: `${c.customer_id} (${label(c.stage)})`,
         data: KINDS.map((k) => c.loyalty[k]),
         backgroundColor: `${rungColor}33`,
         borderColor: rungColor,
-        pointBackgroundColor: rungColor,
+        pointBackgroundColor: KINDS.map(pointColor),
+        pointBorderColor: KINDS.map(pointColor),
+        pointStyle: KINDS.map((k) => (k === develop ? "rectRot" : k === encourage ? "triangle" : "circle")),
+        pointRadius: KINDS.map((k) => (role(k).length ? 8 : 3)),
         borderWidth: 2,
       }],
     },
     options: {
       maintainAspectRatio: false,
       scales: { r: { min: 0, max: 1, ticks: { stepSize: 0.25, backdropColor: "transparent" },
-        pointLabels: { font: { size: 13, weight: "600" }, color: color("ink") } } },
+        pointLabels: { font: { size: 13, weight: "600" },
+          color: (ctx) => (role(KINDS[ctx.index]).length ? pointColor(KINDS[ctx.index]) : color("ink")) } } },
       plugins: { legend: { display: false } },
     },
   };
   if (radarChart) radarChart.destroy();
   radarChart = new Chart($("#radar-chart"), config);
+  $("#focus-encourage").textContent = `${encourage} (${fmt(c.loyalty[encourage])})`;
+  $("#focus-develop").textContent = `${develop} (${fmt(c.loyalty[develop])})`;
+  $("#focus-action").textContent = c.focus.action;
+  $("#focus-index").textContent = fmt4(c.focus.index);
 
   $("#timeline").replaceChildren(...c.history.map((h) => el("li",
     { dataset: { toStage: h.to_stage }, style: `--dot:${RUNG_COLOR[h.to_stage]}` },
@@ -340,6 +393,9 @@ async function loadCustomer(customerId) {
   section.dataset.nextStage = next.next_stage ?? "";
   section.dataset.loyalty = JSON.stringify(Object.fromEntries(KINDS.map((k) => [k, c.loyalty[k]])));
   section.dataset.history = String(c.history.length);
+  section.dataset.encourage = encourage;
+  section.dataset.develop = develop;
+  section.dataset.index = String(c.focus.index);
   section.dataset.ready = "true";
 }
 
@@ -365,7 +421,9 @@ $("#forget-token").addEventListener("click", () => {
 });
 $("#flows-bucket").addEventListener("change", () => loadFlows().catch(fail));
 $("#flows-kind").addEventListener("change", () => loadFlows().catch(fail));
-for (const id of ["#list-stage", "#list-tier", "#list-limit"]) $(id).addEventListener("change", filtersChanged);
+for (const id of ["#list-stage", "#list-tier", "#list-develop", "#list-sort", "#list-limit"]) {
+  $(id).addEventListener("change", filtersChanged);
+}
 $("#list-filters").addEventListener("submit", (ev) => ev.preventDefault());
 $("#list-next").addEventListener("click", () => {
   if (!listState.next) return;
