@@ -9,6 +9,8 @@ from types import FrameType
 
 from services.scoring.api import create_app
 from services.scoring.domain.policy import Policy, parse_policy
+from services.scoring.health.models import ModelSource
+from services.scoring.health.refit import HealthLoop
 from services.scoring.http_common import ApiContext
 from services.scoring.relay_process import RelayProcess
 from services.scoring.store import StateCache
@@ -44,16 +46,22 @@ def main() -> None:
     if settings.create_topics:
         ensure_topics(settings)
 
-    http = ServerThread(create_app(ctx=ApiContext(engine=engine, policy=policy, settings=settings), metrics=metrics),
-                        host=settings.http_host, port=settings.scoring_port)
-    http.start()
-
     producer = make_producer(settings)  # dead letters: rare, one record each
     relay: RelayProcess | None = None
     if settings.relay_enabled:
         # a process of its own (relay_process.py): as a thread it took the GIL from the transaction
         relay = RelayProcess(metrics=metrics)
         relay.start()
+
+    source = ModelSource(engine, policy=policy, topic=settings.topic_customer_health)
+    health = HealthLoop(engine=engine, policy=policy, source=source, metrics=metrics,
+                        scan_s=settings.health_scan_seconds, refit_h=settings.health_refit_hours,
+                        batch=settings.health_batch_size, on_commit=relay.wake if relay else lambda: None,
+                        faults=faults)
+    http = ServerThread(create_app(ctx=ApiContext(engine=engine, policy=policy, settings=settings, health=health),
+                                   metrics=metrics),
+                        host=settings.http_host, port=settings.scoring_port)
+    http.start()
 
     consumer = make_consumer(settings, group_id=settings.scoring_group_id, topics=[settings.topic_scoring_input],
                              max_poll_records=settings.scoring_max_poll_records)
@@ -64,6 +72,7 @@ def main() -> None:
         max_records=settings.scoring_max_poll_records, on_commit=relay.wake if relay else lambda: None,
         faults=faults, cache=StateCache(capacity=settings.scoring_state_cache_size),
         originals=(originals := RecordFetcher(settings)), dead_letter_max_bytes=settings.dead_letter_max_bytes,
+        health=source,
     )
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
@@ -74,9 +83,11 @@ def main() -> None:
     signal.signal(signal.SIGINT, _stop)
     log.info("scoring started", extra={"group": settings.scoring_group_id, "port": settings.scoring_port})
     tune_gc(gen0_threshold=settings.gc_gen0_threshold)
+    health.start()
     try:
         worker.run()
     finally:
+        health.stop()
         consumer.close(autocommit=False, timeout_ms=5000)
         originals.close()
         if relay is not None:

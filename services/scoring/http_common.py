@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,6 +14,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from services.scoring.auth import AccessDenied
 from services.scoring.domain.policy import Policy
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from services.scoring.health.refit import HealthLoop
 
 
 class ApiError(Exception):
@@ -30,6 +34,8 @@ class ApiContext:
     engine: Engine
     policy: Policy
     settings: Settings
+    # the scoring process's health loop, which POST /v1/health/model/fit asks to refit (None: refit in the request)
+    health: HealthLoop | None = None
 
 
 def not_found(customer_id: str) -> ApiError:

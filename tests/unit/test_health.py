@@ -35,7 +35,9 @@ from services.scoring.domain.health_fit import (
     log_likelihood,
     p_alive_array,
 )
+from services.scoring.domain.state import day_index
 from tests.cdnow import CALIBRATION_END, PAPER_LL, PAPER_PARAMS, order_days, sig3
+from tests.unit.domain_builders import at, complaint, default_policy, order, refund, run
 
 PAPER = Params(r=0.243, alpha=4.414, a=0.793, b=2.426)
 BG = Model("bg_nbd", PAPER)
@@ -65,6 +67,21 @@ def test_summary_is_the_set_of_order_days_whatever_the_arrival() -> None:
     # an order dated after the as-of day (clock skew) moves the as-of day to it: T >= t_x
     ahead = summary([10, 20], as_of_day=19)
     assert ahead is not None and ahead.T == ahead.t_x
+
+
+def test_order_days_come_from_orders_only_and_not_from_their_arrival() -> None:
+    facts = [order("o1", at(2026, 1, 5, 9)), order("o2", at(2026, 1, 5, 23)), refund("f1", at(2026, 2, 1)),
+             order("o3", at(2026, 3, 2)), complaint("c1", at(2026, 4, 1))]
+    states = []
+    for _ in range(6):
+        random.shuffle(facts)
+        state, _ = run(facts, default_policy())
+        states.append((state.order_days, state.last_order_at))
+    assert len(set(states)) == 1
+    days, last = states[0]
+    assert last == at(2026, 3, 2)
+    s = summary(days, as_of_day=day_index(at(2026, 3, 16)))
+    assert s is not None and (s.x, s.t_x, s.T) == (1, 56 / 7, 70 / 7)
 
 
 def test_p_alive_is_the_contracts_formula() -> None:

@@ -79,12 +79,6 @@ class Summary:
         return (self.as_of_day - self.first_day) / DAYS_PER_WEEK
 
 
-def day_of(moment: datetime) -> int:
-    """The UTC day of `moment` as days since 1970-01-01."""
-    at = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
-    return (at.date() - EPOCH).days
-
-
 def midnight(day: int) -> datetime:
     """The first instant (UTC) of day ordinal `day`."""
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(days=day)
