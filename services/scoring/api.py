@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from services.scoring.auth import Access, BearerAuth
+from services.scoring.health_api import health_router
 from services.scoring.http_common import ApiContext, install_error_handlers, not_found
 from services.scoring.read.customers import customer
 from services.scoring.read.ladder import policy_view, stage_counts
@@ -43,7 +44,7 @@ def create_app(*, ctx: ApiContext, metrics: Metrics) -> FastAPI:
     @app.get("/v1/customers/{customer_id}", response_model=CustomerOut, dependencies=[read],
              responses={404: {"model": ErrorOut}, **denied}, tags=["customers"])
     def get_customer(customer_id: str) -> dict[str, object]:
-        """One customer's rung, loyalty vector, profitability, stability, counts and rung history."""
+        """One customer's rung, loyalty vector, profitability, stability, counts, rung history and health."""
         body = customer(ctx.engine, customer_id=customer_id, policy=ctx.policy, at=datetime.now(UTC))
         if body is None:
             raise not_found(customer_id)
@@ -60,6 +61,7 @@ def create_app(*, ctx: ApiContext, metrics: Metrics) -> FastAPI:
         return policy_view(ctx.policy)
 
     app.include_router(workspace_router(ctx=ctx, read=access.require("read")))
+    app.include_router(health_router(ctx=ctx, read=access.require("read"), admin=access.require("admin")))
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
 
     return app

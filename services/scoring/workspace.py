@@ -1,6 +1,6 @@
 """The marketing workspace (contract section 9): campaign lists, what moves a customer up, flows, and /ui.
 
-    GET /v1/customers?stage=&tier=&limit=&after=   one keyset page (JSON), or the whole list (Accept: text/csv)
+    GET /v1/customers?stage=&tier=&health=&limit=&after=   one keyset page (JSON), or the whole list (Accept: text/csv)
     GET /v1/customers/{customer_id}/next-rung      the next rung's conditions, from the ladder's own rulebook
     GET /v1/flows?since=&until=&bucket=            customers entering each rung per day, week or month (UTC)
     GET /ui                                        one HTML page over the endpoints above (static, no build step)
@@ -24,6 +24,7 @@ from services.scoring.read.customers import customer_next_rung
 from services.scoring.read.flows import BucketName, InvalidRange, flows
 from services.scoring.read.lists import InvalidCursor, ListFilter, csv_lines, csv_name, csv_rows, customer_page
 from services.scoring.schemas import CustomerListOut, ErrorOut, FlowsOut, NextRungOut
+from shared.wire.customer_health import HealthStatus
 from shared.wire.stage_changes import StageName, TierName
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -47,6 +48,8 @@ def workspace_router(*, ctx: ApiContext, read: Callable[..., None]) -> APIRouter
         request: Request,
         stage: Annotated[StageName | None, Query(description="Only customers on this rung.")] = None,
         tier: Annotated[TierName | None, Query(description="Only customers in this profitability tier.")] = None,
+        health: Annotated[HealthStatus | None, Query(description="Only customers whose health status is this "
+                                                                 "(customers without an order have none).")] = None,
         limit: Annotated[int, Query(ge=1, le=1000, description="Page size (JSON only).")] = 100,
         after: Annotated[str | None, Query(description="The `next` cursor of the previous page (JSON only).")] = None,
     ) -> Any:
@@ -60,7 +63,7 @@ def workspace_router(*, ctx: ApiContext, read: Callable[..., None]) -> APIRouter
         With `Accept: text/csv` the whole filtered list streams as CSV (`limit` and `after` do not apply),
         read in keyset chunks of 1,000, each its own short query, so a slow download holds no connection.
         """
-        flt = ListFilter(stage=stage, tier=tier)
+        flt = ListFilter(stage=stage, tier=tier, health=health)
         at = datetime.now(UTC)
         if wants_csv(request):
             return _csv_response(ctx, flt, at=at)

@@ -112,7 +112,11 @@ def test_openapi_of_scoring_documents_the_contract_endpoints() -> None:
     assert {"/v1/customers/{customer_id}", "/v1/stages", "/healthz", "/readyz", "/metrics"} <= set(doc["paths"])
     customer = doc["components"]["schemas"]["CustomerOut"]["properties"]
     assert set(customer) == {"customer_id", "stage", "stage_entered_at", "loyalty", "profitability", "stability",
-                             "counts", "first_seen_at", "last_event_at", "history"}
+                             "counts", "first_seen_at", "last_event_at", "history", "health"}
+    health = doc["components"]["schemas"]["HealthOut"]["properties"]
+    assert set(health) == {"status", "p_alive", "expected_orders_90d", "as_of", "model_version", "x", "t_x_weeks",
+                           "T_weeks", "at_risk_since"}
+    assert {"/v1/health/model", "/v1/health/model/fit", "/v1/health/backtest"} <= set(doc["paths"])
 
 
 @pytest.mark.parametrize("customer_id", ["c-42", "a", "é-ü-客户", "x" * 300, "with space", ""])

@@ -10,6 +10,7 @@ from services.scoring.domain.ladder import next_rung
 from services.scoring.domain.measures import loyalty, profitability, stability
 from services.scoring.domain.policy import Policy
 from services.scoring.domain.state import RANK, CustomerState, from_text
+from services.scoring.read.health import customer_health
 
 
 def load_state(conn: Connection, *, customer_id: str) -> CustomerState | None:
@@ -29,7 +30,7 @@ def load_history(conn: Connection, *, customer_id: str) -> list[dict[str, object
 
 
 def customer_view(state: CustomerState, history: list[dict[str, object]], *, policy: Policy,
-                  at: datetime) -> dict[str, object]:
+                  at: datetime, health: dict[str, object] | None = None) -> dict[str, object]:
     """The GET /v1/customers/{id} body for `state` as of `at`."""
     return {
         "customer_id": state.customer_id,
@@ -46,6 +47,7 @@ def customer_view(state: CustomerState, history: list[dict[str, object]], *, pol
         "first_seen_at": state.first_seen_at,
         "last_event_at": state.last_event_at,
         "history": history,
+        "health": health,
     }
 
 
@@ -56,7 +58,8 @@ def customer(engine: Engine, *, customer_id: str, policy: Policy, at: datetime) 
         if state is None:
             return None
         history = load_history(conn, customer_id=customer_id)
-    return customer_view(state, history, policy=policy, at=at)
+        health = customer_health(conn, state, policy=policy, at=at)
+    return customer_view(state, history, policy=policy, at=at, health=health)
 
 
 def next_rung_view(state: CustomerState, *, policy: Policy) -> dict[str, object]:

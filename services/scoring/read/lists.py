@@ -56,6 +56,7 @@ class ListFilter:
 
     stage: str | None = None
     tier: str | None = None
+    health: str | None = None  # the stored status: at_risk or active
 
 
 def page_query(flt: ListFilter, *, after: str | None, limit: int) -> tuple[str, dict[str, object]]:
@@ -63,7 +64,7 @@ def page_query(flt: ListFilter, *, after: str | None, limit: int) -> tuple[str, 
 
     Only the conditions in use are written out (no `:x IS NULL OR` tricks), so the planner sees each
     combination plainly and walks the matching index: (stage, tier, customer_id), (stage, customer_id),
-    (tier, customer_id) or the primary key, reading `limit` rows and no more.
+    (tier, customer_id), (health_status, customer_id) or the primary key, reading `limit` rows and no more.
     """
     where: list[str] = []
     params: dict[str, object] = {"limit": limit}
@@ -73,6 +74,9 @@ def page_query(flt: ListFilter, *, after: str | None, limit: int) -> tuple[str, 
     if flt.tier is not None:
         where.append("tier = :tier")
         params["tier"] = flt.tier
+    if flt.health is not None:
+        where.append("health_status = :health")
+        params["health"] = flt.health
     if after is not None:
         where.append("customer_id > :after")
         params["after"] = after
@@ -169,4 +173,4 @@ def csv_lines(rows: Iterator[list[object]], *, lines_per_chunk: int = 500) -> It
 
 def csv_name(flt: ListFilter) -> str:
     """The download's file name, without extension: `customers`, then the filter values in use."""
-    return "-".join(["customers", *(v for v in (flt.stage, flt.tier) if v)])
+    return "-".join(["customers", *(v for v in (flt.stage, flt.tier, flt.health) if v)])
