@@ -24,6 +24,8 @@ from typing import Literal
 
 from scipy.special import hyp2f1
 
+from shared.frozen import quick_init
+
 ModelKind = Literal["bg_nbd", "mbg_nbd"]
 MODEL_KINDS: tuple[ModelKind, ...] = ("mbg_nbd", "bg_nbd")
 Status = Literal["active", "at_risk"]
@@ -34,6 +36,7 @@ DAYS_PER_WEEK = 7.0
 EXPECTATION_DAYS = 90
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Params:
     """The population parameters: r, alpha (purchase rate, gamma-distributed; alpha in weeks), a, b (dropout)."""
@@ -52,6 +55,7 @@ class Params:
         return all(math.isfinite(v) and v > 0 for v in (self.r, self.alpha, self.a, self.b))
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Model:
     """A model in force: which variant, its parameters, and its version (0 = the policy's priors)."""
@@ -61,6 +65,7 @@ class Model:
     version: int = 0
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Summary:
     """x, t_x and T of one customer as of a day, and the days they come from (UTC day ordinals, 1970-01-01 = 0)."""
@@ -160,11 +165,14 @@ def at_risk_from_day(model: Model, s: Summary, *, at_risk_below: float) -> int |
         return None
     if not math.isfinite(t_star) or t_star > 1e7:
         return None
-    day = s.first_day + max(0, math.floor(t_star * DAYS_PER_WEEK) + 1)
-    day = max(day, s.last_day)
+    day = max(s.first_day + max(0, math.floor(t_star * DAYS_PER_WEEK) + 1), s.last_day)
+    # P(alive) < threshold  <=>  odds > target_odds; the odds on day d, as p_alive computes them
+    base, exponent = p.alpha + s.t_x, p.r + s.x
+    first, alpha = s.first_day, p.alpha
 
     def below(d: int) -> bool:
-        return p_alive(model, Summary(s.x, s.first_day, s.last_day, d)) < at_risk_below
+        return 1.0 / (1.0 + factor * math.pow((alpha + (d - first) / DAYS_PER_WEEK) / base, exponent)) \
+            < at_risk_below
 
     while not below(day):
         day += 1

@@ -28,12 +28,14 @@ from services.scoring.domain.health import (
     summary_of,
 )
 from services.scoring.domain.state import day_index, utc
+from shared.frozen import quick_init
 
 HEALTH_NAMESPACE = uuid.UUID("0d8c4b6e-5f3a-4c1e-9a77-2b9e51f0c6d4")
 _NAMESPACE_BYTES = HEALTH_NAMESPACE.bytes
 SCHEMA_VERSION = 1
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class HealthMark:
     """What a customer's health was when last written: the part a new assessment depends on."""
@@ -60,6 +62,7 @@ class HealthContext:
         return day_index(self.now)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Assessment:
     """A customer's health as of the context's moment, and the outbox row of a change of status (if any)."""

@@ -15,6 +15,7 @@ from services.scoring.domain.policy import Policy
 from services.scoring.domain.state import CustomerState
 from services.scoring.health.marks import Assessment, HealthContext, HealthMark, assess
 from shared.adapters.pgarrays import BigIntArray, DoubleArray, TextArray
+from shared.frozen import quick_init
 
 NO_DAY = -(2**62)  # the sentinel of "no order day" in a bigint[]; no real day is anywhere near it
 DEFAULT_HEALTH_TOPIC = "loyalty.customer-health"
@@ -35,6 +36,7 @@ _COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class HealthColumns:
     """One customer's health columns; `assessment` is None for a customer without an order."""
