@@ -1,6 +1,9 @@
 // The marketing workspace page. Plain ES module, no build step: everything it shows comes from
-// /v1/stages, /v1/flows, /v1/customers, /v1/customers/{id} and /v1/customers/{id}/next-rung.
+// /v1/stages, /v1/flows, /v1/customers, /v1/customers/{id}, /v1/customers/{id}/next-rung and
+// /v1/health/backtest (health.js).
 // Numbers it draws are also written into the DOM (tables, data-* attributes), for people and for tests.
+
+import { healthFacts, runBacktest } from "./health.js";
 
 const Chart = window.Chart;
 const TOKEN_KEY = "loyalty-ladder.token";
@@ -66,12 +69,13 @@ function askForToken(message) {
   return tokenPrompt;
 }
 
-async function api(path, { accept = "application/json" } = {}) {
+async function api(path, { accept = "application/json", method = "GET", body = undefined } = {}) {
   for (;;) {
     const headers = { Accept: accept };
     const token = sessionStorage.getItem(TOKEN_KEY);
     if (token) headers.Authorization = `Bearer ${token}`;
-    const res = await fetch(path, { headers });
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const res = await fetch(path, { headers, method, body: body === undefined ? undefined : JSON.stringify(body) });
     if (res.status === 401) {
       if (token) sessionStorage.removeItem(TOKEN_KEY);
       await askForToken(token ? "That token was not accepted." : null);
@@ -118,7 +122,10 @@ async function loadFunnel() {
       },
       plugins: {
         legend: { position: "bottom", title: { display: true, text: "profitability tier" } },
-        tooltip: { callbacks: { footer: (items) => `rung total: ${body.stages[rungs[items[0].dataIndex]].customers}` } },
+        tooltip: { callbacks: { footer: (items) => {
+          const rung = body.stages[rungs[items[0].dataIndex]];
+          return `rung total: ${rung.customers}, at risk: ${rung.at_risk}`;
+        } } },
       },
       onClick: (_ev, elements) => {
         if (!elements.length) return;
@@ -136,8 +143,13 @@ async function loadFunnel() {
     return el("tr", { dataset: { stage } },
       el("th", { scope: "row" }, el("span", { class: "swatch", style: `background:${RUNG_COLOR[stage]}` }), label(stage)),
       ...TIERS.map((tier) => el("td", { dataset: { stage, tier } }, String(row.tiers[tier]))),
-      el("td", { class: "total", dataset: { stage, tier: "all" } }, String(row.customers)));
+      el("td", { class: "total", dataset: { stage, tier: "all" } }, String(row.customers)),
+      el("td", { class: "at-risk", dataset: { stage, atRisk: String(row.at_risk) } },
+        row.at_risk ? el("button", { type: "button", class: "link", title: `list the at-risk ${label(stage)}s` },
+          String(row.at_risk)) : "0"));
   }));
+  tbody.querySelectorAll("td.at-risk button").forEach((button) => button.addEventListener("click", () =>
+    showList({ stage: button.parentElement.dataset.stage, health: "at_risk" })));
   $("#funnel-total").textContent = String(body.customers);
   $("#funnel-total").dataset.total = String(body.customers);
   section.dataset.total = String(body.customers);
@@ -196,12 +208,13 @@ async function loadFlows() {
 
 // ---- the list of a rung and tier --------------------------------------------------------------------------
 
-const listState = { stage: "", tier: "", limit: 50, cursors: [null], page: 0, next: null };
+const listState = { stage: "", tier: "", health: "", limit: 50, cursors: [null], page: 0, next: null };
 
 function listQuery({ withPage }) {
   const params = new URLSearchParams();
   if (listState.stage) params.set("stage", listState.stage);
   if (listState.tier) params.set("tier", listState.tier);
+  if (listState.health) params.set("health", listState.health);
   if (withPage) {
     params.set("limit", String(listState.limit));
     const after = listState.cursors[listState.page];
@@ -211,9 +224,10 @@ function listQuery({ withPage }) {
   return `/v1/customers${query ? `?${query}` : ""}`;
 }
 
-function showList({ stage, tier }) {
+function showList({ stage, tier, health }) {
   $("#list-stage").value = stage ?? "";
   $("#list-tier").value = tier ?? "";
+  $("#list-health").value = health ?? "";
   filtersChanged();
   $("#list").scrollIntoView({ behavior: "smooth", block: "start" });
 }
@@ -221,6 +235,7 @@ function showList({ stage, tier }) {
 function filtersChanged() {
   listState.stage = $("#list-stage").value;
   listState.tier = $("#list-tier").value;
+  listState.health = $("#list-health").value;
   listState.limit = Number($("#list-limit").value);
   listState.cursors = [null];
   listState.page = 0;
@@ -255,13 +270,14 @@ async function loadList() {
   $("#list-prev").disabled = listState.page === 0;
   $("#list-next").disabled = !body.next;
   $("#list-page").textContent = `page ${listState.page + 1}`;
-  const csvName = ["customers", listState.stage, listState.tier].filter(Boolean).join("-");
+  const csvName = ["customers", listState.stage, listState.tier, listState.health].filter(Boolean).join("-");
   $("#list-csv").href = listQuery({ withPage: false });
   $("#list-csv").download = `${csvName}.csv`;
   section.dataset.count = String(rows.length);
   section.dataset.page = String(listState.page + 1);
   section.dataset.stage = listState.stage;
   section.dataset.tier = listState.tier;
+  section.dataset.health = listState.health;
   section.dataset.ready = "true";
 }
 
@@ -333,6 +349,7 @@ async function loadCustomer(customerId) {
     ["orders", c.counts.orders], ["full-price orders", c.counts.full_price_orders],
     ["referrals", `${c.counts.referrals_made} (${c.counts.referrals_converted} bought)`],
     ["complaints", c.counts.complaints], ["stability", fmt(c.stability)],
+    ...healthFacts(c.health),
   ];
   $("#customer-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, String(v))]));
   section.dataset.customerId = c.customer_id;
@@ -340,6 +357,9 @@ async function loadCustomer(customerId) {
   section.dataset.nextStage = next.next_stage ?? "";
   section.dataset.loyalty = JSON.stringify(Object.fromEntries(KINDS.map((k) => [k, c.loyalty[k]])));
   section.dataset.history = String(c.history.length);
+  section.dataset.health = c.health ? c.health.status : "";
+  section.dataset.pAlive = c.health ? String(c.health.p_alive) : "";
+  section.dataset.atRiskSince = c.health?.at_risk_since ?? "";
   section.dataset.ready = "true";
 }
 
@@ -365,7 +385,16 @@ $("#forget-token").addEventListener("click", () => {
 });
 $("#flows-bucket").addEventListener("change", () => loadFlows().catch(fail));
 $("#flows-kind").addEventListener("change", () => loadFlows().catch(fail));
-for (const id of ["#list-stage", "#list-tier", "#list-limit"]) $(id).addEventListener("change", filtersChanged);
+for (const id of ["#list-stage", "#list-tier", "#list-health", "#list-limit"]) {
+  $(id).addEventListener("change", filtersChanged);
+}
+// the gold fund: the advocates and regulars who are slipping away, one click each
+$("#list-risk-advocates").addEventListener("click", () => showList({ stage: "advocate", health: "at_risk" }));
+$("#list-risk-regulars").addEventListener("click", () => showList({ stage: "regular", health: "at_risk" }));
+$("#backtest-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  runBacktest({ $, api, Chart, color }).catch(fail);
+});
 $("#list-filters").addEventListener("submit", (ev) => ev.preventDefault());
 $("#list-next").addEventListener("click", () => {
   if (!listState.next) return;
