@@ -186,5 +186,7 @@ class HealthLoop:
             except (SQLAlchemyError, psycopg.Error, OSError) as exc:
                 # the database is away: the next tick tries again; nothing of a pass commits half
                 log.warning("health pass failed, retrying at the next tick: %s", str(exc).splitlines()[0])
+            except Exception:  # a bug in one pass must not stop health for the life of the process
+                log.exception("health pass failed unexpectedly, retrying at the next tick")
             self._wake.wait(self.scan_s)
             self._wake.clear()
