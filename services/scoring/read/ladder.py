@@ -29,7 +29,7 @@ def stage_counts(engine: Engine) -> dict[str, object]:
         }
         for stage in STAGES
     }
-    return {"customers": sum(n for *_, n in counts), "stages": stages}
+    return {"customers": sum(n for _, _, _, n, _ in counts), "stages": stages}
 
 
 def policy_view(policy: Policy) -> dict[str, object]:
