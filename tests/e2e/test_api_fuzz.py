@@ -15,8 +15,16 @@ CONTRACTS = ROOT / "docs" / "contracts"
 DEFAULT_ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]  # schemathesis's own list
 # What a schema cannot say, answered with a documented error to input that fits the schema: `after` is an
 # opaque cursor (one this API did not make is 400 invalid_cursor), and a flows range must run forwards and
-# stay within 10 years and 5,000 buckets (422 invalid_range).
+# stay within 10 years and 5,000 buckets (422 invalid_range); a health fit or backtest needs enough customers
+# with orders and a cutoff in the past (422 too_few_customers, cutoff_in_future); a prospect import's body is
+# a CSV or NDJSON file whose header and lines the schema does not describe (400, 415).
 CONFIG = schemathesis.Config.from_dict({"operations": [
+    {"include-name": "POST /v1/health/model/fit",
+     "checks": {"positive_data_acceptance": {"expected-statuses": [*DEFAULT_ACCEPTED, "422"]}}},
+    {"include-name": "POST /v1/health/backtest",
+     "checks": {"positive_data_acceptance": {"expected-statuses": [*DEFAULT_ACCEPTED, "422"]}}},
+    {"include-name": "POST /v1/prospects",
+     "checks": {"positive_data_acceptance": {"expected-statuses": [*DEFAULT_ACCEPTED, "400", "415"]}}},
     {"include-name": "GET /v1/customers",
      "checks": {"positive_data_acceptance": {"expected-statuses": [*DEFAULT_ACCEPTED, "400"]}}},
     {"include-name": "GET /v1/flows",
