@@ -632,7 +632,8 @@ def test_never_raises_on_arbitrary_events(event: dict[str, Any]) -> None:
 _field_values = st.one_of(
     st.none(), st.booleans(), st.integers(-5, 10**16), st.text(max_size=3),
     st.sampled_from(["", "x" * 128, "x" * 129, "EUR", "USD", "eur", "c-1", "c-2", "low", "medium", "high",
-                     "urgent", "email", "web", "fax", "Email", "inbound", "outbound", "10.50", "-1", "1e3", "1.005", "0.001", "NaN", "Infinity", "1e15", "10.5.1",
+                     "urgent", "email", "web", "fax", "Email", "inbound", "outbound",
+                     "10.50", "-1", "1e3", "1.005", "0.001", "NaN", "Infinity", "1e15", "10.5.1",
                      "2026-06-01T10:00:00Z", "2026-06-16T13:00:00Z", "2026-06-01T10:00:00", "2026-13-01T10:00:00Z",
                      "2026-06-01T10:00:00+24:00", "2026-06-01t10:00:00z"]),
     st.decimals(allow_nan=True, allow_infinity=True, places=None),
