@@ -17,6 +17,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from bench import log
+from bench.api_load import EXPORTS, exports_during, slowdown
 from bench.generator import rfc3339
 from bench.progress import Progress, digest, wait_applied
 from bench.sampling import ResourceSampler
@@ -261,7 +262,8 @@ def run_system(*, name: str, root: Path, pg: EmbeddedPostgres, template_url: str
                instances: int, messages: list[Message], expect: dict[str, int], seed: int, latency_s: float,
                latency_rate: float, with_baseline: bool, timeout_s: float,
                profile_dir: Path | None = None, backlog: list[Message] | None = None,
-               backlog_expect: dict[str, int] | None = None, shop: str = "batches") -> dict[str, Any]:
+               backlog_expect: dict[str, int] | None = None, shop: str = "batches",
+               api_load: list[Message] | None = None, api_expect: dict[str, int] | None = None) -> dict[str, Any]:
     database_url = create_database(pg.url, f"bench_{name.replace('-', '_')}")
     sut = SystemUnderTest(name=name, workdir=root / name, database_url=database_url, partitions=partitions,
                           instances=instances)
@@ -278,6 +280,14 @@ def run_system(*, name: str, root: Path, pg: EmbeddedPostgres, template_url: str
                                                timeout_s=timeout_s, profile_dir=profile_dir, shop=shop)
         # before the backlog: draining it fills the consumers' fetch buffers (up to fetch_max_bytes)
         out["peak_rss_mib"] = sampler.peaks()
+        if api_load is not None and api_expect is not None:
+            # the same phase over fresh events while 8 clients export the whole list as CSV again and again
+            log(f"{name}: throughput under {EXPORTS} concurrent CSV exports")
+            loaded = exports_during(scoring_url=f"http://127.0.0.1:{sut.stack.scoring_ports[0]}", run=lambda: (
+                measure_throughput(sut, api_load, api_expect, progress=progress, sampler=sampler,
+                                   timeout_s=timeout_s, shop=shop)))
+            out["api_load"] = {**{k: v for k, v in loaded.items() if k != "phase"},
+                               **slowdown(out["throughput"]["events_per_s"], loaded["phase"]["events_per_s"])}
         if backlog is not None and backlog_expect is not None:
             out["catch_up"] = measure_catch_up(sut, backlog, backlog_expect, progress=progress, sampler=sampler,
                                                timeout_s=timeout_s)

@@ -53,6 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--latency-rate", type=float, default=100.0)
     parser.add_argument("--naive-sample", type=int, default=5000)
+    parser.add_argument("--skip-api-load", action="store_true",
+                        help="skip the throughput phase under 8 concurrent CSV exports")
     parser.add_argument("--timeout", type=float, default=900.0, help="max seconds for one throughput phase")
     parser.add_argument("--skip-scaleout", action="store_true")
     parser.add_argument("--skip-naive", action="store_true")
@@ -79,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
                       now=day)
     result["input"] = summary(stream)
     backlog: list[dict[str, Any]] | None = None
+    # fresh customers and event ids again (a third seed) for the phase under API load
+    api_stream = None if args.skip_api_load else generate(customers=args.customers, events=args.events,
+                                                          seed=args.seed + 2, duplicates=args.duplicates, now=day)
     if not args.skip_catchup:
         # other customers and event ids (another seed), so that nothing of it was applied before
         backlog = generate(customers=args.customers, events=args.events, seed=args.seed + 1,
@@ -88,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     pg = start_postgres(root / "pg" / "data")
     failed = False
     try:
-        result.update(measure(args, root=root, pg=pg, stream=stream, backlog=backlog))
+        result.update(measure(args, root=root, pg=pg, stream=stream, backlog=backlog, api_stream=api_stream))
     except BaseException:
         failed = True
         raise
@@ -112,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def measure(args: argparse.Namespace, *, root: Path, pg: EmbeddedPostgres, stream: list[dict[str, Any]],
-            backlog: list[dict[str, Any]] | None) -> dict[str, Any]:
+            backlog: list[dict[str, Any]] | None, api_stream: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Every phase args asks for, on the server `pg`: {"single": ..., "naive": ..., "scaleout": ..., "identical"}."""
     result: dict[str, Any] = {}
     messages = to_messages(stream, Settings())
@@ -121,8 +126,11 @@ def measure(args: argparse.Namespace, *, root: Path, pg: EmbeddedPostgres, strea
               "backlog": to_messages(backlog, Settings()) if backlog is not None else None,
               "backlog_expect": summary(backlog) if backlog is not None else None, "shop": args.shop_producer}
     profile_dir = RESULTS / f"profile-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}" if args.profile else None
-    result["single"] = run_system(name="single", partitions=6, instances=1, latency_s=args.latency_seconds,
-                                  with_baseline=True, profile_dir=profile_dir, **common)
+    result["single"] = run_system(
+        name="single", partitions=6, instances=1, latency_s=args.latency_seconds, with_baseline=True,
+        profile_dir=profile_dir, **common,
+        api_load=to_messages(api_stream, Settings()) if api_stream is not None else None,
+        api_expect=summary(api_stream) if api_stream is not None else None)
     if profile_dir is not None:
         from bench import profile
 

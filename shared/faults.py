@@ -6,6 +6,7 @@ Off unless the FAULT_INJECTION setting names points, as `point=probability,...`,
 - `ingest.after_flush`       hand-on and dead letters acknowledged, offsets not committed
 - `scoring.after_db_commit`  batch committed in PostgreSQL, offsets not committed
 - `relay.after_publish`      outbox rows published, not yet marked
+- `health.before_commit`     a health scan or sweep pass written (statuses, outbox rows), not committed
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import random
 import signal
 
-POINTS = ("ingest.after_flush", "scoring.after_db_commit", "relay.after_publish")
+POINTS = ("ingest.after_flush", "scoring.after_db_commit", "relay.after_publish", "health.before_commit")
 
 
 class Faults:

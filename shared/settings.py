@@ -90,6 +90,7 @@ class Settings(BaseSettings):
     topic_stage_changes: str = "loyalty.stage-changes"
     topic_dead_letter: str = "loyalty.dead-letter"
     topic_scoring_input: str = "loyalty.scoring-input"
+    topic_customer_health: str = "loyalty.customer-health"
     topic_partitions: int = Field(default=6, ge=1)
     topic_replication_factor: int = Field(default=1, ge=1)
     create_topics: bool = True
@@ -133,6 +134,12 @@ class Settings(BaseSettings):
     dedupe_retention_days: int = 30
     housekeeping_interval_s: int = 300
 
+    # health (docs/health.md): how often due customers are turned at risk, and how often the model is refitted
+    health_scan_seconds: float = Field(default=60, gt=0)
+    health_refit_hours: float = Field(default=24, gt=0)
+    # customers one scan or sweep transaction takes at most (each its own transaction, repeated until none is left)
+    health_batch_size: int = Field(default=5000, ge=1)
+
     # test-only: crash at named points (shared/faults.py); empty in production
     fault_injection: str = ""
 
@@ -165,4 +172,5 @@ class Settings(BaseSettings):
             self.topic_scoring_input,
             self.topic_stage_changes,
             self.topic_dead_letter,
+            self.topic_customer_health,
         )

@@ -82,6 +82,7 @@ def make_settings(broker: EmbeddedBroker, database_url: str) -> Callable[..., Se
         "topic_complaints": f"shop.complaints.{suffix}",
         "topic_stage_changes": f"loyalty.stage-changes.{suffix}",
         "topic_dead_letter": f"loyalty.dead-letter.{suffix}",
+        "topic_customer_health": f"loyalty.customer-health.{suffix}",
         "topic_scoring_input": f"loyalty.scoring-input.{suffix}",
         "ingest_group_id": f"ingest-{suffix}",
         "scoring_group_id": f"scoring-{suffix}",

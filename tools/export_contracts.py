@@ -23,6 +23,7 @@ from services.scoring.domain.policy import parse_policy
 from services.scoring.http_common import ApiContext
 from shared.adapters.metrics import Metrics
 from shared.settings import Settings
+from shared.wire.customer_health import CustomerHealthChanged
 from shared.wire.events import (
     ComplaintEvent,
     ErrorCode,
@@ -40,7 +41,7 @@ VERSION = "1.0.0"
 def _schemas() -> dict[str, Any]:
     _, top = models_json_schema(
         [(m, "validation") for m in (PurchaseEvent, ReferralEvent, ComplaintEvent, ProspectEvent, TouchEvent,
-                                     StageChanged)],
+                                     StageChanged, CustomerHealthChanged)],
         ref_template="#/components/schemas/{model}",
     )
     return dict(sorted(top["$defs"].items()))
@@ -73,6 +74,13 @@ def asyncapi(settings: Settings) -> dict[str, Any]:
         "description": "Every rung a customer enters, once per (customer, rung), in ladder order per customer.",
         "messages": {"stageChanged": {"$ref": "#/components/messages/StageChanged"}},
     }
+    channels["customerHealth"] = {
+        "address": settings.topic_customer_health, "title": settings.topic_customer_health,
+        "description": "Every change of a customer's health status (at risk, recovered), once per (customer, "
+                       "transition number), in order per customer. A customer's first health is announced only "
+                       "when it is at risk.",
+        "messages": {"customerHealthChanged": {"$ref": "#/components/messages/CustomerHealthChanged"}},
+    }
     channels["deadLetter"] = {
         "address": settings.topic_dead_letter, "title": settings.topic_dead_letter,
         "description": "Rejected input: the original value bytes and key, unchanged, with the reason in headers.",
@@ -89,6 +97,11 @@ def asyncapi(settings: Settings) -> dict[str, Any]:
         "action": "send", "channel": {"$ref": "#/channels/stageChanges"},
         "summary": "Published by the outbox relay after the state that caused it is committed.",
     }
+    operations["sendCustomerHealthChanged"] = {
+        "action": "send", "channel": {"$ref": "#/channels/customerHealth"},
+        "summary": "Published by the outbox relay after the health change is committed (by an order, the periodic "
+                   "scan or a refit).",
+    }
     operations["sendDeadLetter"] = {
         "action": "send", "channel": {"$ref": "#/channels/deadLetter"},
         "summary": "Published by ingest for every message that breaks a rule of the contract.",
@@ -101,6 +114,10 @@ def asyncapi(settings: Settings) -> dict[str, Any]:
         "StageChanged": {"name": "stage_changed", "title": "Stage changed", "contentType": "application/json",
                          "payload": {"$ref": "#/components/schemas/StageChanged"},
                          "bindings": _key("customer_id")},
+        "CustomerHealthChanged": {"name": "customer_health_changed", "title": "Customer health changed",
+                                  "contentType": "application/json",
+                                  "payload": {"$ref": "#/components/schemas/CustomerHealthChanged"},
+                                  "bindings": _key("customer_id")},
         "DeadLetter": {
             "name": "dead_letter", "title": "Dead letter", "contentType": "application/octet-stream",
             "payload": {"description": "The original message value, byte for byte (it may not even be JSON)."},
@@ -123,7 +140,8 @@ def asyncapi(settings: Settings) -> dict[str, Any]:
         "asyncapi": "3.0.0",
         "info": {
             "title": "Loyalty ladder", "version": VERSION,
-            "description": "Shop events in; every rung a customer enters out; rejected input kept aside. "
+            "description": "Shop events in; every rung a customer enters and every change of their health "
+                           "out; rejected input kept aside. "
                            "Topic names are the defaults; each is a setting (TOPIC_*).",
             "license": {"name": "Apache-2.0"},
         },

@@ -9,6 +9,8 @@ from types import FrameType
 
 from services.scoring.api import create_app
 from services.scoring.domain.policy import Policy, parse_policy
+from services.scoring.health.models import ModelSource
+from services.scoring.health.refit import HealthLoop
 from services.scoring.heavy import Activity
 from services.scoring.http_common import ApiContext
 from services.scoring.relay_process import RelayProcess
@@ -52,10 +54,6 @@ def main() -> None:
                              statement_timeout_ms=settings.api_statement_timeout_ms,
                              application_name="loyalty-scoring-api")
     event_path = Activity()  # marked after every committed batch: while it is recent, exports yield
-    app = create_app(ctx=ApiContext(engine=api_engine, policy=policy, settings=settings), metrics=metrics,
-                     readiness_engine=engine, event_path=event_path)
-    http = ServerThread(app, host=settings.http_host, port=settings.scoring_port)
-    http.start()
 
     producer = make_producer(settings)  # dead letters: rare, one record each
     relay: RelayProcess | None = None
@@ -69,6 +67,17 @@ def main() -> None:
         if relay is not None:
             relay.wake()
 
+    source = ModelSource(engine, policy=policy, topic=settings.topic_customer_health)
+    # the health loop's scans and refits write with the event path's engine: they are the event path's work
+    health = HealthLoop(engine=engine, policy=policy, source=source, metrics=metrics,
+                        scan_s=settings.health_scan_seconds, refit_h=settings.health_refit_hours,
+                        batch=settings.health_batch_size, on_commit=relay.wake if relay else lambda: None,
+                        faults=faults)
+    app = create_app(ctx=ApiContext(engine=api_engine, policy=policy, settings=settings, health=health),
+                     metrics=metrics, readiness_engine=engine, event_path=event_path)
+    http = ServerThread(app, host=settings.http_host, port=settings.scoring_port)
+    http.start()
+
     consumer = make_consumer(settings, group_id=settings.scoring_group_id, topics=[settings.topic_scoring_input],
                              max_poll_records=settings.scoring_max_poll_records)
     worker = ScoringWorker(
@@ -79,6 +88,7 @@ def main() -> None:
         on_commit=committed,
         faults=faults, cache=StateCache(capacity=settings.scoring_state_cache_size),
         originals=(originals := RecordFetcher(settings)), dead_letter_max_bytes=settings.dead_letter_max_bytes,
+        health=source,
     )
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
@@ -89,9 +99,11 @@ def main() -> None:
     signal.signal(signal.SIGINT, _stop)
     log.info("scoring started", extra={"group": settings.scoring_group_id, "port": settings.scoring_port})
     tune_gc(gen0_threshold=settings.gc_gen0_threshold)
+    health.start()
     try:
         worker.run()
     finally:
+        health.stop()
         consumer.close(autocommit=False, timeout_ms=5000)
         originals.close()
         if relay is not None:

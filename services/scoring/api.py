@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from services.scoring.auth import Access, BearerAuth
+from services.scoring.health_api import health_router
 from services.scoring.heavy import Activity, Gate, Pacer
 from services.scoring.http_common import (
     ApiContext,
@@ -65,7 +66,7 @@ def create_app(*, ctx: ApiContext, metrics: Metrics, readiness_engine: Engine | 
     @app.get("/v1/customers/{customer_id}", response_model=CustomerOut, dependencies=[read],
              responses={404: {"model": ErrorOut}, **denied}, tags=["customers"])
     def get_customer(customer_id: CustomerId) -> dict[str, object]:
-        """One customer's rung, loyalty vector, profitability, stability, counts and rung history."""
+        """One customer's rung, loyalty vector, profitability, stability, counts, rung history and health."""
         body = customer(ctx.engine, customer_id=customer_id, policy=ctx.policy, at=datetime.now(UTC))
         if body is None:
             raise not_found(customer_id)
@@ -84,6 +85,7 @@ def create_app(*, ctx: ApiContext, metrics: Metrics, readiness_engine: Engine | 
     busy = event_path.busy if event_path is not None else (lambda: False)
     gate = Gate(settings.api_heavy_concurrency, pacer=Pacer(settings.api_heavy_share, busy=busy))
     app.include_router(workspace_router(ctx=ctx, read=access.require("read"), gate=gate))
+    app.include_router(health_router(ctx=ctx, read=access.require("read"), admin=access.require("admin")))
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
     app.include_router(prospects_router(ctx=ctx, admin=access.require("admin")))
     install_json_errors(app, max_body_bytes=settings.http_max_body_bytes, streamed=frozenset({"/v1/prospects"}))

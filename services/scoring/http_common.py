@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import quote, unquote, unquote_to_bytes
 
 from fastapi import Depends, FastAPI, Path, Request
@@ -29,6 +29,9 @@ CUSTOMER_PREFIX = "/v1/customers/"
 CUSTOMER_SUBRESOURCES = ("/next-rung",)
 RETRY_AFTER_S = "1"
 
+if TYPE_CHECKING:
+    from services.scoring.health.refit import HealthLoop
+
 
 class ApiError(Exception):
     """A 4xx or 5xx with a JSON body."""
@@ -47,6 +50,8 @@ class ApiContext:
     engine: Engine
     policy: Policy
     settings: Settings
+    # the scoring process's health loop, which POST /v1/health/model/fit asks to refit (None: refit in the request)
+    health: HealthLoop | None = None
 
 
 def not_found(customer_id: str) -> ApiError:

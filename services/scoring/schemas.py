@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 # every 4xx/5xx body of both services, defined beside the handlers they share
 from shared.adapters.http import ErrorOut as ErrorOut
+from shared.wire.customer_health import HealthModelName, HealthStatus
 from shared.wire.stage_changes import Focus, KindName, LoyaltyVector, Profitability, StageName
 
 # one definition of the rung names, tiers, loyalty vector, money block and focus: the stage-change message's
@@ -34,6 +35,20 @@ class HistoryEntry(BaseModel):
     reason: str
 
 
+class HealthOut(BaseModel):
+    """A customer's health as of `as_of` (contract section 11); null for a customer without an order."""
+
+    status: HealthStatus = Field(description="at_risk where p_alive is below the policy's at_risk_below.")
+    p_alive: float = Field(ge=0, le=1, description="The probability that the customer is still an active buyer.")
+    expected_orders_90d: float = Field(ge=0, description="The model's expected orders in the next 90 days.")
+    as_of: datetime = Field(description="When it was computed; its UTC day is the as-of day of T.")
+    model_version: int = Field(ge=0, description="The health model version used (0 = the policy's priors).")
+    x: int = Field(ge=0, description="Distinct UTC days with an order, minus 1.")
+    t_x_weeks: float = Field(ge=0, description="Weeks from the first order's day to the last order's day.")
+    T_weeks: float = Field(ge=0, description="Weeks from the first order's day to the as-of day.")
+    at_risk_since: datetime | None = Field(description="as_of of the change to at_risk; null while active.")
+
+
 class CustomerOut(BaseModel):
     """GET /v1/customers/{customer_id}."""
 
@@ -48,6 +63,7 @@ class CustomerOut(BaseModel):
     last_event_at: datetime
     history: list[HistoryEntry]
     focus: FocusOut = Field(description="As of now (loyalty fades), under the policy's focus weights and actions.")
+    health: HealthOut | None
 
 
 class TierCounts(BaseModel):
@@ -72,6 +88,7 @@ class StageCount(BaseModel):
     develop: KindCounts = Field(description=(
         "Customers of the rung by the kind to develop, from the focus stored as of each customer's last event; "
         "a customer with no stored focus yet is in no count."))
+    at_risk: int = Field(description="Customers on the rung whose health is at_risk.")
 
 
 class StagesOut(BaseModel):
@@ -171,6 +188,65 @@ class PolicyOut(BaseModel):
     activity_horizon_months: int
     loyalty: dict[str, dict[str, float]]
     focus: FocusPolicyOut
+    health: HealthPolicyOut
+
+
+class HealthParamsOut(BaseModel):
+    r: float = Field(gt=0)
+    alpha: float = Field(gt=0, description="In weeks.")
+    a: float = Field(gt=0)
+    b: float = Field(gt=0)
+
+
+class HealthPolicyOut(BaseModel):
+    """The policy's `[health]` table."""
+
+    model: HealthModelName
+    at_risk_below: float
+    min_customers: int
+    prior: HealthParamsOut
+
+
+class HealthModelOut(BaseModel):
+    """GET /v1/health/model: the model in force (version 0 = the policy's priors, before any fit)."""
+
+    version: int
+    model: HealthModelName
+    params: HealthParamsOut
+    customers: int = Field(description="Customers with an order the fit was made on (0 for the priors).")
+    log_likelihood: float | None = Field(description="Of the fit; null for the priors.")
+    fitted_at: datetime | None = Field(description="null for the priors.")
+
+
+class BacktestIn(BaseModel):
+    """POST /v1/health/backtest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cutoff: datetime = Field(description="RFC 3339; the calibration is every order day up to the cutoff's UTC day.")
+    horizon_days: int = Field(default=273, ge=1, le=3650, description="The holdout: days after the cutoff's day.")
+    model: HealthModelName = "mbg_nbd"
+
+
+class FrequencyRowOut(BaseModel):
+    x: int | Literal["7+"] = Field(description="Repeat orders (order days - 1) in the calibration period.")
+    customers: int
+    predicted: float = Field(description="Mean predicted repeat orders per customer in the holdout.")
+    actual: float = Field(description="Mean actual repeat orders (order days) per customer in the holdout.")
+
+
+class BacktestOut(BaseModel):
+    """The fit on the calibration period and its forecast against what happened in the holdout."""
+
+    model: HealthModelName
+    cutoff: datetime
+    horizon_days: int
+    customers: int
+    params: HealthParamsOut
+    log_likelihood: float
+    predicted_repeat_orders: float
+    actual_repeat_orders: int
+    by_frequency: list[FrequencyRowOut]
 
 
 class RejectedLineOut(BaseModel):
@@ -208,3 +284,6 @@ class FunnelOut(BaseModel):
 
     cohort: Literal["month", "week"]
     rows: list[CohortOut]
+
+
+PolicyOut.model_rebuild()

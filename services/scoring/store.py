@@ -39,6 +39,8 @@ from services.scoring.domain.ladder import ReferralConverted, StageChanged, appl
 from services.scoring.domain.measures import Loyalty, loyalty, profitability, tier
 from services.scoring.domain.policy import Policy
 from services.scoring.domain.state import RANK, CustomerState, from_text, to_text, utc
+from services.scoring.health.marks import NO_MARK, HealthContext, HealthMark
+from services.scoring.health.rows import HealthColumns, health_of, health_params, prior_context
 from shared.adapters.pgarrays import BigIntArray, BytesArray, SmallIntArray, TextArray
 from shared.wire.messages import Fact, encode
 
@@ -80,6 +82,9 @@ class BatchOutcome:
     conversions: list[ReferralConverted] = field(default_factory=list)
     # customer id -> (state, version) as written by this batch: the cache learns them once it committed
     written: dict[str, tuple[CustomerState, int]] = field(default_factory=dict)
+    # customer id -> the health written by this batch (customers with an order), for the cache too
+    marks: dict[str, HealthMark] = field(default_factory=dict)
+    health_changes: int = 0
 
 
 class StateCache:
@@ -91,6 +96,9 @@ class StateCache:
     def __init__(self, *, capacity: int) -> None:
         self.capacity = capacity
         self._entries: OrderedDict[str, tuple[CustomerState, int]] = OrderedDict()
+        # the health mark each cached customer's row holds (absent: none); valid exactly as long as the version is,
+        # since a scan or sweep that changes a customer's status moves the row's version too
+        self._marks: dict[str, HealthMark] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -99,7 +107,12 @@ class StateCache:
         """The cached (state, version) of `customer_id`, if any."""
         return self._entries.get(customer_id)
 
-    def remember(self, written: Mapping[str, tuple[CustomerState, int]]) -> None:
+    def mark(self, customer_id: str) -> HealthMark:
+        """The health mark of a cached customer (NO_MARK when it has none)."""
+        return self._marks.get(customer_id, NO_MARK)
+
+    def remember(self, written: Mapping[str, tuple[CustomerState, int]],
+                 marks: Mapping[str, HealthMark] | None = None) -> None:
         """Record what a committed batch wrote, evicting the least recently written beyond capacity."""
         if not self.capacity:
             return
@@ -107,12 +120,16 @@ class StateCache:
         for customer_id, entry in written.items():
             entries[customer_id] = entry
             entries.move_to_end(customer_id)
+        if marks:
+            self._marks.update(marks)
         while len(entries) > self.capacity:
-            entries.popitem(last=False)
+            gone, _ = entries.popitem(last=False)
+            self._marks.pop(gone, None)
 
     def clear(self) -> None:
         """Forget everything: after a failed batch nobody knows which cached versions still hold."""
         self._entries.clear()
+        self._marks.clear()
 
 
 @contextmanager
@@ -189,7 +206,7 @@ _CLAIM_EVENTS = """
 """
 
 _LOAD = """
-    SELECT customer_id, state, version FROM customers
+    SELECT customer_id, state, version, health_status, health_transitions, at_risk_since FROM customers
     WHERE customer_id = ANY(%(ids)b::text[])
     ORDER BY customer_id
     FOR UPDATE
@@ -197,23 +214,26 @@ _LOAD = """
 
 _UPSERT = """
     INSERT INTO customers AS c (customer_id, stage, stage_rank, stage_entered_at, tier, sales, costs, profit,
-                                first_seen_at, last_event_at, develop, loyalty_index, state, version, updated_at)
+                                first_seen_at, last_event_at, develop, loyalty_index, state, version, updated_at,
+                                {health_columns})
     SELECT id, stage, rank, entered, tier, sales, costs, sales - costs, first_seen, last_event,
-           develop, index_units::numeric / 10000, st, ver, now()
+           develop, index_units::numeric / 10000, st, ver, now(), {health_values}
     FROM unnest(%(ids)b::text[], %(stages)b::text[], %(ranks)b::smallint[],
                 %(entered)b::timestamptz[], %(tiers)b::text[], %(sales)b::text[]::numeric[],
                 %(costs)b::text[]::numeric[], %(first_seen)b::timestamptz[], %(last_event)b::timestamptz[],
-                %(develop)b::text[], %(index_units)b::smallint[], %(states)b::text[], %(versions)b::bigint[])
-        AS u(id, stage, rank, entered, tier, sales, costs, first_seen, last_event, develop, index_units, st, ver)
+                %(develop)b::text[], %(index_units)b::smallint[], %(states)b::text[], %(versions)b::bigint[],
+                {health_arrays})
+        AS u(id, stage, rank, entered, tier, sales, costs, first_seen, last_event, develop, index_units, st, ver,
+             {health_names})
     ON CONFLICT (customer_id) DO UPDATE SET
         stage = excluded.stage, stage_rank = excluded.stage_rank, stage_entered_at = excluded.stage_entered_at,
         tier = excluded.tier, sales = excluded.sales, costs = excluded.costs, profit = excluded.profit,
         first_seen_at = excluded.first_seen_at, last_event_at = excluded.last_event_at,
         develop = excluded.develop, loyalty_index = excluded.loyalty_index,
-        state = excluded.state, version = excluded.version, updated_at = now()
+        state = excluded.state, version = excluded.version, updated_at = now(), {health_updates}
     WHERE c.version = excluded.version - 1
     RETURNING customer_id
-"""
+""".format(**HealthColumns.upsert_fragments())
 
 _HISTORY = """
     INSERT INTO stage_history (customer_id, to_stage, from_stage, occurred_at, cause_event_id, reason)
@@ -249,15 +269,18 @@ def run_sql(conn: Connection, sql: str, params: dict[str, Any]) -> list[tuple[An
 
 
 def process_batch(conn: Connection, *, facts: Sequence[Fact], policy: Policy, stage_topic: str,
-                  conversion_topic: str, cache: StateCache | None = None) -> BatchOutcome:
+                  conversion_topic: str, cache: StateCache | None = None,
+                  health: HealthContext | None = None) -> BatchOutcome:
     """Apply `facts` (in offset order) to customer state inside the caller's transaction.
 
     The batch's customers are taken in chunks, in pipeline mode: while Python applies chunk k, the database
     writes chunk k - 1 and claims and reads chunk k + 1, so the two wait for each other only at the edges.
     It is one transaction all the same, and chunks share no customer. `cache` is read, never written: the
-    caller feeds it `outcome.written` after the commit.
+    caller feeds it `outcome.written` after the commit. `health` is the model in force and the moment to assess
+    the health of every customer with an order as of (default: the policy's priors, now).
     """
     outcome = BatchOutcome()
+    health = health if health is not None else prior_context(policy)
     candidates, outcome.duplicates = unique_facts(facts)
     if not candidates:
         return outcome
@@ -292,7 +315,7 @@ def process_batch(conn: Connection, *, facts: Sequence[Fact], policy: Policy, st
                     reads = _send_reads(pg, chunks[k + 1], facts_of=facts_of, cache=cache)
                 unsent = _apply_chunk(chunk, facts_of=facts_of, claimed=claimed, loaded=loaded, cached=cached,
                                       outcome=outcome, policy=policy, stage_topic=stage_topic,
-                                      conversion_topic=conversion_topic)
+                                      conversion_topic=conversion_topic, health=health, cache=cache)
             queue(unsent)
         # leaving the pipeline synced it: every statement has run, in order, and any error was raised
         for cursor, written in upserts:
@@ -334,15 +357,18 @@ def _send_reads(pg: Any, chunk: list[str], *, facts_of: dict[str, list[Fact]],
 
 def _apply_chunk(chunk: list[str], *, facts_of: dict[str, list[Fact]], claimed: set[tuple[Any, ...]],
                  loaded: list[Any], cached: dict[str, tuple[CustomerState, int]], outcome: BatchOutcome,
-                 policy: Policy, stage_topic: str, conversion_topic: str) -> list[Statement]:
+                 policy: Policy, stage_topic: str, conversion_topic: str, health: HealthContext,
+                 cache: StateCache | None) -> list[Statement]:
     """Apply the claimed facts of `chunk` in memory; the statements that write the result.
 
     A customer's state comes from `loaded` (rows read from the table) or `cached` (the cache's entries for
-    the chunk); one in neither is new.
+    the chunk); one in neither is new. So does its health mark.
     """
-    rows = {customer_id: (from_text(raw_state), version) for customer_id, raw_state, version in loaded}
+    rows = {row[0]: (from_text(row[1]), row[2]) for row in loaded}
+    marks = {row[0]: HealthMark(row[3], row[4], row[5]) for row in loaded if row[3] is not None}
     written: list[tuple[CustomerState, int]] = []
     foci: list[Focus] = []
+    healths: list[HealthColumns] = []
     stage_changes: list[StageChanged] = []
     outbox_rows: list[tuple[str, str, str, bytes]] = []
     focus_policy = policy.focus
@@ -385,9 +411,19 @@ def _apply_chunk(chunk: list[str], *, facts_of: dict[str, list[Fact]], claimed: 
             foci.append(measured[2])
         else:
             foci.append(focus(loyalty(state, at=state.last_event_at, policy=policy), state.stage, focus_policy))
+        mark = marks.get(customer_id) or (cache.mark(customer_id) if cache is not None and known is not None
+                                          and customer_id not in rows else None)
+        columns = health_of(state, mark or NO_MARK, ctx=health)
+        healths.append(columns)
+        if columns.assessment is not None:
+            outcome.marks[customer_id] = columns.assessment.mark
+            if columns.assessment.message is not None:
+                outbox_rows.append(columns.assessment.message)
+                outcome.health_changes += 1
     statements: list[Statement] = []
     if written:
-        statements.append((_UPSERT, _customer_params(written, foci, policy=policy), written))
+        statements.append((_UPSERT, {**_customer_params(written, foci, policy=policy), **health_params(healths)},
+                           written))
     if stage_changes:
         outcome.stage_changes.extend(stage_changes)
         sc = stage_changes

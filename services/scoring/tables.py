@@ -6,8 +6,10 @@ from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
+    Float,
     Identity,
     Index,
+    Integer,
     LargeBinary,
     MetaData,
     Numeric,
@@ -50,6 +52,24 @@ customers = Table(
     # optimistic concurrency: a write must see the version it read (two instances during a rebalance)
     Column("version", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
+    # migration 0006: the order days the health model needs (UTC day numbers since 1970-01-01; null without
+    # orders), and the current health (docs/health.md)
+    Column("last_order_at", DateTime(timezone=True)),
+    Column("order_first_day", Integer),
+    Column("order_last_day", Integer),
+    Column("order_day_count", Integer),
+    Column("health_status", Text),
+    Column("p_alive", Float),
+    Column("health_as_of", DateTime(timezone=True)),
+    Column("health_model_version", Integer),
+    Column("at_risk_since", DateTime(timezone=True)),
+    # when P(alive) falls below the threshold if no order comes; null when at risk already or never
+    Column("health_due_at", DateTime(timezone=True)),
+    # status changes announced so far: the transition number in each health message's stable id
+    Column("health_transitions", Integer, nullable=False, server_default=text("0")),
+    Index(None, "health_due_at"),
+    Index(None, "health_model_version"),
+    Index(None, "health_status", "customer_id"),
     Index(None, "stage", "tier", "customer_id"),
     Index(None, "tier", "customer_id"),
     Index(None, "stage", "customer_id"),  # migration 0002: a rung's list in customer_id order
@@ -90,4 +110,18 @@ outbox = Table(
     Column("payload", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
     # every row here is unpublished: the relay deletes what it published, in the same transaction (migration 0004)
+)
+
+health_models = Table(
+    "health_models", metadata,
+    # every fit is a numbered version (migration 0006); the newest of the policy's model kind is in force
+    Column("version", Integer, Identity(always=False), primary_key=True),
+    Column("model", Text, nullable=False),
+    Column("r", Float, nullable=False),
+    Column("alpha", Float, nullable=False),
+    Column("a", Float, nullable=False),
+    Column("b", Float, nullable=False),
+    Column("customers", Integer, nullable=False),
+    Column("log_likelihood", Float, nullable=False),
+    Column("fitted_at", DateTime(timezone=True), nullable=False, server_default=text("now()")),
 )

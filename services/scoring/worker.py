@@ -36,6 +36,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
 from services.scoring.domain.policy import Policy
+from services.scoring.health.models import ModelSource
 from services.scoring.store import BatchOutcome, ConcurrentUpdate, StateCache, process_batch, session
 from shared.adapters.kafka import DeadLetterWriter, LagReporter, RecordFetcher
 from shared.adapters.metrics import Metrics
@@ -60,7 +61,8 @@ class ScoringWorker:
                  dead_letter: KafkaProducer, dead_letter_topic: str, stage_topic: str, conversion_topic: str,
                  poll_timeout_ms: int, max_records: int, on_commit: Callable[[], None] = lambda: None,
                  faults: Faults | None = None, cache: StateCache | None = None,
-                 originals: RecordFetcher | None = None, dead_letter_max_bytes: int = 1_000_000) -> None:
+                 originals: RecordFetcher | None = None, dead_letter_max_bytes: int = 1_000_000,
+                 health: ModelSource | None = None) -> None:
         self.consumer = consumer
         self.engine = engine
         self.policy = policy
@@ -75,6 +77,7 @@ class ScoringWorker:
         self.cache = cache if cache is not None else StateCache(capacity=0)
         self.originals = originals
         self.dead_letter_max_bytes = dead_letter_max_bytes
+        self.health = health
         self.letters = DeadLetterWriter(dead_letter, dead_letter_topic) if dead_letter is not None else None
         self.stopping = threading.Event()
         self._lag = LagReporter(consumer, metrics.consumer_lag, service="scoring")
@@ -163,16 +166,21 @@ class ScoringWorker:
             outcome.stage_changes += rest.stage_changes
             outcome.conversions += rest.conversions
             outcome.written.update(rest.written)
+            outcome.marks.update(rest.marks)
+            outcome.health_changes += rest.health_changes
             return outcome
 
     def _transact(self, facts: list[Fact]) -> BatchOutcome:
         attempts = 0
         while True:
             try:
+                # health as of now under the model in force (the policy's priors when no source is given)
+                health = self.health.context() if self.health is not None else None
                 with session(self.engine) as conn:
                     outcome = process_batch(conn, facts=facts, policy=self.policy, stage_topic=self.stage_topic,
-                                            conversion_topic=self.conversion_topic, cache=self.cache)
-                self.cache.remember(outcome.written)  # committed: these are the versions in the table now
+                                            conversion_topic=self.conversion_topic, cache=self.cache, health=health)
+                # committed: these are the versions (and health) in the table now
+                self.cache.remember(outcome.written, outcome.marks)
                 return outcome
             except (ConcurrentUpdate, OperationalError, DBAPIError) as exc:
                 # a stale cached version is what ConcurrentUpdate means, and after a failed commit nobody knows
@@ -196,6 +204,8 @@ class ScoringWorker:
             m.events.labels(service="scoring", type=event_type, outcome=result).inc(n)
         for to_stage, n in Counter(c.to_stage for c in outcome.stage_changes).items():
             m.stage_changes.labels(to_stage=to_stage).inc(n)
+        if outcome.health_changes:
+            m.health_changes.labels(cause="order").inc(outcome.health_changes)
         m.batch_duration.labels(service="scoring").observe(time.monotonic() - started)
         m.batch_size.labels(service="scoring").observe(count)
         now = datetime.now(UTC).timestamp()

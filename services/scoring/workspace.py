@@ -1,6 +1,6 @@
 """The marketing workspace (contract section 9): campaign lists, what moves a customer up, flows, and /ui.
 
-    GET /v1/customers?stage=&tier=&develop=&sort=&limit=&after=
+    GET /v1/customers?stage=&tier=&develop=&health=&sort=&limit=&after=
                                                    one keyset page (JSON), or the whole list (Accept: text/csv)
     GET /v1/customers/{customer_id}/next-rung      the next rung's conditions, from the ladder's own rulebook
     GET /v1/flows?since=&until=&bucket=            customers entering each rung per day, week or month (UTC)
@@ -36,6 +36,7 @@ from services.scoring.read.lists import (
     customer_page,
 )
 from services.scoring.schemas import CustomerListOut, ErrorOut, FlowsOut, FunnelOut, NextRungOut
+from shared.wire.customer_health import HealthStatus
 from shared.wire.stage_changes import KindName, StageName, TierName
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -67,6 +68,8 @@ def workspace_router(*, ctx: ApiContext, read: Callable[..., None], gate: Gate) 
             "`customer_id` (ascending), or `index`: the stored loyalty index, highest first, ties in "
             "customer_id order, customers with no stored index last.")),
         ] = "customer_id",
+        health: Annotated[HealthStatus | None, Query(description="Only customers whose health status is this "
+                                                                 "(customers without an order have none).")] = None,
         limit: Annotated[int, Query(ge=1, le=1000, description="Page size (JSON only).")] = 100,
         after: Annotated[str | None, Query(description="The `next` cursor of the previous page (JSON only).")] = None,
     ) -> Any:
@@ -85,7 +88,7 @@ def workspace_router(*, ctx: ApiContext, read: Callable[..., None], gate: Gate) 
         With `Accept: text/csv` the whole list streams as CSV in the same order (`limit` and `after` do not
         apply), read in keyset chunks of 1,000, each its own short query, so a slow download holds no connection.
         """
-        flt = ListFilter(stage=stage, tier=tier, develop=develop)
+        flt = ListFilter(stage=stage, tier=tier, develop=develop, health=health)
         at = datetime.now(UTC)
         if wants_csv(request):
             return _csv_response(ctx, flt, at=at, order=sort, gate=gate)

@@ -51,3 +51,13 @@ class Metrics:
         self.batch_retries = Counter(
             "loyalty_batch_retries_total", "Batches retried after a transient database or broker error.",
             ["service"], registry=r)
+        self.health_changes = Counter(
+            "loyalty_health_changes_total", "Health status changes announced, by cause (order, scan, refit).",
+            ["cause"], registry=r)
+        self.health_fits = Counter(
+            "loyalty_health_fits_total",
+            "Health model fits, by outcome: fitted, too_few (the priors stay in force), failed (the previous "
+            "model stays in force; the log says why).", ["outcome"], registry=r)
+        self.health_model_version = Gauge(
+            "loyalty_health_model_version", "The health model version in force (0 = the policy's priors).",
+            registry=r)

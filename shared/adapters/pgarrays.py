@@ -19,8 +19,8 @@ from typing import Any
 from psycopg.adapt import AdaptersMap, Dumper
 from psycopg.pq import Format
 
-_TEXT, _BYTEA, _INT2, _INT8 = 25, 17, 21, 20
-_TEXT_ARRAY, _BYTEA_ARRAY, _INT2_ARRAY, _INT8_ARRAY = 1009, 1001, 1005, 1016
+_TEXT, _BYTEA, _INT2, _INT8, _FLOAT8 = 25, 17, 21, 20, 701
+_TEXT_ARRAY, _BYTEA_ARRAY, _INT2_ARRAY, _INT8_ARRAY, _FLOAT8_ARRAY = 1009, 1001, 1005, 1016, 1022
 _LENGTH = struct.Struct("!i").pack
 
 
@@ -40,6 +40,10 @@ class BigIntArray(list[int]):
     """A `bigint[]` parameter."""
 
 
+class DoubleArray(list[float]):
+    """A `double precision[]` parameter (NaN travels as NaN: `NULLIF(x, 'NaN')` in the SQL makes it a null)."""
+
+
 def _header(oid: int, n: int) -> bytes:
     # ndim, has-nulls flag, element type; then the one dimension's length and lower bound
     return struct.pack("!iiIii", 1, 0, oid, n, 1) if n else struct.pack("!iiI", 0, 0, oid)
@@ -52,7 +56,7 @@ def _variable(oid: int, items: list[bytes]) -> bytes:
     return _header(oid, len(items)) + b"".join(parts)
 
 
-def _fixed(oid: int, code: str, size: int, values: list[int]) -> bytes:
+def _fixed(oid: int, code: str, size: int, values: list[int] | list[float]) -> bytes:
     n = len(values)
     body = struct.pack("!" + ("i" + code) * n, *chain.from_iterable(zip(repeat(size), values))) if n else b""
     return _header(oid, n) + body
@@ -90,9 +94,18 @@ class _BigIntArrayDumper(Dumper):
         return _fixed(_INT8, "q", 8, obj)
 
 
+class _DoubleArrayDumper(Dumper):
+    format = Format.BINARY
+    oid = _FLOAT8_ARRAY
+
+    def dump(self, obj: Any) -> bytes:
+        return _fixed(_FLOAT8, "d", 8, obj)
+
+
 def register(adapters: AdaptersMap) -> None:
     """Install the array dumpers on `adapters` (a connection's, or psycopg's global map)."""
     adapters.register_dumper(TextArray, _TextArrayDumper)
     adapters.register_dumper(BytesArray, _BytesArrayDumper)
     adapters.register_dumper(SmallIntArray, _SmallIntArrayDumper)
     adapters.register_dumper(BigIntArray, _BigIntArrayDumper)
+    adapters.register_dumper(DoubleArray, _DoubleArrayDumper)

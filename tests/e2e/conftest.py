@@ -24,6 +24,7 @@ def system_env(pg: EmbeddedPostgres, broker: EmbeddedBroker, migrated_template: 
         "TOPIC_COMPLAINTS": f"shop.complaints.{suffix}",
         "TOPIC_STAGE_CHANGES": f"loyalty.stage-changes.{suffix}",
         "TOPIC_DEAD_LETTER": f"loyalty.dead-letter.{suffix}",
+        "TOPIC_CUSTOMER_HEALTH": f"loyalty.customer-health.{suffix}",
         "TOPIC_SCORING_INPUT": f"loyalty.scoring-input.{suffix}",
         "INGEST_GROUP_ID": f"ingest-{suffix}",
         "SCORING_GROUP_ID": f"scoring-{suffix}",
@@ -58,5 +59,12 @@ def stage_changes(system: System, system_env: dict[str, str]) -> Iterator[TopicR
 @pytest.fixture(scope="module")
 def dead_letters(system: System, system_env: dict[str, str]) -> Iterator[TopicReader]:
     reader = TopicReader(system_env["KAFKA_BOOTSTRAP_SERVERS"], system_env["TOPIC_DEAD_LETTER"])
+    yield reader
+    reader.close()
+
+
+@pytest.fixture(scope="module")
+def customer_health(system: System, system_env: dict[str, str]) -> Iterator[TopicReader]:
+    reader = TopicReader(system_env["KAFKA_BOOTSTRAP_SERVERS"], system_env["TOPIC_CUSTOMER_HEALTH"])
     yield reader
     reader.close()

@@ -12,6 +12,7 @@ import json
 import random
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -331,3 +332,46 @@ def test_the_page_asks_for_a_token_and_keeps_it_for_the_session_only(page: Any, 
     assert not page.is_visible("#token-dialog")
     # the browser logged the 401s it got before the token; nothing else went wrong
     assert all("401" in e for e in page.errors), page.errors
+
+
+def test_health_shows_in_the_funnel_the_list_and_the_customer_card(page: Any, fed_system: System) -> None:
+    system = fed_system
+    page.goto(system.url("scoring", "/ui"))
+    ready(page, "funnel")
+    stages = system.get("/v1/stages").json()["stages"]
+    for stage in STAGES:
+        cell = page.locator(f'#funnel-table td.at-risk[data-stage="{stage}"]')
+        assert cell.get_attribute("data-at-risk") == str(stages[stage]["at_risk"])
+    # orders from June on, seen in December: some one-time buyers have faded below the threshold already
+    risky = next(s for s in STAGES if stages[s]["at_risk"])
+    page.locator(f'#funnel-table td.at-risk[data-stage="{risky}"] button').click()
+    ready(page, "list", stage=risky, health="at_risk")
+    api_list = system.get("/v1/customers", params={"stage": risky, "health": "at_risk", "limit": 50}).json()
+    rows = page.locator("#list-table tbody tr")
+    assert rows.count() == len(api_list["items"]) == min(50, stages[risky]["at_risk"])
+    chosen = api_list["items"][0]["customer_id"]
+    rows.first.click()
+    ready(page, "customer", customer_id=chosen, health="at_risk")
+    health = system.get(f"/v1/customers/{chosen}").json()["health"]
+    assert float(page.get_attribute("#customer", "data-p-alive") or "nan") == pytest.approx(health["p_alive"],
+                                                                                         abs=1e-6)
+    since = page.get_attribute("#customer", "data-at-risk-since") or ""
+    assert datetime.fromisoformat(since) == datetime.fromisoformat(health["at_risk_since"])
+    facts = page.locator("#customer-facts").inner_text()
+    assert "P(alive)" in facts and "at risk since" in facts and "expected orders, 90 days" in facts
+    page.locator("#customer").screenshot(path=str(SHOTS / "customer-health.png"))
+    # the gold fund in one click: at-risk regulars
+    page.click("#list-risk-regulars")
+    ready(page, "list", stage="regular", health="at_risk")
+    assert page.errors == []
+
+
+def test_the_backtest_refusal_shows_on_the_page(page: Any, fed_system: System) -> None:
+    # a few dozen customers are too few to fit (the policy needs 500): the page says so, and nothing breaks
+    page.goto(fed_system.url("scoring", "/ui"))
+    ready(page, "funnel")
+    page.fill("#backtest-cutoff", "2026-09-30")
+    page.click("#backtest-run")
+    page.wait_for_selector("#status.error", timeout=15_000)
+    assert "needed" in page.inner_text("#status")
+    assert page.get_attribute("#backtest", "data-ready") == "false"

@@ -17,7 +17,9 @@ from referencing import Registry, Resource
 from services.scoring.domain.focus import focus
 from services.scoring.domain.ladder import apply
 from services.scoring.domain.measures import loyalty
+from services.scoring.health.marks import HEALTH_NAMESPACE, NO_MARK, HealthContext, assess, health_message_id
 from services.scoring.store import STAGE_CHANGE_NAMESPACE, stage_change_id, stage_change_payload
+from shared.wire.customer_health import CustomerHealthChanged
 from shared.wire.messages import Fact
 from shared.wire.stage_changes import StageChanged
 from tests.unit.domain_builders import default_policy
@@ -52,7 +54,7 @@ def test_the_asyncapi_validation_catches_a_broken_document() -> None:
 def test_every_contract_topic_has_a_channel() -> None:
     addresses = {c["address"] for c in _doc("asyncapi.json")["channels"].values()}
     assert addresses == {"shop.purchases", "shop.referrals", "shop.complaints", "loyalty.stage-changes",
-                         "loyalty.dead-letter"}
+                         "loyalty.customer-health", "loyalty.dead-letter"}
 
 
 def _component_validator(schema_name: str) -> jsonschema.Draft202012Validator:
@@ -117,7 +119,11 @@ def test_openapi_of_scoring_documents_the_contract_endpoints() -> None:
     assert {"/v1/customers/{customer_id}", "/v1/stages", "/healthz", "/readyz", "/metrics"} <= set(doc["paths"])
     customer = doc["components"]["schemas"]["CustomerOut"]["properties"]
     assert set(customer) == {"customer_id", "stage", "stage_entered_at", "loyalty", "profitability", "stability",
-                             "counts", "first_seen_at", "last_event_at", "history", "focus"}
+                             "counts", "first_seen_at", "last_event_at", "history", "focus", "health"}
+    health = doc["components"]["schemas"]["HealthOut"]["properties"]
+    assert set(health) == {"status", "p_alive", "expected_orders_90d", "as_of", "model_version", "x", "t_x_weeks",
+                           "T_weeks", "at_risk_since"}
+    assert {"/v1/health/model", "/v1/health/model/fit", "/v1/health/backtest"} <= set(doc["paths"])
 
 
 @pytest.mark.parametrize("customer_id", ["c-42", "a", "é-ü-客户", "x" * 300, "with space", ""])
@@ -127,3 +133,34 @@ def test_stage_change_id_is_the_rfc_4122_uuid5_of_customer_and_rung(customer_id:
     got = stage_change_id(customer_id, to_stage)
     assert got == str(expected)
     assert uuid.UUID(got).version == 5
+
+
+def test_a_published_health_change_matches_the_published_schema() -> None:
+    policy = default_policy()
+    now = datetime(2026, 11, 2, 12, tzinfo=UTC)
+    ctx = HealthContext(model=policy.health.prior_model, at_risk_below=0.5, now=now, topic="loyalty.customer-health")
+    risk = assess(customer_id="c-42", stage="regular", x=3, first_day=19000, last_day=19100,
+                  last_order_at=datetime(2022, 1, 1, 9, tzinfo=UTC), mark=NO_MARK, ctx=ctx)
+    back = assess(customer_id="c-42", stage="regular", x=4, first_day=19000, last_day=20394,
+                  last_order_at=now, mark=risk.mark, ctx=ctx)
+    assert risk.message is not None and back.message is not None
+    validator = _component_validator("CustomerHealthChanged")
+    for n, (message_id, topic, key, payload) in enumerate((risk.message, back.message), start=1):
+        body = json.loads(payload)
+        validator.validate(body)
+        CustomerHealthChanged.model_validate(body)
+        assert (topic, key, message_id, body["event_id"]) == ("loyalty.customer-health", "c-42",
+                                                              health_message_id("c-42", n), message_id)
+        assert body["as_of"] == "2026-11-02T12:00:00Z" and body["model_version"] == 0
+    assert [json.loads(m[3])["type"] for m in (risk.message, back.message)] == ["customer_at_risk",
+                                                                                 "customer_recovered"]
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate({**json.loads(risk.message[3]), "type": "customer_churned"})
+
+
+@pytest.mark.parametrize("customer_id", ["c-42", "é-ü-客户", ""])
+@pytest.mark.parametrize("transition", [1, 2, 17])
+def test_health_message_id_is_the_rfc_4122_uuid5_of_customer_and_transition(customer_id: str,
+                                                                            transition: int) -> None:
+    assert health_message_id(customer_id, transition) == str(uuid.uuid5(HEALTH_NAMESPACE,
+                                                                       f"{customer_id}\x1f{transition}"))

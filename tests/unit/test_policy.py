@@ -203,3 +203,27 @@ def test_the_shipped_file_documents_its_focus() -> None:
     assert "[focus.weights]" in DEFAULT_POLICY_TEXT and "[focus.actions]" in DEFAULT_POLICY_TEXT
     raw_policy = parse_policy(DEFAULT_POLICY_TEXT)
     assert raw_policy.focus == parse_policy("").focus
+
+
+def test_the_health_table_defaults_to_mbg_nbd_with_its_priors() -> None:
+    health = default_policy().health
+    assert (health.model, health.at_risk_below, health.min_customers) == ("mbg_nbd", 0.5, 500)
+    assert health.prior.as_dict() == {"r": 0.525, "alpha": 6.183, "a": 0.891, "b": 1.614}
+    assert parse_policy("").health == health
+    bg = parse_policy('[health]\nmodel = "bg_nbd"\n').health
+    assert bg.model == "bg_nbd" and bg.prior.as_dict() == {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}
+    assert parse_policy("[health]\nat_risk_below = 0.3\n[health.prior]\nr = 1\n").health.prior.r == 1.0
+
+
+@pytest.mark.parametrize("text", [
+    '[health]\nmodel = "pareto_nbd"\n',
+    "[health]\nat_risk_below = 1.5\n",
+    "[health]\nat_risk_below = 0\n",
+    "[health]\nmin_customers = 0\n",
+    "[health]\nthreshold = 0.5\n",
+    "[health.prior]\nr = -1\n",
+    "[health.prior]\nbeta = 1\n",
+])
+def test_a_bad_health_table_is_refused(text: str) -> None:
+    with pytest.raises(PolicyError, match="health"):
+        parse_policy(text)

@@ -20,6 +20,7 @@ from services.scoring.domain.state import (
     CustomerState,
     MonthActivity,
     PendingReferral,
+    day_index,
     month_index,
 )
 from shared.frozen import quick_init
@@ -178,6 +179,7 @@ def _count(state: CustomerState, fact: Fact, *, policy: Policy) -> tuple[Custome
     touches = state.touches
     sales, costs = state.sales, state.costs
     order_months, pending = state.order_months, state.pending_referrals
+    order_days, last_order_at = state.order_days, state.last_order_at
     delta = _ACTIVITY.get(kind)
     if kind == "order_placed":
         if orders == 0 and pending:
@@ -192,6 +194,11 @@ def _count(state: CustomerState, fact: Fact, *, policy: Policy) -> tuple[Custome
         month = month_index(at)
         if month not in order_months:
             order_months = order_months | {month}
+        day = day_index(at)
+        if day not in order_days:
+            order_days = order_days | {day}
+        if last_order_at is None or at > last_order_at:
+            last_order_at = at
         delta = MonthActivity(orders=1, order_value=fact.amount)
     elif kind == "order_refunded":
         # a refund never undoes a rung: it moves money and procedural loyalty only
@@ -228,7 +235,8 @@ def _count(state: CustomerState, fact: Fact, *, policy: Policy) -> tuple[Custome
         orders=orders, refunds=refunds, full_price_orders=full_price, referrals_made=referrals_made,
         referrals_converted=referrals_converted, complaints=complaints, touches=touches,
         known=state.known or kind != "prospect_listed", sales=sales, costs=costs,
-        order_months=order_months, activity=activity, pending_referrals=pending,
+        order_months=order_months, activity=activity, pending_referrals=pending, order_days=order_days,
+        last_order_at=last_order_at,
     )
     return after, effects
 
@@ -255,7 +263,8 @@ def apply(state: CustomerState | None, fact: Fact, *, policy: Policy) -> tuple[C
             referrals_converted=after.referrals_converted, complaints=after.complaints, touches=after.touches,
             known=after.known, sales=after.sales,
             costs=after.costs, order_months=after.order_months, activity=after.activity,
-            pending_referrals=after.pending_referrals,
+            pending_referrals=after.pending_referrals, order_days=after.order_days,
+            last_order_at=after.last_order_at,
         )
     return after, [*changes, *effects]
 

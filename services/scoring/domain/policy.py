@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from services.scoring.domain.health import MODEL_KINDS, Model, ModelKind, Params
 from services.scoring.domain.state import LOYALTY_KINDS
 
 # The only counts a rung may be conditioned on: each only ever grows as events are added, which is what
@@ -30,6 +31,29 @@ class KindParams:
     half_life_days: float
     scale: float
     extra: float = 0.0  # refund_weight (procedural) or conversion_weight (consultative)
+
+
+# the priors in force until a fit has `min_customers`: each variant fitted to the CDNOW sample (BG/NBD: Fader,
+# Hardie & Lee 2005, table 1; MBG/NBD: the same data and calibration period, tests/unit/test_health.py)
+DEFAULT_PRIORS: dict[str, Params] = {
+    "bg_nbd": Params(r=0.243, alpha=4.414, a=0.793, b=2.426),
+    "mbg_nbd": Params(r=0.525, alpha=6.183, a=0.891, b=1.614),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class HealthPolicy:
+    """The `[health]` table: which model, where at risk starts, and the priors until a fit has enough customers."""
+
+    model: ModelKind = "mbg_nbd"
+    at_risk_below: float = 0.5
+    min_customers: int = 500
+    prior: Params = DEFAULT_PRIORS["mbg_nbd"]
+
+    @property
+    def prior_model(self) -> Model:
+        """The model in force before any fit: the priors, version 0."""
+        return Model(kind=self.model, params=self.prior, version=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +80,7 @@ class Policy:
     activity_horizon_months: int
     kinds: tuple[tuple[str, KindParams], ...]
     focus: FocusPolicy
+    health: HealthPolicy = HealthPolicy()
 
     def conditions_of(self, rung: str) -> tuple[tuple[str, int], ...]:
         """(count name, threshold) pairs a customer needs for `rung`, beyond the rung below it."""
@@ -144,7 +169,7 @@ def parse_policy(text: str) -> Policy:
         raw: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"policy is not valid TOML: {exc}") from exc
-    _unknown(raw, ("rungs", "tiers", "loyalty", "focus"), "policy")
+    _unknown(raw, ("rungs", "tiers", "loyalty", "focus", "health"), "policy")
 
     rung_tables = _table(raw, "rungs", "")
     _unknown(rung_tables, _RUNGS_WITH_CONDITIONS, "rungs")
@@ -192,7 +217,8 @@ def parse_policy(text: str) -> Policy:
         raise PolicyError(f"loyalty.activity_horizon_months must be a whole number >= 12 (stability looks back "
                           f"12 months), got {horizon!r}")
     return Policy(rungs=tuple(rungs), profitable_min=profitable_min, unprofitable_below=unprofitable_below,
-                  activity_horizon_months=horizon, kinds=tuple(kinds), focus=_focus(_table(raw, "focus", "")))
+                  activity_horizon_months=horizon, kinds=tuple(kinds), focus=_focus(_table(raw, "focus", "")),
+                  health=_health(_table(raw, "health", "")))
 
 
 def _focus(section: dict[str, Any]) -> FocusPolicy:
@@ -227,3 +253,26 @@ def _focus(section: dict[str, Any]) -> FocusPolicy:
             raise PolicyError(f"{where} is {len(action)} characters; at most {MAX_ACTION_CHARS} are allowed")
         actions[kind] = action
     return focus_policy(weights, actions)
+
+
+
+def _health(table: dict[str, Any]) -> HealthPolicy:
+    _unknown(table, ("model", "at_risk_below", "min_customers", "prior"), "health")
+    model = table.get("model", "mbg_nbd")
+    if model not in MODEL_KINDS:
+        raise PolicyError(f"health.model must be one of {list(MODEL_KINDS)}, got {model!r}")
+    threshold = _float(table.get("at_risk_below", 0.5), "health.at_risk_below")
+    if not 0 < threshold < 1:
+        raise PolicyError(f"health.at_risk_below must be between 0 and 1, got {threshold}")
+    minimum = table.get("min_customers", 500)
+    if not isinstance(minimum, int) or isinstance(minimum, bool) or minimum < 1:
+        raise PolicyError(f"health.min_customers must be a whole number >= 1, got {minimum!r}")
+    prior_table = _table(table, "prior", "health.")
+    _unknown(prior_table, ("r", "alpha", "a", "b"), "health.prior")
+    # a prior left out is the chosen variant's own: the two variants' parameters mean different things
+    default = DEFAULT_PRIORS[model]
+    prior = Params(**{name: _float(prior_table.get(name, getattr(default, name)), f"health.prior.{name}")
+                      for name in ("r", "alpha", "a", "b")})
+    if not prior.valid:
+        raise PolicyError(f"health.prior: r, alpha, a and b must be > 0, got {prior.as_dict()}")
+    return HealthPolicy(model=model, at_risk_below=threshold, min_customers=minimum, prior=prior)

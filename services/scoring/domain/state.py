@@ -33,6 +33,14 @@ def month_index(moment: datetime) -> int:
     return at.year * 12 + at.month - 1
 
 
+_EPOCH_ORDINAL = datetime(1970, 1, 1).toordinal()
+
+
+def day_index(moment: datetime) -> int:
+    """Days since 1970-01-01 of the UTC calendar day of `moment` (the health model counts whole UTC days)."""
+    return utc(moment).toordinal() - _EPOCH_ORDINAL
+
+
 def month_start(index: int) -> datetime:
     """The first instant (UTC) of month `index`."""
     return datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC)
@@ -105,6 +113,10 @@ class CustomerState:
     # month index -> activity; only the last `activity_horizon_months` before the newest month are kept
     activity: tuple[tuple[int, MonthActivity], ...] = ()
     pending_referrals: frozenset[PendingReferral] = field(default_factory=frozenset)
+    # the UTC days with an order (`day_index`), and the latest order's moment: the health model's x, t_x and T
+    # come from the set, so duplicates and the order of arrival change nothing
+    order_days: frozenset[int] = frozenset()
+    last_order_at: datetime | None = None
 
     @property
     def profit(self) -> Decimal:
@@ -159,6 +171,8 @@ def _document(state: CustomerState, stamp: Callable[[datetime], Any]) -> dict[st
         "pending_referrals": sorted(
             ([p.referral_event_id, p.referrer_id, stamp(p.occurred_at)] for p in state.pending_referrals),
         ),
+        "order_days": sorted(state.order_days),
+        "last_order_at": stamp(state.last_order_at) if state.last_order_at is not None else None,
     }
 
 
@@ -203,4 +217,7 @@ def from_json(raw: dict[str, Any]) -> CustomerState:
             PendingReferral(referral_event_id=e, referrer_id=r, occurred_at=_parse_ts(t))
             for e, r, t in raw["pending_referrals"]
         ),
+        # absent from states written before the health model: no order days are known for those
+        order_days=frozenset(raw.get("order_days", ())),
+        last_order_at=_parse_ts(raw["last_order_at"]) if raw.get("last_order_at") else None,
     )

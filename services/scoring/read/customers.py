@@ -11,6 +11,7 @@ from services.scoring.domain.ladder import next_rung
 from services.scoring.domain.measures import loyalty, profitability, stability
 from services.scoring.domain.policy import Policy
 from services.scoring.domain.state import RANK, CustomerState, from_text
+from services.scoring.read.health import customer_health
 
 
 def load_state(conn: Connection, *, customer_id: str) -> CustomerState | None:
@@ -30,7 +31,7 @@ def load_history(conn: Connection, *, customer_id: str) -> list[dict[str, object
 
 
 def customer_view(state: CustomerState, history: list[dict[str, object]], *, policy: Policy,
-                  at: datetime) -> dict[str, object]:
+                  at: datetime, health: dict[str, object] | None = None) -> dict[str, object]:
     """The GET /v1/customers/{id} body for `state` as of `at`; its focus too is as of `at` (loyalty fades)."""
     scores = loyalty(state, at=at, policy=policy)
     return {
@@ -49,6 +50,7 @@ def customer_view(state: CustomerState, history: list[dict[str, object]], *, pol
         "last_event_at": state.last_event_at,
         "history": history,
         "focus": focus(scores, state.stage, policy.focus).as_dict(),
+        "health": health,
     }
 
 
@@ -59,7 +61,8 @@ def customer(engine: Engine, *, customer_id: str, policy: Policy, at: datetime) 
         if state is None:
             return None
         history = load_history(conn, customer_id=customer_id)
-    return customer_view(state, history, policy=policy, at=at)
+        health = customer_health(conn, state, policy=policy, at=at)
+    return customer_view(state, history, policy=policy, at=at, health=health)
 
 
 def next_rung_view(state: CustomerState, *, policy: Policy) -> dict[str, object]:

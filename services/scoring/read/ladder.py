@@ -16,17 +16,20 @@ def stage_counts(engine: Engine) -> dict[str, object]:
     so a customer not written since it is stored is in `customers` and `tiers` but in no `develop` count.
     """
     with engine.connect() as conn:
-        counts = [(r.stage, r.tier, r.develop, int(r.n)) for r in conn.execute(
-            text("SELECT stage, tier, develop, count(*) AS n FROM customers GROUP BY stage, tier, develop"))]
+        counts = [(r.stage, r.tier, r.develop, int(r.n), int(r.at_risk)) for r in conn.execute(
+            text("SELECT stage, tier, develop, count(*) AS n, "
+                 "count(*) FILTER (WHERE health_status = 'at_risk') AS at_risk "
+                 "FROM customers GROUP BY stage, tier, develop"))]
     stages = {
         stage: {
-            "customers": sum(n for s, _, _, n in counts if s == stage),
-            "tiers": {t: sum(n for s, tt, _, n in counts if s == stage and tt == t) for t in TIERS},
-            "develop": {k: sum(n for s, _, d, n in counts if s == stage and d == k) for k in LOYALTY_KINDS},
+            "customers": sum(n for s, _, _, n, _ in counts if s == stage),
+            "tiers": {t: sum(n for s, tt, _, n, _ in counts if s == stage and tt == t) for t in TIERS},
+            "develop": {k: sum(n for s, _, d, n, _ in counts if s == stage and d == k) for k in LOYALTY_KINDS},
+            "at_risk": sum(r for s, _, _, _, r in counts if s == stage),
         }
         for stage in STAGES
     }
-    return {"customers": sum(n for *_, n in counts), "stages": stages}
+    return {"customers": sum(n for _, _, _, n, _ in counts), "stages": stages}
 
 
 def policy_view(policy: Policy) -> dict[str, object]:
@@ -40,4 +43,6 @@ def policy_view(policy: Policy) -> dict[str, object]:
                     for kind, p in policy.kinds},
         "focus": {"weights": {k: float(w) for k, w in zip(LOYALTY_KINDS, policy.focus.weights, strict=True)},
                   "actions": dict(zip(LOYALTY_KINDS, policy.focus.actions, strict=True))},
+        "health": {"model": policy.health.model, "at_risk_below": policy.health.at_risk_below,
+                   "min_customers": policy.health.min_customers, "prior": policy.health.prior.as_dict()},
     }

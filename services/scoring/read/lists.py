@@ -95,6 +95,7 @@ class ListFilter:
     stage: str | None = None
     tier: str | None = None
     develop: str | None = None
+    health: str | None = None  # the stored status: at_risk or active
 
 
 class ListedRow(NamedTuple):
@@ -118,8 +119,8 @@ def page_query(flt: ListFilter, *, after: str | IndexKey | None, limit: int,
 
     Only the conditions in use are written out (no `:x IS NULL OR` tricks), so the planner sees each
     combination plainly and walks the matching index: (stage, tier, customer_id), (stage, customer_id),
-    (tier, customer_id), (develop, customer_id), the primary key, or for sort=index the index order, reading
-    about `limit` rows.
+    (tier, customer_id), (develop, customer_id), (health_status, customer_id), the primary key, or for
+    sort=index the index order, reading about `limit` rows.
     """
     where: list[str] = []
     params: dict[str, object] = {"limit": limit}
@@ -128,6 +129,9 @@ def page_query(flt: ListFilter, *, after: str | IndexKey | None, limit: int,
         if value is not None:
             where.append(f"{column} = :{column}")
             params[column] = value
+    if flt.health is not None:
+        where.append("health_status = :health")
+        params["health"] = flt.health
     if order == "index":
         if after is not None:
             if not isinstance(after, tuple):
@@ -270,5 +274,5 @@ def csv_lines(rows: Iterator[list[object]], *, lines_per_chunk: int = 500) -> It
 
 def csv_name(flt: ListFilter, *, order: Order = "customer_id") -> str:
     """The download's file name, without extension: `customers`, the filter values in use, `by-index` if so sorted."""
-    return "-".join(["customers", *(v for v in (flt.stage, flt.tier, flt.develop) if v),
+    return "-".join(["customers", *(v for v in (flt.stage, flt.tier, flt.develop, flt.health) if v),
                      *(["by-index"] if order == "index" else [])])

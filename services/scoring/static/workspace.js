@@ -1,8 +1,15 @@
 // The marketing workspace page. Plain ES module, no build step: everything it shows comes from
+<<<<<<< HEAD
 // /v1/stages, /v1/flows, /v1/funnel, POST /v1/prospects, /v1/customers, /v1/customers/{id} and /v1/customers/{id}/next-rung.
+=======
+// /v1/stages, /v1/flows, /v1/customers, /v1/customers/{id}, /v1/customers/{id}/next-rung and
+// /v1/health/backtest (health.js).
+>>>>>>> main
 // Focus (which kind of loyalty to encourage and to develop): on the customer card, as a develop filter, sort and
 // columns in the list, and as a small bar of kinds to develop per rung in the ladder table.
 // Numbers it draws are also written into the DOM (tables, data-* attributes), for people and for tests.
+
+import { healthFacts, runBacktest } from "./health.js";
 
 const Chart = window.Chart;
 const TOKEN_KEY = "loyalty-ladder.token";
@@ -70,13 +77,22 @@ function askForToken(message) {
   return tokenPrompt;
 }
 
+<<<<<<< HEAD
 async function api(path, { accept = "application/json", method = "GET", body = null, type = null } = {}) {
+=======
+async function api(path, { accept = "application/json", method = "GET", body = undefined } = {}) {
+>>>>>>> main
   for (;;) {
     const headers = { Accept: accept };
     if (type) headers["Content-Type"] = type;
     const token = sessionStorage.getItem(TOKEN_KEY);
     if (token) headers.Authorization = `Bearer ${token}`;
+<<<<<<< HEAD
     const res = await fetch(path, { headers, method, body });
+=======
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const res = await fetch(path, { headers, method, body: body === undefined ? undefined : JSON.stringify(body) });
+>>>>>>> main
     if (res.status === 401) {
       // a 401 that arrives after a new token was entered answers the old one: retry with the new token, and
       // neither drop it nor ask again (else a late answer would open a prompt nobody is waiting for)
@@ -127,7 +143,10 @@ async function loadFunnel() {
       },
       plugins: {
         legend: { position: "bottom", title: { display: true, text: "profitability tier" } },
-        tooltip: { callbacks: { footer: (items) => `rung total: ${body.stages[rungs[items[0].dataIndex]].customers}` } },
+        tooltip: { callbacks: { footer: (items) => {
+          const rung = body.stages[rungs[items[0].dataIndex]];
+          return `rung total: ${rung.customers}, at risk: ${rung.at_risk}`;
+        } } },
       },
       onClick: (_ev, elements) => {
         if (!elements.length) return;
@@ -146,8 +165,13 @@ async function loadFunnel() {
       el("th", { scope: "row" }, el("span", { class: "swatch", style: `background:${RUNG_COLOR[stage]}` }), label(stage)),
       ...TIERS.map((tier) => el("td", { dataset: { stage, tier } }, String(row.tiers[tier]))),
       el("td", { class: "total", dataset: { stage, tier: "all" } }, String(row.customers)),
+      el("td", { class: "at-risk", dataset: { stage, atRisk: String(row.at_risk) } },
+        row.at_risk ? el("button", { type: "button", class: "link", title: `list the at-risk ${label(stage)}s` },
+          String(row.at_risk)) : "0"),
       el("td", { class: "develop-cell" }, developBar(stage, row.develop)));
   }));
+  tbody.querySelectorAll("td.at-risk button").forEach((button) => button.addEventListener("click", () =>
+    showList({ stage: button.parentElement.dataset.stage, health: "at_risk" })));
   $("#kind-legend").replaceChildren(...KINDS.map((k) => el("li", {},
     el("span", { class: "swatch", style: `background:${KIND_COLOR[k]}` }), k)));
   $("#funnel-total").textContent = String(body.customers);
@@ -288,7 +312,7 @@ async function importFile(ev) {
 
 // ---- the list of a rung and tier --------------------------------------------------------------------------
 
-const listState = { stage: "", tier: "", develop: "", sort: "customer_id", limit: 50, cursors: [null], page: 0, next: null };
+const listState = { stage: "", tier: "", develop: "", health: "", sort: "customer_id", limit: 50, cursors: [null], page: 0, next: null };
 
 function listQuery({ withPage }) {
   const params = new URLSearchParams();
@@ -296,6 +320,7 @@ function listQuery({ withPage }) {
   if (listState.tier) params.set("tier", listState.tier);
   if (listState.develop) params.set("develop", listState.develop);
   if (listState.sort !== "customer_id") params.set("sort", listState.sort);
+  if (listState.health) params.set("health", listState.health);
   if (withPage) {
     params.set("limit", String(listState.limit));
     const after = listState.cursors[listState.page];
@@ -305,10 +330,11 @@ function listQuery({ withPage }) {
   return `/v1/customers${query ? `?${query}` : ""}`;
 }
 
-function showList({ stage, tier, develop }) {
+function showList({ stage, tier, develop, health }) {
   $("#list-stage").value = stage ?? "";
   $("#list-tier").value = tier ?? "";
   $("#list-develop").value = develop ?? "";
+  $("#list-health").value = health ?? "";
   filtersChanged();
   $("#list").scrollIntoView({ behavior: "smooth", block: "start" });
 }
@@ -318,6 +344,7 @@ function filtersChanged() {
   listState.tier = $("#list-tier").value;
   listState.develop = $("#list-develop").value;
   listState.sort = $("#list-sort").value;
+  listState.health = $("#list-health").value;
   listState.limit = Number($("#list-limit").value);
   listState.cursors = [null];
   listState.page = 0;
@@ -361,7 +388,7 @@ async function loadList() {
   $("#list-prev").disabled = listState.page === 0;
   $("#list-next").disabled = !body.next;
   $("#list-page").textContent = `page ${listState.page + 1}`;
-  const csvName = ["customers", listState.stage, listState.tier, listState.develop,
+  const csvName = ["customers", listState.stage, listState.tier, listState.develop, listState.health,
     listState.sort === "index" ? "by-index" : ""].filter(Boolean).join("-");
   $("#list-csv").href = listQuery({ withPage: false });
   $("#list-csv").download = `${csvName}.csv`;
@@ -371,6 +398,7 @@ async function loadList() {
   section.dataset.tier = listState.tier;
   section.dataset.develop = listState.develop;
   section.dataset.sort = listState.sort;
+  section.dataset.health = listState.health;
   section.dataset.ready = "true";
 }
 
@@ -455,6 +483,7 @@ async function loadCustomer(customerId) {
     ["orders", c.counts.orders], ["full-price orders", c.counts.full_price_orders],
     ["referrals", `${c.counts.referrals_made} (${c.counts.referrals_converted} bought)`],
     ["complaints", c.counts.complaints], ["stability", fmt(c.stability)],
+    ...healthFacts(c.health),
   ];
   $("#customer-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, String(v))]));
   section.dataset.customerId = c.customer_id;
@@ -465,6 +494,9 @@ async function loadCustomer(customerId) {
   section.dataset.encourage = encourage;
   section.dataset.develop = develop;
   section.dataset.index = String(c.focus.index);
+  section.dataset.health = c.health ? c.health.status : "";
+  section.dataset.pAlive = c.health ? String(c.health.p_alive) : "";
+  section.dataset.atRiskSince = c.health?.at_risk_since ?? "";
   section.dataset.ready = "true";
 }
 
@@ -490,12 +522,23 @@ $("#forget-token").addEventListener("click", () => {
 });
 $("#flows-bucket").addEventListener("change", () => loadFlows().catch(fail));
 $("#flows-kind").addEventListener("change", () => loadFlows().catch(fail));
+<<<<<<< HEAD
 $("#cohorts-by").addEventListener("change", () => loadCohorts().catch(fail));
 $("#import-file").addEventListener("change", () => { $("#import-send").disabled = !$("#import-file").files.length; });
 $("#import-form").addEventListener("submit", (ev) => importFile(ev).catch(fail));
 for (const id of ["#list-stage", "#list-tier", "#list-develop", "#list-sort", "#list-limit"]) {
+=======
+for (const id of ["#list-stage", "#list-tier", "#list-develop", "#list-health", "#list-sort", "#list-limit"]) {
+>>>>>>> main
   $(id).addEventListener("change", filtersChanged);
 }
+// the gold fund: the advocates and regulars who are slipping away, one click each
+$("#list-risk-advocates").addEventListener("click", () => showList({ stage: "advocate", health: "at_risk" }));
+$("#list-risk-regulars").addEventListener("click", () => showList({ stage: "regular", health: "at_risk" }));
+$("#backtest-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  runBacktest({ $, api, Chart, color }).catch(fail);
+});
 $("#list-filters").addEventListener("submit", (ev) => ev.preventDefault());
 $("#list-next").addEventListener("click", () => {
   if (!listState.next) return;

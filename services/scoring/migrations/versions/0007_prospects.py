@@ -1,7 +1,7 @@
 """first_seen_at indexed: the funnel's cohorts and the `potential` entries of the flows
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-10
 
 `GET /v1/funnel` groups customers by the month or week of `first_seen_at`, and `GET /v1/flows` counts the
@@ -13,7 +13,7 @@ Prospects themselves need no new table: they are customers on `potential`, and t
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
