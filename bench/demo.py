@@ -9,12 +9,17 @@ each rung, by tier, from `GET /v1/stages` of the scoring service.
 Settings from the environment, as the services read them: KAFKA_BOOTSTRAP_SERVERS (127.0.0.1:9092),
 SCORING_PORT (8002), the topic names, and API_TOKENS (the first token is used when the API needs one).
 The seed defaults to the current time, so every demo adds new customers rather than re-sending old events.
+
+The stream also holds the bottom of the ladder (contract section 12): a prospect event for a share of the
+shoppers before their first event, touches (outbound and inbound, on every channel) for some of them, and
+leads of their own that are only listed (they stay on `potential`) or only touched (they become visitors).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 import time
 from typing import Any
@@ -28,6 +33,40 @@ from shared.settings import Settings
 
 STAGES = ("potential", "visitor", "first_purchase", "regular", "advocate")
 TIERS = ("profitable", "middling", "unprofitable")
+
+
+CHANNELS = ("email", "web", "store", "ad", "call", "other")
+
+
+def with_prospects(stream: list[dict[str, Any]], *, seed: int, leads: int) -> list[dict[str, Any]]:
+    """`stream` with prospect and touch events woven in, in time order, and `leads` customers of their own."""
+    rng = random.Random(seed)
+    first: dict[str, str] = {}
+    for event in stream:
+        at = event["occurred_at"]
+        if event["customer_id"] not in first or at < first[event["customer_id"]]:
+            first[event["customer_id"]] = at
+    extra: list[dict[str, Any]] = []
+
+    def add(kind: str, customer: str, at: str, **fields: str) -> None:
+        extra.append({"event_id": f"demo-{seed}-{len(extra)}", "type": kind, "customer_id": customer,
+                      "occurred_at": at, **fields})
+
+    # shoppers who were leads first: listed, sometimes touched, then they bought (their first event's moment
+    # minus a little: ISO strings of one format sort as the moments do)
+    for customer, at in first.items():
+        if rng.random() < 0.4:
+            add("prospect", customer, at[:10] + "T00:00:00Z", source=rng.choice(("fair", "newsletter", "partner")))
+        if rng.random() < 0.3:
+            add("touch", customer, at, channel=rng.choice(CHANNELS), direction=rng.choice(("outbound", "inbound")))
+    moments = sorted(first.values()) or ["2026-01-01T00:00:00Z"]
+    for i in range(leads):
+        lead = f"lead-{seed}-{i}"
+        at = rng.choice(moments)
+        add("prospect", lead, at, source=rng.choice(("fair", "newsletter", "partner")))
+        if rng.random() < 0.35:  # some notice us, and climb to visitor without buying
+            add("touch", lead, at, channel=rng.choice(CHANNELS), direction=rng.choice(("outbound", "inbound")))
+    return sorted([*stream, *extra], key=lambda e: e["occurred_at"])
 
 
 def render(stages: dict[str, Any], *, sent: int, total: int, elapsed: float) -> str:
@@ -56,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=300.0, help="events per second")
     parser.add_argument("--every", type=float, default=2.0, help="seconds between two tables")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--leads", type=int, default=None,
+                        help="prospects who are not (yet) shoppers; default a quarter of --customers")
     parser.add_argument("--scoring-url", default=None, help="default http://127.0.0.1:$SCORING_PORT")
     args = parser.parse_args(argv)
     settings = Settings()
@@ -65,10 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     if settings.api_tokens:
         token = split_name(settings.api_tokens.split(",")[0].strip().rpartition(":")[0])[1]
         headers["Authorization"] = f"Bearer {token}"
+    # prospects and touches may go to any shop topic (their `type` says what they are)
     topics = {"purchase": settings.topic_purchases, "referral": settings.topic_referrals,
-              "complaint": settings.topic_complaints}
+              "complaint": settings.topic_complaints, "prospect": settings.topic_purchases,
+              "touch": settings.topic_complaints}
 
-    stream = generate(customers=args.customers, events=args.events, seed=seed, duplicates=0.005)
+    stream = with_prospects(generate(customers=args.customers, events=args.events, seed=seed, duplicates=0.005),
+                            seed=seed, leads=args.leads if args.leads is not None else args.customers // 4)
     print(f"synthetic shop: {len(stream):,} events over {args.customers:,} customers (seed {seed}), "
           f"{args.rate:.0f}/s to {settings.kafka_bootstrap_servers}; ladder from {base}/v1/stages", flush=True)
     try:

@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     api_docs_enabled: bool = True
     # a request body larger than this is refused with 413 (no endpoint of either service reads more)
     http_max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # POST /v1/prospects, the one endpoint that reads a larger body, streams it and refuses more than this
+    import_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
 
     # the read side's own resources (scoring's HTTP API), so that API load cannot starve the event path:
     # its own connection pool, a PostgreSQL statement_timeout on those connections, and a bound on the

@@ -24,7 +24,14 @@ from services.scoring.http_common import ApiContext
 from shared.adapters.metrics import Metrics
 from shared.settings import Settings
 from shared.wire.customer_health import CustomerHealthChanged
-from shared.wire.events import ComplaintEvent, ErrorCode, PurchaseEvent, ReferralEvent
+from shared.wire.events import (
+    ComplaintEvent,
+    ErrorCode,
+    ProspectEvent,
+    PurchaseEvent,
+    ReferralEvent,
+    TouchEvent,
+)
 from shared.wire.stage_changes import StageChanged
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "contracts"
@@ -33,8 +40,8 @@ VERSION = "1.0.0"
 
 def _schemas() -> dict[str, Any]:
     _, top = models_json_schema(
-        [(m, "validation") for m in (PurchaseEvent, ReferralEvent, ComplaintEvent, StageChanged,
-                                      CustomerHealthChanged)],
+        [(m, "validation") for m in (PurchaseEvent, ReferralEvent, ComplaintEvent, ProspectEvent, TouchEvent,
+                                     StageChanged, CustomerHealthChanged)],
         ref_template="#/components/schemas/{model}",
     )
     return dict(sorted(top["$defs"].items()))
@@ -50,8 +57,10 @@ def asyncapi(settings: Settings) -> dict[str, Any]:
         "purchase": {"$ref": "#/components/messages/Purchase"},
         "referral": {"$ref": "#/components/messages/Referral"},
         "complaint": {"$ref": "#/components/messages/Complaint"},
+        "prospect": {"$ref": "#/components/messages/Prospect"},
+        "touch": {"$ref": "#/components/messages/Touch"},
     }
-    shop_note = ("The `type` field decides what an event is, so any of the three kinds may be sent to any of the "
+    shop_note = ("The `type` field decides what an event is, so any of the five kinds may be sent to any of the "
                  "three shop topics. Fields not named in the schema are ignored. A message that breaks a rule goes "
                  "to the dead-letter topic.")
     channels: dict[str, Any] = {
@@ -101,7 +110,7 @@ def asyncapi(settings: Settings) -> dict[str, Any]:
         **{title: {"name": title.lower(), "title": title, "contentType": "application/json",
                    "payload": {"$ref": f"#/components/schemas/{title}Event"},
                    "bindings": _key("Optional; the system does its own keying.")}
-           for title in ("Purchase", "Referral", "Complaint")},
+           for title in ("Purchase", "Referral", "Complaint", "Prospect", "Touch")},
         "StageChanged": {"name": "stage_changed", "title": "Stage changed", "contentType": "application/json",
                          "payload": {"$ref": "#/components/schemas/StageChanged"},
                          "bindings": _key("customer_id")},

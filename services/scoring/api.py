@@ -23,6 +23,7 @@ from services.scoring.http_common import (
     install_error_handlers,
     not_found,
 )
+from services.scoring.prospects import prospects_router
 from services.scoring.read.customers import customer
 from services.scoring.read.ladder import policy_view, stage_counts
 from services.scoring.schemas import CustomerOut, ErrorOut, PolicyOut, StagesOut
@@ -86,6 +87,7 @@ def create_app(*, ctx: ApiContext, metrics: Metrics, readiness_engine: Engine | 
     app.include_router(workspace_router(ctx=ctx, read=access.require("read"), gate=gate))
     app.include_router(health_router(ctx=ctx, read=access.require("read"), admin=access.require("admin")))
     app.mount("/ui/static", StaticFiles(directory=STATIC_DIR), name="ui-static")
-    install_json_errors(app, max_body_bytes=settings.http_max_body_bytes)
+    app.include_router(prospects_router(ctx=ctx, admin=access.require("admin")))
+    install_json_errors(app, max_body_bytes=settings.http_max_body_bytes, streamed=frozenset({"/v1/prospects"}))
     app.add_middleware(SecurityHeaders)  # outermost: the 413 and 500 answers get the headers too
     return app

@@ -36,9 +36,11 @@ if TYPE_CHECKING:
 class ApiError(Exception):
     """A 4xx or 5xx with a JSON body."""
 
-    def __init__(self, status: int, error: str, detail: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, error: str, detail: str, *, headers: dict[str, str] | None = None,
+                 extra: dict[str, object] | None = None) -> None:
         super().__init__(detail)
         self.status, self.error, self.detail, self.headers = status, error, detail, headers
+        self.extra = extra or {}  # fields the answer adds to {error, detail}, e.g. an import's counts
 
 
 @dataclass(frozen=True)
@@ -122,7 +124,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return json_error(exc.status, exc.error, exc.detail, headers=exc.headers)
+        return json_error(exc.status, exc.error, exc.detail, headers=exc.headers, **exc.extra)
 
     @app.exception_handler(AccessDenied)
     async def _access_denied(_: Request, exc: AccessDenied) -> JSONResponse:

@@ -142,8 +142,9 @@ class NextRungOut(BaseModel):
 
 
 class EnteredOut(BaseModel):
-    """Customers who entered each rung within one bucket."""
+    """Customers who entered each rung within one bucket (`potential`: those first seen in it)."""
 
+    potential: int
     visitor: int
     first_purchase: int
     regular: int
@@ -246,6 +247,43 @@ class BacktestOut(BaseModel):
     predicted_repeat_orders: float
     actual_repeat_orders: int
     by_frequency: list[FrequencyRowOut]
+
+
+class RejectedLineOut(BaseModel):
+    line: int = Field(description="The line's number as a text editor shows it (a CSV header is line 1).")
+    error: str
+
+
+class ImportOut(BaseModel):
+    """POST /v1/prospects: what the import did."""
+
+    imported: int = Field(description="Customers added on `potential`.")
+    existing: int = Field(description="Rows whose customer was known already (left as they are).")
+    rejected: list[RejectedLineOut] = Field(description="Bad lines, the first 1,000.")
+    rejected_total: int = Field(description="All bad lines, listed or not.")
+
+
+class ReachedOut(BaseModel):
+    """Customers of a cohort standing on or above each rung now."""
+
+    visitor: int
+    first_purchase: int
+    regular: int
+    advocate: int
+
+
+class CohortOut(BaseModel):
+    start: str = Field(description="First day of the cohort's period, YYYY-MM-DD (UTC; weeks start on Monday).",
+                       examples=["2026-06-01"])
+    customers: int = Field(description="Customers first seen in the period (the earliest event naming them).")
+    reached: ReachedOut
+
+
+class FunnelOut(BaseModel):
+    """GET /v1/funnel: per cohort of first-seen customers, how many stand on or above each rung now."""
+
+    cohort: Literal["month", "week"]
+    rows: list[CohortOut]
 
 
 PolicyOut.model_rebuild()

@@ -76,6 +76,7 @@ customers = Table(
     Index(None, "develop", "customer_id"),  # migration 0005: develop= lists
     # migration 0005: sort=index pages, highest first, no index (NULL) last, ties in customer_id order
     Index("ix_customers_index_order", text("(-coalesce(loyalty_index, -1))"), "customer_id"),
+    Index(None, "first_seen_at"),  # migration 0007: funnel cohorts, the flows' potential entries
     postgresql_with={"fillfactor": 80},  # migration 0003: room for HOT updates
 )
 

@@ -4,6 +4,7 @@
                                                    one keyset page (JSON), or the whole list (Accept: text/csv)
     GET /v1/customers/{customer_id}/next-rung      the next rung's conditions, from the ladder's own rulebook
     GET /v1/flows?since=&until=&bucket=            customers entering each rung per day, week or month (UTC)
+    GET /v1/funnel?cohort=&since=&until=           per cohort of first-seen customers, how many reached each rung
     GET /ui                                        one HTML page over the endpoints above (static, no build step)
 
 The answers come from `services.scoring.read` (paging and CSV in `read.lists`, flows in `read.flows`); this
@@ -24,6 +25,7 @@ from services.scoring.heavy import Gate, HeldStream
 from services.scoring.http_common import ApiContext, ApiError, CustomerId, Moment, not_found
 from services.scoring.read.customers import customer_next_rung
 from services.scoring.read.flows import BucketName, InvalidRange, flows
+from services.scoring.read.funnel import CohortName, funnel
 from services.scoring.read.lists import (
     InvalidCursor,
     ListFilter,
@@ -33,7 +35,7 @@ from services.scoring.read.lists import (
     csv_rows,
     customer_page,
 )
-from services.scoring.schemas import CustomerListOut, ErrorOut, FlowsOut, NextRungOut
+from services.scoring.schemas import CustomerListOut, ErrorOut, FlowsOut, FunnelOut, NextRungOut
 from shared.wire.customer_health import HealthStatus
 from shared.wire.stage_changes import KindName, StageName, TierName
 
@@ -121,6 +123,22 @@ def workspace_router(*, ctx: ApiContext, read: Callable[..., None], gate: Gate) 
         try:
             with gate.enter() as slot:
                 return slot.run(lambda: flows(ctx.engine, bucket=bucket, since=since, until=until))
+        except InvalidRange as exc:
+            raise ApiError(422, "invalid_range", str(exc)) from exc
+
+    @v1.get("/v1/funnel", response_model=FunnelOut, tags=["workspace"],
+            responses={422: {"model": ErrorOut}, 503: {"model": ErrorOut}})
+    def get_funnel(
+        cohort: Annotated[CohortName, Query(description="month, or week (starting Monday); UTC.")] = "month",
+        since: Annotated[Moment | None, Query(description="First seen from this moment (inclusive).")] = None,
+        until: Annotated[Moment | None, Query(description="First seen before this moment (exclusive).")] = None,
+    ) -> dict[str, object]:
+        """For the customers first seen in each period (the earliest occurred_at of any event naming them), how
+        many stand on or above each rung now, in time order, empty periods included. A range is at most 10
+        years and 5,000 periods (422 otherwise)."""
+        try:
+            with gate.enter() as slot:
+                return slot.run(lambda: funnel(ctx.engine, cohort=cohort, since=since, until=until))
         except InvalidRange as exc:
             raise ApiError(422, "invalid_range", str(exc)) from exc
 

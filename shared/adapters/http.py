@@ -67,7 +67,7 @@ def validation_problems(exc: RequestValidationError) -> list[dict[str, Any]]:
             for e in exc.errors()]
 
 
-def install_json_errors(app: FastAPI, *, max_body_bytes: int) -> None:
+def install_json_errors(app: FastAPI, *, max_body_bytes: int, streamed: frozenset[str] = frozenset()) -> None:
     """JSON errors for everything the framework raises, a body limit, and a last-resort 500 as JSON.
 
     Call it after the app's own middlewares: the ones it adds wrap those added before.
@@ -84,23 +84,24 @@ def install_json_errors(app: FastAPI, *, max_body_bytes: int) -> None:
         detail = "; ".join(f"{'.'.join(p['loc'])}: {p['msg']}" for p in problems) or "invalid request"
         return json_error(422, "invalid_request", detail, problems=problems)
 
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes, streamed=streamed)
     app.add_middleware(JsonServerErrors)
 
 
 class BodyLimit:
     """ASGI middleware: a request body over `max_bytes` gets 413 before it is read when its Content-Length says
-    so, and as soon as the limit is passed when it is streamed (chunked)."""
+    so, and as soon as the limit is passed when it is streamed (chunked). The `streamed` paths read their body
+    piece by piece and bound it themselves (a bulk import)."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, *, max_bytes: int, streamed: frozenset[str] = frozenset()) -> None:
+        self.app, self.max_bytes, self.streamed = app, max_bytes, streamed
 
     def _too_large(self) -> HTTPException:
         # fastapi's HTTPException: FastAPI re-raises it from body parsing as it is (any other error becomes 400)
         return HTTPException(413, f"the request body is larger than {self.max_bytes} bytes")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in self.streamed:
             await self.app(scope, receive, send)
             return
         declared = Headers(scope=scope).get("content-length", "")

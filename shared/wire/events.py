@@ -30,7 +30,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from shared.wire.messages import Fact
+from shared.wire.messages import CHANNELS, DIRECTIONS, Fact
 from shared.wire.text import BAD_TEXT, MAX_ID
 
 
@@ -58,7 +58,7 @@ class ErrorCode(StrEnum):
     MALFORMED_INTERNAL = "malformed_internal"
 
 
-EVENT_TYPES: Final = ("purchase", "referral", "complaint")
+EVENT_TYPES: Final = ("purchase", "referral", "complaint", "prospect", "touch")
 
 # Money at or above this is a producer bug (or an attack on the sums), not a sale.
 MAX_MONEY: Final = Decimal("1e15")
@@ -336,10 +336,39 @@ class ComplaintEvent(ShopEvent):
     handling_cost: Money = Field(default=Decimal(0), description="What handling it cost; >= 0.")
 
 
+class ProspectEvent(ShopEvent):
+    """The shop knows of someone who may not know the shop yet (a lead list, a sign-up): they stand on
+    `potential`, and no stage change is announced."""
+
+    model_config = ConfigDict(title="Prospect", json_schema_extra={"additionalProperties": True})
+
+    type: Literal["prospect"] = Field(description="The kind of event.")
+    source: Id | None = Field(default=None, description="Where the lead comes from (a list, a form), 1-128 characters.")
+
+
+Channel = Literal["email", "web", "store", "ad", "call", "other"]
+Direction = Literal["outbound", "inbound"]
+assert Channel.__args__ == CHANNELS and Direction.__args__ == DIRECTIONS  # type: ignore[attr-defined]
+
+
+class TouchEvent(ShopEvent):
+    """A contact: the customer noticed us (outbound) or came to us (inbound); it makes them a visitor."""
+
+    model_config = ConfigDict(title="Touch", json_schema_extra={"additionalProperties": True})
+
+    type: Literal["touch"] = Field(description="The kind of event.")
+    channel: Channel = Field(description="Where the contact happened.")
+    direction: Direction = Field(
+        description="`outbound`: we reached them and they noticed (an email opened, an ad clicked); "
+                    "`inbound`: they came to us (a visit, a call). Only inbound touches feed contact loyalty.")
+
+
 EVENT_MODELS: Final[dict[str, type[ShopEvent]]] = {
     "purchase": PurchaseEvent,
     "referral": ReferralEvent,
     "complaint": ComplaintEvent,
+    "prospect": ProspectEvent,
+    "touch": TouchEvent,
 }
 
 
@@ -368,4 +397,10 @@ def to_facts(event: ShopEvent) -> list[Fact]:
             occurred_at=event.occurred_at, cost=event.handling_cost, severity=event.severity,
             resolved=event.resolved,
         )]
+    if isinstance(event, ProspectEvent):
+        return [Fact(kind="prospect_listed", event_id=event.event_id, role="primary",
+                     customer_id=event.customer_id, occurred_at=event.occurred_at, lead_source=event.source)]
+    if isinstance(event, TouchEvent):
+        return [Fact(kind="touch_made", event_id=event.event_id, role="primary", customer_id=event.customer_id,
+                     occurred_at=event.occurred_at, channel=event.channel, direction=event.direction)]
     raise TypeError(f"not a shop event: {type(event).__name__}")

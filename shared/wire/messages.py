@@ -29,7 +29,7 @@ from shared.wire.text import MAX_ID, is_id, printable
 
 Kind = Literal[
     "order_placed", "order_refunded", "referral_made", "referral_received", "referral_converted",
-    "complaint_filed",
+    "complaint_filed", "prospect_listed", "touch_made",
 ]
 Role = Literal["primary", "referred", "converted"]
 
@@ -37,9 +37,13 @@ Role = Literal["primary", "referred", "converted"]
 FACT_EVENT_TYPE: dict[str, str] = {
     "order_placed": "purchase", "order_refunded": "purchase", "referral_made": "referral",
     "referral_received": "referral", "referral_converted": "referral", "complaint_filed": "complaint",
+    "prospect_listed": "prospect", "touch_made": "touch",
 }
 FACT_KINDS: frozenset[str] = frozenset(FACT_EVENT_TYPE)
 ROLES: frozenset[str] = frozenset(("primary", "referred", "converted"))
+# touches (contract section 12): closed sets, checked again when scoring decodes a fact
+CHANNELS: tuple[str, ...] = ("email", "web", "store", "ad", "call", "other")
+DIRECTIONS: tuple[str, ...] = ("outbound", "inbound")
 WIRE_VERSION = 1
 _ZERO = Decimal(0)
 
@@ -64,6 +68,11 @@ class Fact:
     # complaints
     severity: str | None = None
     resolved: bool = False
+    # touches: channel and direction; prospects: the shop's `source` of the lead (named apart from `source`
+    # below, which says where ingest read the event)
+    channel: str | None = None
+    direction: str | None = None
+    lead_source: str | None = None
     # where the shop event was read, for logs and tracing
     source: dict[str, Any] = field(default_factory=dict)
     ingested_at: datetime | None = None
@@ -96,6 +105,12 @@ def encode(fact: Fact, *, source: dict[str, Any] | None = None, ingested_at: str
         out["severity"] = fact.severity
     if fact.resolved:
         out["resolved"] = True
+    if fact.channel is not None:
+        out["channel"] = fact.channel
+    if fact.direction is not None:
+        out["direction"] = fact.direction
+    if fact.lead_source is not None:
+        out["lead_source"] = fact.lead_source
     where = fact.source if source is None else source
     if where:
         out["source"] = where
@@ -187,6 +202,8 @@ def decode_facts(data: bytes | None) -> tuple[list[Fact], list[tuple[bytes, str]
 
 
 _SEVERITIES = frozenset(("low", "medium", "high"))
+_CHANNELS = frozenset(CHANNELS)
+_DIRECTIONS = frozenset(DIRECTIONS)
 _MAX_MONEY = Decimal("1e15")
 
 
@@ -221,6 +238,11 @@ def _fact(raw: Any) -> Fact:
         severity = raw.get("severity")
         if severity is not None and severity not in _SEVERITIES:
             raise MalformedFact(f"unknown severity: {severity!r}")
+        channel, direction = raw.get("channel"), raw.get("direction")
+        if raw["kind"] == "touch_made" and (channel not in _CHANNELS or direction not in _DIRECTIONS):
+            raise MalformedFact(f"a touch needs a known channel and direction: {channel!r} {direction!r}")
+        if raw["kind"] != "touch_made" and (channel is not None or direction is not None):
+            raise MalformedFact("only a touch has a channel and a direction")
         resolved = raw.get("resolved", False)
         source = raw.get("source", {})
         if type(resolved) is not bool or type(source) is not dict:
@@ -238,6 +260,9 @@ def _fact(raw: Any) -> Fact:
             other_customer_id=_id(raw, "other_customer_id", optional=True),
             severity=severity,
             resolved=resolved,
+            channel=channel,
+            direction=direction,
+            lead_source=_id(raw, "lead_source", optional=True),
             source=source,
             ingested_at=_parse_stamp(raw["ingested_at"]) if raw.get("ingested_at") else None,
         )

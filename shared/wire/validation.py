@@ -32,7 +32,7 @@ from shared.wire.events import (
     parse_rfc3339,
     to_facts,
 )
-from shared.wire.messages import Fact
+from shared.wire.messages import CHANNELS, DIRECTIONS, Fact
 from shared.wire.text import is_id, printable
 
 _ZERO: Final = Decimal(0)
@@ -129,7 +129,7 @@ def _thorough(value: bytes, *, base_currency: str, now: datetime, max_future_ske
     model = EVENT_MODELS.get(event_type)
     if model is None:
         return Rejection(ErrorCode.UNKNOWN_TYPE,
-                         f"type must be one of purchase, referral, complaint; got {event_type[:32]!r}",
+                         f"type must be one of {', '.join(EVENT_MODELS)}; got {event_type[:32]!r}",
                          "unknown", readable_id)
 
     latest = now + timedelta(hours=max_future_skew_hours)
@@ -150,6 +150,8 @@ def _thorough(value: bytes, *, base_currency: str, now: datetime, max_future_ske
 
 
 _SEVERITIES: Final = frozenset(("low", "medium", "high"))
+_CHANNELS: Final = frozenset(CHANNELS)
+_DIRECTIONS: Final = frozenset(DIRECTIONS)
 
 
 def _plain_facts(raw: dict[str, Any], event_type: str, *, base_currency: str, latest: datetime) -> list[Fact] | None:
@@ -193,6 +195,20 @@ def _plain_facts(raw: dict[str, Any], event_type: str, *, base_currency: str, la
             return [Fact(kind="complaint_filed", event_id=event_id, role="primary", customer_id=customer_id,
                          occurred_at=at, cost=parse_other_money(raw.get("handling_cost", _ZERO)), severity=severity,
                          resolved=resolved)]
+        # the new kinds last: the order of the checks above keeps purchases, the bulk, as quick as they were
+        if event_type == "touch":
+            channel, direction = raw.get("channel"), raw.get("direction")
+            if type(channel) is not str or channel not in _CHANNELS or type(direction) is not str \
+                    or direction not in _DIRECTIONS:
+                return None
+            return [Fact(kind="touch_made", event_id=event_id, role="primary", customer_id=customer_id,
+                         occurred_at=at, channel=channel, direction=direction)]
+        if event_type == "prospect":
+            source = raw.get("source")
+            if source is not None and not is_id(source):
+                return None
+            return [Fact(kind="prospect_listed", event_id=event_id, role="primary", customer_id=customer_id,
+                         occurred_at=at, lead_source=source)]
     except (ValueError, ArithmeticError, PydanticCustomError):
         return None  # the models say what is wrong
     return None

@@ -137,9 +137,10 @@ def test_the_page_draws_the_ladder_flows_list_and_a_customer(page: Any, fed_syst
         api = system.get("/v1/flows", params={"bucket": bucket}).json()
         assert page.get_attribute("#flows", "data-buckets") == str(len(api["series"]))
         totals = json.loads(page.get_attribute("#flows", "data-totals"))
-        assert totals == {r: sum(b["entered"][r] for b in api["series"]) for r in STAGES[1:]}
-        assert chart_data(page, "flows-chart") == [[b["entered"][r] for b in api["series"]] for r in STAGES[1:]]
-        assert totals["visitor"] == stages["customers"]  # everyone entered visitor once
+        assert totals == {r: sum(b["entered"][r] for b in api["series"]) for r in STAGES}
+        assert chart_data(page, "flows-chart") == [[b["entered"][r] for b in api["series"]] for r in STAGES]
+        # everyone is first seen once, and (no prospects here) entered visitor once
+        assert totals["potential"] == totals["visitor"] == stages["customers"]
     page.select_option("#flows-bucket", "week")
     ready(page, "flows", bucket="week")
 
@@ -222,6 +223,36 @@ def test_the_page_draws_the_ladder_flows_list_and_a_customer(page: Any, fed_syst
     assert [x for _, x in shown] == sorted((x for _, x in shown), reverse=True)
     page.screenshot(path=str(SHOTS / "workspace.png"), full_page=True)
     page.locator("#customer").screenshot(path=str(SHOTS / "customer.png"))
+    assert page.errors == []
+
+
+def test_the_cohort_table_and_the_import_box(page: Any, fed_system: System, tmp_path: Path) -> None:
+    system = fed_system
+    page.goto(system.url("scoring", "/ui"))
+    ready(page, "cohorts", cohort="month")
+    api = system.get("/v1/funnel", params={"cohort": "month"}).json()
+    rows = [r for r in api["rows"] if r["customers"]]
+    assert page.get_attribute("#cohorts", "data-rows") == str(len(rows))
+    first = page.query_selector_all("#cohorts-table tbody tr")[0]
+    assert first.query_selector("th").text_content() == rows[0]["start"]
+    assert [td.get_attribute("data-reached") for td in first.query_selector_all("td[data-reached]")] == [
+        str(rows[0]["reached"][r]) for r in STAGES[1:]]
+
+    # a CSV file from the disk: two new prospects, one bad line, one customer the shop knows already
+    known = system.get("/v1/customers", params={"limit": 1}).json()["items"][0]["customer_id"]
+    fresh = [uid("lead-"), uid("lead-")]
+    file = tmp_path / "leads.csv"
+    file.write_text(f"customer_id,source\n{fresh[0]},fair\n{'x' * 129},fair\n{fresh[1]},\n{known},fair\n")
+    page.set_input_files("#import-file", str(file))
+    page.click("#import-send")
+    page.wait_for_selector('#import-result[data-outcome="ok"]', state="attached", timeout=15_000)
+    answer = json.loads(page.get_attribute("#import-result", "data-answer"))
+    assert (answer["imported"], answer["existing"], answer["rejected"]) == (2, 1, [
+        {"line": 3, "error": "customer_id must be 1-128 characters without control characters"}])
+    assert page.text_content("#import-rejected li").startswith("line 3:")
+    for c in fresh:
+        assert system.customer(c)["stage"] == "potential"
+    page.screenshot(path=str(SHOTS / "import-and-cohorts.png"), full_page=True)
     assert page.errors == []
 
 

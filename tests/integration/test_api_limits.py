@@ -137,9 +137,9 @@ def test_an_event_from_year_one_neither_breaks_nor_stretches_all_time_flows(make
         series = body["series"]
         # the window ends with the last entry and covers at most 10 years; year 1 is counted in `earlier`
         assert series[-1]["start"] <= "2026-03-04" and series[0]["start"] >= "2016-03-04", (bucket, series[0])
-        assert body["earlier"] == {"visitor": 1, "first_purchase": 1, "regular": 0, "advocate": 0}
+        assert body["earlier"] == {"potential": 1, "visitor": 1, "first_purchase": 1, "regular": 0, "advocate": 0}
         totals = {r: sum(b["entered"][r] for b in series) + body["earlier"][r] for r in body["earlier"]}
-        assert totals == {"visitor": 2, "first_purchase": 2, "regular": 0, "advocate": 0}
+        assert totals == {"potential": 2, "visitor": 2, "first_purchase": 2, "regular": 0, "advocate": 0}
     # without the far-away entry nothing is clipped and no `earlier` appears
     recent = api.client.get("/v1/flows", params={"bucket": "month", "since": "2026-01-01T00:00:00Z"}).json()
     assert "earlier" not in recent and recent["series"][-1]["entered"]["first_purchase"] == 1

@@ -82,6 +82,17 @@ def complaint(event_id: str, when: datetime, *, handling_cost: Money = 0, severi
                 cost=_d(handling_cost), severity=severity)
 
 
+def prospect(event_id: str, when: datetime, *, source: str | None = None, customer: str = CUSTOMER) -> Fact:
+    return Fact(kind="prospect_listed", event_id=event_id, role="primary", customer_id=customer, occurred_at=when,
+                lead_source=source)
+
+
+def touch(event_id: str, when: datetime, *, channel: str = "email", direction: str = "outbound",
+          customer: str = CUSTOMER) -> Fact:
+    return Fact(kind="touch_made", event_id=event_id, role="primary", customer_id=customer, occurred_at=when,
+                channel=channel, direction=direction)
+
+
 def run(facts: Iterable[Fact], policy: Policy, state: CustomerState | None = None,
         ) -> tuple[CustomerState, list[list[Change]]]:
     """Apply `facts` in order; the final state and the changes of each fact. Needs at least one fact or a state."""
@@ -122,7 +133,9 @@ def days(n: float) -> timedelta:
 START = at(2022, 1, 1)
 SPAN_SECONDS = 1200 * 86400  # ~3.3 years: a little over the 36-month activity horizon
 _FACT_KINDS = ("order_placed", "order_placed", "order_placed", "order_refunded", "referral_made",
-               "referral_received", "referral_converted", "complaint_filed")
+               "referral_received", "referral_converted", "complaint_filed", "prospect_listed", "prospect_listed",
+               "touch_made", "touch_made")
+_CHANNELS = ("email", "web", "store", "ad", "call", "other")
 
 
 def month_start_of(base: datetime, months_after: int) -> datetime:
@@ -159,6 +172,10 @@ def _fact(i: int, raw: tuple[int, int, int, int, int, int]) -> Fact:
         return referral_received(eid, when, referrer=("r-a", "r-b", "r-c")[amount % 3])
     if kind == "referral_converted":
         return referral_converted(eid, when, referred=f"friend-{i}")
+    if kind == "prospect_listed":
+        return prospect(eid, when, source=("list-a", None)[amount % 2])
+    if kind == "touch_made":
+        return touch(eid, when, channel=_CHANNELS[amount % 6], direction=("outbound", "inbound")[cost % 2])
     return complaint(eid, when, handling_cost=_cents(cost // 3))
 
 

@@ -52,12 +52,14 @@ from tests.unit.domain_builders import (
     default_policy,
     flat,
     order,
+    prospect,
     referral_converted,
     referral_made,
     referral_received,
     refund,
     run,
     stage_steps,
+    touch,
     without_stage_time,
 )
 
@@ -276,7 +278,8 @@ def _state(facts: list[Fact]) -> CustomerState:
 
 
 NEXT_RUNG = {
-    "potential": ([], "visitor", [("known", 1, 1, True)]),
+    "potential": ([], "visitor", [("known", 0, 1, False)]),
+    "prospect": ([prospect("p1", JAN)], "visitor", [("known", 0, 1, False)]),
     "visitor": ([complaint("k1", JAN)], "first_purchase", [("orders", 0, 1, False)]),
     "first_purchase": ([order("o1", JAN), order("o2", JAN2, discount="1.00")], "regular",
                        [("orders", 2, 3, False), ("order_months", 1, 2, False)]),
@@ -308,7 +311,9 @@ def test_conditions_of_each_rung() -> None:
 
 
 def test_reached_rung_is_visitor_for_a_known_customer_and_never_skips() -> None:
-    assert reached_rung(new_customer(CUSTOMER, JAN), policy=POLICY) == "visitor"
+    assert reached_rung(new_customer(CUSTOMER, JAN), policy=POLICY) == "potential"
+    assert reached_rung(_state([prospect("p1", JAN)]), policy=POLICY) == "potential"
+    assert reached_rung(_state([touch("t1", JAN)]), policy=POLICY) == "visitor"
     # advocate's own numbers met, regular's not: stays on first_purchase
     state = replace(_state([order("o1", JAN)]), full_price_orders=5, referrals_made=3)
     assert reached_rung(state, policy=POLICY) == "first_purchase"
@@ -538,3 +543,47 @@ def test_the_bucket_fast_paths_follow_the_general_rule(events: list[tuple[int, i
         fast = _with_activity(fast, moment, delta, policy=policy)
         general = _buckets_by_the_general_rule(general, month, delta, horizon)
         assert fast == general
+
+
+# ---- prospects and touches (contract section 12) --------------------------------------------------------------
+
+def test_a_prospect_stays_on_potential_and_announces_nothing() -> None:
+    state, changes = apply(None, prospect("p1", JAN, source="fair-2024"), policy=POLICY)
+    assert (state.stage, state.known, changes) == ("potential", False, [])
+    again, more = apply(state, prospect("p2", FEB), policy=POLICY)
+    assert (again.stage, more, again.first_seen_at, again.last_event_at) == ("potential", [], JAN, FEB)
+
+
+@pytest.mark.parametrize("channel", ["email", "web", "store", "ad", "call", "other"])
+def test_a_touch_makes_a_prospect_a_visitor_with_the_channel_as_reason(channel: str) -> None:
+    t = touch("t1", FEB, channel=channel)
+    state, changes = run([prospect("p1", JAN), t], POLICY)
+    assert flat(changes) == [sc(t, "potential", "visitor", f"first touch: {channel}")]
+    assert (state.stage, state.touches, state.first_seen_at) == ("visitor", 1, JAN)
+
+
+def test_a_purchase_still_makes_a_prospect_a_visitor_at_once() -> None:
+    o = order("o1", FEB)
+    state, changes = run([prospect("p1", JAN), o], POLICY)
+    assert stage_steps(flat(changes)) == [("potential", "visitor"), ("visitor", "first_purchase")]
+    assert flat(changes)[0] == sc(o, "potential", "visitor", VISITOR_REASON)
+    # and a listing after the purchase changes no rung
+    later, none = apply(state, prospect("p2", MAR), policy=POLICY)
+    assert (later.stage, none) == ("first_purchase", [])
+
+
+def test_only_inbound_touches_count_as_contacts() -> None:
+    state, _ = run([touch("t1", JAN, direction="outbound"), touch("t2", JAN2, direction="inbound"),
+                    touch("t3", FEB, direction="inbound")], POLICY)
+    assert state.touches == 3
+    assert [(m, a.inbound_touches, a.contacts) for m, a in state.activity] == [(M_JAN, 1, 1), (M_FEB, 1, 1)]
+    outbound_only, _ = run([touch("t1", JAN, direction="outbound")], POLICY)
+    assert outbound_only.activity == ()
+
+
+def test_a_state_stored_before_prospects_reads_as_known() -> None:
+    state, _ = run([order("o1", JAN)], POLICY)
+    raw = to_json(state)
+    del raw["known"], raw["touches"]
+    raw["activity"] = [row[:7] for row in raw["activity"]]
+    assert from_json(raw) == state

@@ -232,6 +232,8 @@ def _active_kinds(facts: list[Fact]) -> set[str]:
         out |= {"financial", "procedural", "contact"}
     if kinds & {"order_refunded", "complaint_filed", "referral_made"}:
         out.add("contact")
+    if any(f.kind == "touch_made" and f.direction == "inbound" for f in facts):
+        out.add("contact")  # an outbound touch is ours, not theirs: it feeds no loyalty
     if "complaint_filed" in kinds:
         out.add("evaluative")
     if kinds & {"referral_made", "referral_converted"}:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -12,6 +13,8 @@ from hypothesis import strategies as st
 
 from shared.adapters.kafka import partition_for
 from shared.wire.messages import (
+    CHANNELS,
+    DIRECTIONS,
     FACT_KINDS,
     Fact,
     FactRecords,
@@ -46,7 +49,10 @@ facts = st.builds(
     source=st.just({}) | st.fixed_dictionaries({"topic": _text, "partition": st.integers(0, 99),
                                                 "offset": st.integers(0, 2**40)}),
     ingested_at=st.none() | _when,
-)
+    lead_source=st.none() | _text,
+).flatmap(lambda fact: st.tuples(st.sampled_from(CHANNELS), st.sampled_from(DIRECTIONS)).map(
+    # a touch carries a channel and a direction, and no other fact does (decode checks both ways)
+    lambda cd: replace(fact, channel=cd[0], direction=cd[1]) if fact.kind == "touch_made" else fact))
 
 
 @given(facts)

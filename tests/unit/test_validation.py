@@ -54,6 +54,21 @@ def complaint(**fields: Any) -> dict[str, Any]:
     return _merge(base, fields)
 
 
+def prospect(**fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"event_id": "l-1", "type": "prospect", "customer_id": "c-1",
+                            "occurred_at": "2026-06-01T10:00:00Z"}
+    return _merge(base, fields)
+
+
+def touch(**fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"event_id": "t-1", "type": "touch", "customer_id": "c-1",
+                            "occurred_at": "2026-06-01T10:00:00Z", "channel": "email", "direction": "outbound"}
+    return _merge(base, fields)
+
+
+EVENTS = {"purchase": purchase, "referral": referral, "complaint": complaint, "prospect": prospect, "touch": touch}
+
+
 def _merge(base: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
     out = {**base, **fields}
     return {k: v for k, v in out.items() if v is not DROP}
@@ -153,6 +168,22 @@ REJECTED: list[Any] = [
     pytest.param(raw(referral(referred_customer_id=2)), ErrorCode.INVALID_FIELD,
                  id="field-referred_customer_id-number"),
     pytest.param(raw(complaint(severity="critical")), ErrorCode.INVALID_FIELD, id="field-severity-unknown"),
+    pytest.param(raw(touch(channel="fax")), ErrorCode.INVALID_FIELD, id="touch-channel-unknown"),
+    pytest.param(raw(touch(channel="Email")), ErrorCode.INVALID_FIELD, id="touch-channel-upper-case"),
+    pytest.param(raw(touch(channel=DROP)), ErrorCode.MISSING_FIELD, id="touch-channel-missing"),
+    pytest.param(raw(touch(direction="sideways")), ErrorCode.INVALID_FIELD, id="touch-direction-unknown"),
+    pytest.param(raw(touch(direction=DROP)), ErrorCode.MISSING_FIELD, id="touch-direction-missing"),
+    pytest.param(raw(touch(direction=1)), ErrorCode.INVALID_FIELD, id="touch-direction-number"),
+    pytest.param(raw(touch(customer_id="x" * 129)), ErrorCode.INVALID_FIELD, id="touch-customer-too-long"),
+    pytest.param(raw(touch(occurred_at="2026-06-01T10:00:00")), ErrorCode.INVALID_TIMESTAMP, id="touch-ts-naive"),
+    pytest.param(raw(prospect(source="")), ErrorCode.INVALID_FIELD, id="prospect-source-empty"),
+    pytest.param(raw(prospect(source="x" * 129)), ErrorCode.INVALID_FIELD, id="prospect-source-too-long"),
+    pytest.param(raw(prospect(source=7)), ErrorCode.INVALID_FIELD, id="prospect-source-number"),
+    pytest.param(raw(prospect(source="a\nb")), ErrorCode.INVALID_CHARACTERS, id="prospect-source-newline"),
+    pytest.param(raw(prospect(event_id=DROP)), ErrorCode.MISSING_FIELD, id="prospect-event_id-missing"),
+    pytest.param(raw(prospect(customer_id="")), ErrorCode.INVALID_FIELD, id="prospect-customer-empty"),
+    pytest.param(raw(prospect(occurred_at="2026-06-17T12:00:00Z")), ErrorCode.FUTURE_TIMESTAMP,
+                 id="prospect-ts-future"),
     pytest.param(raw(complaint(severity="HIGH")), ErrorCode.INVALID_FIELD, id="field-severity-upper-case"),
     pytest.param(raw(complaint(severity=3)), ErrorCode.INVALID_FIELD, id="field-severity-number"),
     pytest.param(raw(complaint(resolved="yes")), ErrorCode.INVALID_FIELD, id="field-resolved-string"),
@@ -502,6 +533,16 @@ def test_string_lengths_count_characters(text: str) -> None:
     assert fact.customer_id == text
 
 
+def test_prospect_and_touch_yield_their_facts() -> None:
+    [listed] = facts_of(raw(prospect(source="fair-2026")))
+    assert (listed.kind, listed.role, listed.customer_id, listed.lead_source) == (
+        "prospect_listed", "primary", "c-1", "fair-2026")
+    [plain] = facts_of(raw(prospect()))
+    assert plain.lead_source is None
+    [touched] = facts_of(raw(touch(channel="call", direction="inbound")))
+    assert (touched.kind, touched.channel, touched.direction) == ("touch_made", "call", "inbound")
+
+
 @pytest.mark.parametrize("kind", ["purchase", "referral", "complaint"])
 def test_type_decides_the_kind(kind: str) -> None:
     # there is no topic parameter at all: the same bytes mean the same thing on any shop topic
@@ -591,7 +632,8 @@ def test_never_raises_on_arbitrary_events(event: dict[str, Any]) -> None:
 _field_values = st.one_of(
     st.none(), st.booleans(), st.integers(-5, 10**16), st.text(max_size=3),
     st.sampled_from(["", "x" * 128, "x" * 129, "EUR", "USD", "eur", "c-1", "c-2", "low", "medium", "high",
-                     "urgent", "10.50", "-1", "1e3", "1.005", "0.001", "NaN", "Infinity", "1e15", "10.5.1",
+                     "urgent", "email", "web", "fax", "Email", "inbound", "outbound",
+                     "10.50", "-1", "1e3", "1.005", "0.001", "NaN", "Infinity", "1e15", "10.5.1",
                      "2026-06-01T10:00:00Z", "2026-06-16T13:00:00Z", "2026-06-01T10:00:00", "2026-13-01T10:00:00Z",
                      "2026-06-01T10:00:00+24:00", "2026-06-01t10:00:00z"]),
     st.decimals(allow_nan=True, allow_infinity=True, places=None),
@@ -599,15 +641,15 @@ _field_values = st.one_of(
 )
 _fields = st.sampled_from(["event_id", "customer_id", "occurred_at", "amount", "currency", "cost", "discount",
                            "refund", "order_id", "referred_customer_id", "reward_cost", "severity", "resolved",
-                           "handling_cost"])
+                           "handling_cost", "source", "channel", "direction"])
 
 
 @settings(max_examples=400)
-@given(st.sampled_from(["purchase", "referral", "complaint"]),
+@given(st.sampled_from(sorted(EVENTS)),
        st.dictionaries(_fields, _field_values | st.just(DROP), max_size=4))
 def test_the_fast_path_accepts_only_what_the_models_accept_and_yields_the_same_facts(
         kind: str, changes: dict[str, Any]) -> None:
-    event = {"purchase": purchase, "referral": referral, "complaint": complaint}[kind](**changes)
+    event = EVENTS[kind](**changes)
     latest = NOW + timedelta(hours=24)
     fast = _plain_facts(event, kind, base_currency="EUR", latest=latest)
     model = EVENT_MODELS[kind]
@@ -623,7 +665,8 @@ def test_the_fast_path_accepts_only_what_the_models_accept_and_yields_the_same_f
 
 @pytest.mark.parametrize("event", [purchase(), purchase(refund=True, cost="1.25", discount=0, order_id="o"),
                                    referral(reward_cost=2), complaint(severity="high", resolved=True,
-                                                                      handling_cost="3.5")])
+                                                                      handling_cost="3.5"),
+                                   prospect(), prospect(source="fair-2026"), touch(channel="web", direction="inbound")])
 def test_plain_valid_events_take_the_fast_path(event: dict[str, Any]) -> None:
     assert _plain_facts(event, event["type"], base_currency="EUR", latest=NOW + timedelta(hours=24)) is not None
 
@@ -653,12 +696,12 @@ _number_tokens = st.sampled_from(["1.0", "19.99", "0.10", "1e3", "1E+2", "-0", "
 
 
 @settings(max_examples=400)
-@given(st.sampled_from(["purchase", "referral", "complaint"]),
+@given(st.sampled_from(sorted(EVENTS)),
        st.dictionaries(_fields, _field_values | _number_tokens | st.just(DROP), max_size=4),
        st.sampled_from(["", "\ufeff", "dup", "pad"]))
 def test_the_orjson_front_door_accepts_only_what_the_exact_path_accepts_with_the_same_facts(
         kind: str, changes: dict[str, Any], twist: str) -> None:
-    event = {"purchase": purchase, "referral": referral, "complaint": complaint}[kind](**changes)
+    event = EVENTS[kind](**changes)
     text = _render(event)
     if twist == "\ufeff":
         text = "\ufeff" + text

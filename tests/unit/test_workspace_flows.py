@@ -62,8 +62,8 @@ def test_the_series_fills_empty_buckets_with_zeros() -> None:
     counts = {(date(2026, 6, 1), "visitor"): 3, (date(2026, 6, 15), "regular"): 1}
     series = flow_series(counts, bucket="week", since=None, until=None)
     assert [b["start"] for b in series] == ["2026-06-01", "2026-06-08", "2026-06-15"]
-    assert series[0]["entered"] == {"visitor": 3, "first_purchase": 0, "regular": 0, "advocate": 0}
-    assert series[1]["entered"] == {"visitor": 0, "first_purchase": 0, "regular": 0, "advocate": 0}
+    assert series[0]["entered"] == {"potential": 0, "visitor": 3, "first_purchase": 0, "regular": 0, "advocate": 0}
+    assert series[1]["entered"] == {"potential": 0, "visitor": 0, "first_purchase": 0, "regular": 0, "advocate": 0}
 
 
 def test_the_series_spans_since_to_until_even_without_data() -> None:

@@ -70,18 +70,21 @@ class Condition:
 def conditions(state: CustomerState, rung: str, *, policy: Policy) -> list[Condition]:
     """The conditions of `rung` under `policy` with `state`'s values (visitor needs only to be known)."""
     if rung == "visitor":
-        return [Condition("known", 1, 1)]
+        return [Condition("known", int(state.known), 1)]
     if rung == "potential":
         return []
     return [Condition(name, state.count(name), need) for name, need in policy.conditions_of(rung)]
 
 
-def reached_rung(state: CustomerState, *, policy: Policy, standing_on: str = "visitor") -> str:
+def reached_rung(state: CustomerState, *, policy: Policy, standing_on: str = "potential") -> str:
     """The highest rung whose conditions, and those of every rung between it and `standing_on`, hold.
 
-    A customer exists from their first event, and so knows us: `visitor` is always reached. The rungs up
-    to `standing_on` count as met, as they are for `next_rung`: a customer never steps down.
+    Any event but a prospect listing tells that the customer knows us, so `visitor` is reached unless the
+    shop has only listed them. The rungs up to `standing_on` count as met, as they are for `next_rung`: a
+    customer never steps down.
     """
+    if RANK[standing_on] < RANK["visitor"] and not state.known:
+        return standing_on
     reached = standing_on if RANK[standing_on] > RANK["visitor"] else "visitor"
     for rung in STAGES[RANK[reached] + 1:]:
         for name, need in policy.conditions_of(rung):
@@ -91,9 +94,9 @@ def reached_rung(state: CustomerState, *, policy: Policy, standing_on: str = "vi
     return reached
 
 
-def _reason(state: CustomerState, rung: str, *, policy: Policy) -> str:
+def _reason(state: CustomerState, rung: str, fact: Fact, *, policy: Policy) -> str:
     if rung == "visitor":
-        return "first event: knows us"
+        return f"first touch: {fact.channel}" if fact.kind == "touch_made" else "first event: knows us"
     conds = conditions(state, rung, policy=policy)
     if {c.name for c in conds} == {"orders", "order_months"}:
         # the contract's own wording: "3 orders in 2 months"
@@ -114,9 +117,9 @@ def _counted(n: int, plural: str) -> str:
 
 
 def new_customer(customer_id: str, at: datetime) -> CustomerState:
-    """A customer not seen before: on `potential`, about to step onto `visitor`."""
+    """A customer not seen before: on `potential`, and onto `visitor` with any event but a prospect listing."""
     return CustomerState(customer_id=customer_id, stage="potential", stage_entered_at=at,
-                         first_seen_at=at, last_event_at=at)
+                         first_seen_at=at, last_event_at=at, known=False)
 
 
 def _with_activity(activity: tuple[tuple[int, MonthActivity], ...], at: datetime, delta: MonthActivity,
@@ -160,7 +163,10 @@ _ACTIVITY = {
     "referral_made": MonthActivity(referrals=1),
     "referral_converted": MonthActivity(conversions=1),
     "complaint_filed": MonthActivity(complaints=1),
+    "prospect_listed": None,
+    "touch_made": None,  # depends on the direction
 }
+_INBOUND = MonthActivity(inbound_touches=1)
 
 
 def _count(state: CustomerState, fact: Fact, *, policy: Policy) -> tuple[CustomerState, list[Change]]:
@@ -170,6 +176,7 @@ def _count(state: CustomerState, fact: Fact, *, policy: Policy) -> tuple[Custome
     effects: list[Change] = []
     orders, refunds, full_price = state.orders, state.refunds, state.full_price_orders
     referrals_made, referrals_converted, complaints = state.referrals_made, state.referrals_converted, state.complaints
+    touches = state.touches
     sales, costs = state.sales, state.costs
     order_months, pending = state.order_months, state.pending_referrals
     order_days, last_order_at = state.order_days, state.last_order_at
@@ -213,6 +220,12 @@ def _count(state: CustomerState, fact: Fact, *, policy: Policy) -> tuple[Custome
     elif kind == "complaint_filed":
         complaints += 1
         costs += fact.cost
+    elif kind == "touch_made":
+        touches += 1
+        if fact.direction == "inbound":
+            delta = _INBOUND
+    elif kind == "prospect_listed":
+        pass  # the customer exists (first_seen_at below), and nothing else: a listing is not a contact
     else:
         raise ValueError(f"unknown fact kind {kind!r}")
     activity = state.activity if delta is None else _with_activity(state.activity, at, delta, policy=policy)
@@ -220,7 +233,8 @@ def _count(state: CustomerState, fact: Fact, *, policy: Policy) -> tuple[Custome
         customer_id=state.customer_id, stage=state.stage, stage_entered_at=state.stage_entered_at,
         first_seen_at=min(state.first_seen_at, at), last_event_at=max(state.last_event_at, at),
         orders=orders, refunds=refunds, full_price_orders=full_price, referrals_made=referrals_made,
-        referrals_converted=referrals_converted, complaints=complaints, sales=sales, costs=costs,
+        referrals_converted=referrals_converted, complaints=complaints, touches=touches,
+        known=state.known or kind != "prospect_listed", sales=sales, costs=costs,
         order_months=order_months, activity=activity, pending_referrals=pending, order_days=order_days,
         last_order_at=last_order_at,
     )
@@ -238,7 +252,7 @@ def apply(state: CustomerState | None, fact: Fact, *, policy: Policy) -> tuple[C
         changes.append(StageChanged(
             customer_id=after.customer_id, from_stage=STAGES[rank - 1], to_stage=to_stage,
             occurred_at=fact.occurred_at, cause_event_id=fact.event_id,
-            reason=_reason(after, to_stage, policy=policy),
+            reason=_reason(after, to_stage, fact, policy=policy),
         ))
     if changes:
         # spelled out rather than dataclasses.replace, which looks up the fields on every call
@@ -246,7 +260,8 @@ def apply(state: CustomerState | None, fact: Fact, *, policy: Policy) -> tuple[C
             customer_id=after.customer_id, stage=target, stage_entered_at=fact.occurred_at,
             first_seen_at=after.first_seen_at, last_event_at=after.last_event_at, orders=after.orders,
             refunds=after.refunds, full_price_orders=after.full_price_orders, referrals_made=after.referrals_made,
-            referrals_converted=after.referrals_converted, complaints=after.complaints, sales=after.sales,
+            referrals_converted=after.referrals_converted, complaints=after.complaints, touches=after.touches,
+            known=after.known, sales=after.sales,
             costs=after.costs, order_months=after.order_months, activity=after.activity,
             pending_referrals=after.pending_referrals, order_days=after.order_days,
             last_order_at=after.last_order_at,

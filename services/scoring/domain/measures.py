@@ -66,7 +66,7 @@ def loyalty(state: CustomerState, *, at: datetime, policy: Policy) -> Loyalty:
             orders += n_orders * 0.5 ** (age_days / proc.half_life_days)
         if n_refunds:
             refunds += n_refunds * 0.5 ** (age_days / proc.half_life_days)
-        contacts = n_orders + n_refunds + complaints + referrals  # MonthActivity.contacts
+        contacts = n_orders + n_refunds + complaints + referrals + act.inbound_touches  # MonthActivity.contacts
         if contacts:
             contact += contacts * 0.5 ** (age_days / con.half_life_days)
         if complaints:

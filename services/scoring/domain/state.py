@@ -57,6 +57,8 @@ class MonthActivity:
     complaints: int = 0
     referrals: int = 0
     conversions: int = 0
+    # touches the customer made themselves (a visit, a call): contact loyalty counts them, outbound ones not
+    inbound_touches: int = 0
 
     def plus(self, other: MonthActivity) -> MonthActivity:
         """The element-wise sum."""
@@ -67,12 +69,13 @@ class MonthActivity:
             complaints=self.complaints + other.complaints,
             referrals=self.referrals + other.referrals,
             conversions=self.conversions + other.conversions,
+            inbound_touches=self.inbound_touches + other.inbound_touches,
         )
 
     @property
     def contacts(self) -> int:
         """Interactions of any kind."""
-        return self.orders + self.refunds + self.complaints + self.referrals
+        return self.orders + self.refunds + self.complaints + self.referrals + self.inbound_touches
 
 
 @quick_init
@@ -101,6 +104,9 @@ class CustomerState:
     referrals_made: int = 0
     referrals_converted: int = 0
     complaints: int = 0
+    touches: int = 0
+    # false only for a customer the shop has listed as a prospect and nothing else: they stay on `potential`
+    known: bool = True
     sales: Decimal = Decimal(0)
     costs: Decimal = Decimal(0)
     order_months: frozenset[int] = frozenset()
@@ -152,11 +158,14 @@ def _document(state: CustomerState, stamp: Callable[[datetime], Any]) -> dict[st
         "referrals_made": state.referrals_made,
         "referrals_converted": state.referrals_converted,
         "complaints": state.complaints,
+        "touches": state.touches,
+        "known": state.known,
         "sales": str(state.sales),
         "costs": str(state.costs),
         "order_months": sorted(state.order_months),
         "activity": [
-            [m, a.orders, str(a.order_value), a.refunds, a.complaints, a.referrals, a.conversions]
+            [m, a.orders, str(a.order_value), a.refunds, a.complaints, a.referrals, a.conversions,
+             a.inbound_touches]
             for m, a in state.activity
         ],
         "pending_referrals": sorted(
@@ -193,13 +202,16 @@ def from_json(raw: dict[str, Any]) -> CustomerState:
         referrals_made=raw["referrals_made"],
         referrals_converted=raw["referrals_converted"],
         complaints=raw["complaints"],
+        # states stored before prospects existed: every one of those customers was known
+        touches=raw.get("touches", 0),
+        known=raw.get("known", True),
         sales=Decimal(raw["sales"]),
         costs=Decimal(raw["costs"]),
         order_months=frozenset(raw["order_months"]),
         activity=tuple(
             (m, MonthActivity(orders=o, order_value=Decimal(v), refunds=r, complaints=c, referrals=rf,
-                              conversions=cv))
-            for m, o, v, r, c, rf, cv in raw["activity"]
+                              conversions=cv, inbound_touches=inbound[0] if inbound else 0))
+            for m, o, v, r, c, rf, cv, *inbound in raw["activity"]
         ),
         pending_referrals=frozenset(
             PendingReferral(referral_event_id=e, referrer_id=r, occurred_at=_parse_ts(t))

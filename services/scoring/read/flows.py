@@ -6,6 +6,10 @@ series ends with the last entry; without `since` it starts with the first entry,
 further back than the bounds allow, at the earliest bucket within them, and the entries before that bucket
 are counted in `earlier` (so that the buckets plus `earlier` still add up to every customer who reached a
 rung). One event dated in year 1 thus neither breaks nor stretches everybody's chart.
+
+Nobody enters `potential` by a stage change (every customer starts there), so its entries are the customers
+first seen in each bucket (`customers.first_seen_at`, the earliest occurred_at of any event naming them); the
+sum over the buckets is then every customer, as for the other rungs.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from sqlalchemy import Connection, Engine, text
 from services.scoring.domain.state import STAGES
 
 BucketName = Literal["day", "week", "month"]
-# rungs a customer can enter: nobody ever enters `potential`, they start there
+# rungs a customer enters by a stage change: nobody enters `potential` that way, they start there
 ENTERED_RUNGS = STAGES[1:]
+FLOW_RUNGS = STAGES
 MAX_BUCKETS = 5_000
 MAX_YEARS = 10
 _ENTERED = "to_stage <> 'potential'"
@@ -108,7 +113,7 @@ def flow_series(counts: dict[tuple[date, str], int], *, bucket: str, since: date
             else (data_starts[-1] if data_starts else None))
     if first is None or last is None:
         return []
-    return [{"start": start.isoformat(), "entered": {r: counts.get((start, r), 0) for r in ENTERED_RUNGS}}
+    return [{"start": start.isoformat(), "entered": {r: counts.get((start, r), 0) for r in FLOW_RUNGS}}
             for start in bucket_starts(first, last, bucket)]
 
 
@@ -135,16 +140,27 @@ class Window:
     clipped: bool = False
 
 
-def _where(lo: datetime | None, hi: datetime | None) -> tuple[str, dict[str, object]]:
-    where: list[str] = [_ENTERED]
+def _where(lo: datetime | None, hi: datetime | None, column: str = "occurred_at") -> tuple[str, dict[str, object]]:
+    where: list[str] = [_ENTERED if column == "occurred_at" else "true"]
     params: dict[str, object] = {}
     if lo is not None:
-        where.append("occurred_at >= :since")
+        where.append(f"{column} >= :since")
         params["since"] = lo
     if hi is not None:
-        where.append("occurred_at < :until")
+        where.append(f"{column} < :until")
         params["until"] = hi
     return " AND ".join(where), params
+
+
+def clipped_start(end: datetime, bucket: str) -> datetime:
+    """The start of the earliest whole bucket that keeps [start, end) within both bounds."""
+    last = bucket_of(end - timedelta(microseconds=1), bucket)
+    start = bucket_of(earliest_since(end), bucket)
+    if datetime(start.year, start.month, start.day, tzinfo=UTC) < earliest_since(end):
+        start = next_bucket(start, bucket)
+    while bucket_count(start, last, bucket) > MAX_BUCKETS:
+        start = next_bucket(start, bucket)
+    return datetime(start.year, start.month, start.day, tzinfo=UTC)
 
 
 def resolve_window(conn: Connection, *, bucket: str, since: datetime | None, until: datetime | None) -> Window:
@@ -153,8 +169,11 @@ def resolve_window(conn: Connection, *, bucket: str, since: datetime | None, unt
     if since is not None and until is not None:
         return Window(since, until)
     where, params = _where(since, until)
-    row = conn.execute(text(f"SELECT min(occurred_at) AS lo, max(occurred_at) AS hi FROM stage_history "
-                            f"WHERE {where}"), params).one()
+    seen, _ = _where(since, until, "first_seen_at")
+    row = conn.execute(text(
+        f"SELECT min(lo) AS lo, max(hi) AS hi FROM ("
+        f"SELECT min(occurred_at) AS lo, max(occurred_at) AS hi FROM stage_history WHERE {where} UNION ALL "
+        f"SELECT min(first_seen_at), max(first_seen_at) FROM customers WHERE {seen}) AS ends"), params).one()
     if row.lo is None:
         return Window(since, until)
     end = until if until is not None else row.hi + timedelta(microseconds=1)
@@ -167,14 +186,7 @@ def resolve_window(conn: Connection, *, bucket: str, since: datetime | None, unt
         return Window(None, until)
     except InvalidRange:
         pass
-    # the earliest whole bucket that keeps [start, end) within both bounds
-    last = bucket_of(end - timedelta(microseconds=1), bucket)
-    start = bucket_of(earliest_since(end), bucket)
-    if datetime(start.year, start.month, start.day, tzinfo=UTC) < earliest_since(end):
-        start = next_bucket(start, bucket)
-    while bucket_count(start, last, bucket) > MAX_BUCKETS:
-        start = next_bucket(start, bucket)
-    return Window(datetime(start.year, start.month, start.day, tzinfo=UTC), until, clipped=True)
+    return Window(clipped_start(end, bucket), until, clipped=True)
 
 
 def load_flows(conn: Connection, *, bucket: str, since: datetime | None,
@@ -185,7 +197,13 @@ def load_flows(conn: Connection, *, bucket: str, since: datetime | None,
     # AT TIME ZONE 'UTC' first: the buckets are UTC days whatever the session's TimeZone is
     sql = ("SELECT date_trunc(:bucket, occurred_at AT TIME ZONE 'UTC') AS start, to_stage, count(*) AS n "
            f"FROM stage_history WHERE {where} GROUP BY 1, 2")
-    return {(row.start.date(), row.to_stage): int(row.n) for row in conn.execute(text(sql), params)}
+    counts = {(row.start.date(), row.to_stage): int(row.n) for row in conn.execute(text(sql), params)}
+    seen, params = _where(since, until, "first_seen_at")
+    params["bucket"] = bucket
+    sql = ("SELECT date_trunc(:bucket, first_seen_at AT TIME ZONE 'UTC') AS start, count(*) AS n "
+           f"FROM customers WHERE {seen} GROUP BY 1")
+    counts.update(((row.start.date(), "potential"), int(row.n)) for row in conn.execute(text(sql), params))
+    return counts
 
 
 def load_earlier(conn: Connection, *, before: datetime) -> dict[str, int]:
@@ -193,7 +211,9 @@ def load_earlier(conn: Connection, *, before: datetime) -> dict[str, int]:
     rows = conn.execute(text(f"SELECT to_stage, count(*) AS n FROM stage_history WHERE {_ENTERED} "
                              "AND occurred_at < :before GROUP BY to_stage"), {"before": before})
     counts = {row.to_stage: int(row.n) for row in rows}
-    return {r: counts.get(r, 0) for r in ENTERED_RUNGS}
+    counts["potential"] = conn.execute(text("SELECT count(*) FROM customers WHERE first_seen_at < :before"),
+                                       {"before": before}).scalar_one()
+    return {r: counts.get(r, 0) for r in FLOW_RUNGS}
 
 
 def flows(engine: Engine, *, bucket: str, since: datetime | None, until: datetime | None) -> dict[str, object]:

@@ -1,6 +1,10 @@
 // The marketing workspace page. Plain ES module, no build step: everything it shows comes from
+<<<<<<< HEAD
+// /v1/stages, /v1/flows, /v1/funnel, POST /v1/prospects, /v1/customers, /v1/customers/{id} and /v1/customers/{id}/next-rung.
+=======
 // /v1/stages, /v1/flows, /v1/customers, /v1/customers/{id}, /v1/customers/{id}/next-rung and
 // /v1/health/backtest (health.js).
+>>>>>>> main
 // Focus (which kind of loyalty to encourage and to develop): on the customer card, as a develop filter, sort and
 // columns in the list, and as a small bar of kinds to develop per rung in the ladder table.
 // Numbers it draws are also written into the DOM (tables, data-* attributes), for people and for tests.
@@ -73,14 +77,27 @@ function askForToken(message) {
   return tokenPrompt;
 }
 
+<<<<<<< HEAD
+async function api(path, { accept = "application/json", method = "GET", body = null, type = null } = {}) {
+=======
 async function api(path, { accept = "application/json", method = "GET", body = undefined } = {}) {
+>>>>>>> main
   for (;;) {
     const headers = { Accept: accept };
+    if (type) headers["Content-Type"] = type;
     const token = sessionStorage.getItem(TOKEN_KEY);
     if (token) headers.Authorization = `Bearer ${token}`;
+<<<<<<< HEAD
+    const res = await fetch(path, { headers, method, body });
+=======
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const res = await fetch(path, { headers, method, body: body === undefined ? undefined : JSON.stringify(body) });
+>>>>>>> main
     if (res.status === 401) {
+      // a 401 that arrives after a new token was entered answers the old one: retry with the new token, and
+      // neither drop it nor ask again (else a late answer would open a prompt nobody is waiting for)
+      const current = sessionStorage.getItem(TOKEN_KEY);
+      if (current && current !== token) continue;
       if (token) sessionStorage.removeItem(TOKEN_KEY);
       await askForToken(token ? "That token was not accepted." : null);
       continue;
@@ -189,12 +206,13 @@ async function loadFlows() {
   const bucket = $("#flows-bucket").value;
   const kind = $("#flows-kind").value;
   const body = await getJson(`/v1/flows?bucket=${encodeURIComponent(bucket)}`);
-  const totals = Object.fromEntries(ENTERED.map((r) => [r, body.series.reduce((n, b) => n + b.entered[r], 0)]));
+  // potential: the customers first seen in the bucket (nobody enters it by a stage change)
+  const totals = Object.fromEntries(STAGES.map((r) => [r, body.series.reduce((n, b) => n + b.entered[r], 0)]));
   const config = {
     type: kind,
     data: {
       labels: body.series.map((b) => b.start),
-      datasets: ENTERED.map((rung) => ({
+      datasets: STAGES.map((rung) => ({
         label: label(rung),
         data: body.series.map((b) => b.entered[rung]),
         backgroundColor: RUNG_COLOR[rung],
@@ -221,12 +239,75 @@ async function loadFlows() {
   flowsChart = new Chart($("#flows-chart"), config);
   $("#flows-summary").textContent = body.series.length
     ? `${body.series.length} ${bucket}s from ${body.series[0].start}; entered in all: `
-      + ENTERED.map((r) => `${label(r)} ${totals[r]}`).join(", ")
+      + STAGES.map((r) => `${label(r)} ${totals[r]}`).join(", ")
     : "No rung entries yet.";
   section.dataset.bucket = body.bucket;
   section.dataset.buckets = String(body.series.length);
   section.dataset.totals = JSON.stringify(totals);
   section.dataset.ready = "true";
+}
+
+// ---- cohorts: the share of each first-seen period standing on or above each rung ---------------------------
+
+async function loadCohorts() {
+  const section = $("#cohorts");
+  section.dataset.ready = "false";
+  const cohort = $("#cohorts-by").value;
+  const body = await getJson(`/v1/funnel?cohort=${encodeURIComponent(cohort)}`);
+  const rows = body.rows.filter((r) => r.customers > 0);
+  $("#cohorts-table tbody").replaceChildren(...rows.map((row) => {
+    const tr = document.createElement("tr");
+    const th = document.createElement("th");
+    th.scope = "row";
+    th.textContent = row.start;
+    const count = document.createElement("td");
+    count.textContent = String(row.customers);
+    tr.append(th, count, ...ENTERED.map((rung) => {
+      const td = document.createElement("td");
+      const share = row.reached[rung] / row.customers;
+      td.textContent = `${Math.round(share * 100)}%`;
+      td.title = `${row.reached[rung]} of ${row.customers}`;
+      td.dataset.reached = String(row.reached[rung]);
+      // the rung's own colour, as strong as the share: a glance finds where a cohort stops climbing
+      td.style.background = `color-mix(in srgb, ${RUNG_COLOR[rung]} ${Math.round(share * 85)}%, transparent)`;
+      return td;
+    }));
+    return tr;
+  }));
+  $("#cohorts-empty").hidden = rows.length > 0;
+  section.dataset.cohort = body.cohort;
+  section.dataset.rows = String(rows.length);
+  section.dataset.ready = "true";
+}
+
+// ---- import: a CSV file of prospects from the marketer's disk ---------------------------------------------
+
+async function importFile(ev) {
+  ev.preventDefault();
+  const file = $("#import-file").files[0];
+  if (!file) return;
+  const result = $("#import-result");
+  result.textContent = `Importing ${file.name}…`;
+  $("#import-rejected").replaceChildren();
+  let answer;
+  try {
+    // the file goes as it is (the browser streams it from disk); the server reads it line by line
+    answer = await (await api("/v1/prospects", { method: "POST", body: file, type: "text/csv" })).json();
+  } catch (err) {
+    result.textContent = `Import failed: ${err.message ?? err}`;
+    result.dataset.outcome = "error";
+    return;
+  }
+  result.textContent = `${file.name}: ${answer.imported} imported, ${answer.existing} already known, `
+    + `${answer.rejected_total} rejected`;
+  result.dataset.outcome = "ok";
+  result.dataset.answer = JSON.stringify(answer);
+  $("#import-rejected").replaceChildren(...answer.rejected.slice(0, 20).map((r) => {
+    const li = document.createElement("li");
+    li.textContent = `line ${r.line}: ${r.error}`;
+    return li;
+  }));
+  await refreshAll();
 }
 
 // ---- the list of a rung and tier --------------------------------------------------------------------------
@@ -428,7 +509,7 @@ function fail(err) {
 
 async function refreshAll() {
   setStatus("Loading…");
-  await Promise.all([loadFunnel(), loadFlows(), loadList()]);
+  await Promise.all([loadFunnel(), loadFlows(), loadCohorts(), loadList()]);
   setStatus(`Updated ${new Date().toLocaleTimeString()}`);
 }
 
@@ -441,7 +522,14 @@ $("#forget-token").addEventListener("click", () => {
 });
 $("#flows-bucket").addEventListener("change", () => loadFlows().catch(fail));
 $("#flows-kind").addEventListener("change", () => loadFlows().catch(fail));
+<<<<<<< HEAD
+$("#cohorts-by").addEventListener("change", () => loadCohorts().catch(fail));
+$("#import-file").addEventListener("change", () => { $("#import-send").disabled = !$("#import-file").files.length; });
+$("#import-form").addEventListener("submit", (ev) => importFile(ev).catch(fail));
+for (const id of ["#list-stage", "#list-tier", "#list-develop", "#list-sort", "#list-limit"]) {
+=======
 for (const id of ["#list-stage", "#list-tier", "#list-develop", "#list-health", "#list-sort", "#list-limit"]) {
+>>>>>>> main
   $(id).addEventListener("change", filtersChanged);
 }
 // the gold fund: the advocates and regulars who are slipping away, one click each
