@@ -44,12 +44,14 @@ e2e: $(STAMP) browser-deps ## end-to-end tests of the system started as `make ru
 migrate: $(STAMP) ## bring the database at DATABASE_URL to the newest schema
 	$(PY) -m services.scoring.migrate
 
-lint: $(STAMP) ## ruff, then mypy over shared/, services/, devstack/, bench/ and tools/ (strict on shared/, devstack/ and the domain)
+lint: $(STAMP) ## ruff (lint and format check), then mypy over shared/, services/, devstack/, bench/, tools/
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m mypy shared services devstack bench tools
 
 fmt: $(STAMP) ## apply ruff's fixes and formatting
 	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 bench: $(STAMP) ## throughput and latency against baselines in one run (N=, CUSTOMERS= to size it)
 	$(PY) -m bench.run $(if $(N),--events $(N)) $(if $(CUSTOMERS),--customers $(CUSTOMERS))

@@ -62,14 +62,16 @@ class ExportClient:
                     self.stop.wait(1.0)
 
 
-def exports_during(*, scoring_url: str, run: Callable[[], dict[str, Any]], exports: int = EXPORTS,
-                   token: str | None = None) -> dict[str, Any]:
+def exports_during(
+    *, scoring_url: str, run: Callable[[], dict[str, Any]], exports: int = EXPORTS, token: str | None = None
+) -> dict[str, Any]:
     """`run()` (a throughput phase: it returns its result, with `events_per_s`) while `exports` clients
     download `GET /v1/customers` as CSV in a loop; the phase's result and what the exports got."""
     stop = threading.Event()
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    clients = [ExportClient(url=f"{scoring_url.rstrip('/')}/v1/customers", headers=headers, stop=stop)
-               for _ in range(exports)]
+    clients = [
+        ExportClient(url=f"{scoring_url.rstrip('/')}/v1/customers", headers=headers, stop=stop) for _ in range(exports)
+    ]
     threads = [threading.Thread(target=c.run, name=f"csv-export-{i}", daemon=True) for i, c in enumerate(clients)]
     for thread in threads:
         thread.start()
@@ -94,5 +96,10 @@ def exports_during(*, scoring_url: str, run: Callable[[], dict[str, Any]], expor
 def slowdown(baseline_events_per_s: float, loaded_events_per_s: float) -> dict[str, Any]:
     """How much slower the event path was under the exports, against the target."""
     share = 1.0 - loaded_events_per_s / baseline_events_per_s if baseline_events_per_s > 0 else float("nan")
-    return {"baseline_events_per_s": baseline_events_per_s, "loaded_events_per_s": loaded_events_per_s,
-            "slowdown": round(share, 3), "target_slowdown": TARGET_SLOWDOWN, "met": share <= TARGET_SLOWDOWN}
+    return {
+        "baseline_events_per_s": baseline_events_per_s,
+        "loaded_events_per_s": loaded_events_per_s,
+        "slowdown": round(share, 3),
+        "target_slowdown": TARGET_SLOWDOWN,
+        "met": share <= TARGET_SLOWDOWN,
+    }

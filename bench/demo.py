@@ -49,8 +49,15 @@ def with_prospects(stream: list[dict[str, Any]], *, seed: int, leads: int) -> li
     extra: list[dict[str, Any]] = []
 
     def add(kind: str, customer: str, at: str, **fields: str) -> None:
-        extra.append({"event_id": f"demo-{seed}-{len(extra)}", "type": kind, "customer_id": customer,
-                      "occurred_at": at, **fields})
+        extra.append(
+            {
+                "event_id": f"demo-{seed}-{len(extra)}",
+                "type": kind,
+                "customer_id": customer,
+                "occurred_at": at,
+                **fields,
+            }
+        )
 
     # shoppers who were leads first: listed, sometimes touched, then they bought (their first event's moment
     # minus a little: ISO strings of one format sort as the moments do)
@@ -83,8 +90,11 @@ def render(stages: dict[str, Any], *, sent: int, total: int, elapsed: float) -> 
         n = int(row.get("customers", 0))
         tiers = row.get("tiers", {})
         bar = "#" * round(30 * n / widest)
-        lines.append(f"{stage:<15}{n:>10,}" + "".join(f"{int(tiers.get(t, 0)):>{w},}" for t, w in
-                                                     zip(TIERS, (12, 10, 14), strict=True)) + f"  {bar}")
+        lines.append(
+            f"{stage:<15}{n:>10,}"
+            + "".join(f"{int(tiers.get(t, 0)):>{w},}" for t, w in zip(TIERS, (12, 10, 14), strict=True))
+            + f"  {bar}"
+        )
     return "\n".join(lines)
 
 
@@ -95,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=300.0, help="events per second")
     parser.add_argument("--every", type=float, default=2.0, help="seconds between two tables")
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--leads", type=int, default=None,
-                        help="prospects who are not (yet) shoppers; default a quarter of --customers")
+    parser.add_argument(
+        "--leads", type=int, default=None, help="prospects who are not (yet) shoppers; default a quarter of --customers"
+    )
     parser.add_argument("--scoring-url", default=None, help="default http://127.0.0.1:$SCORING_PORT")
     args = parser.parse_args(argv)
     settings = Settings()
@@ -107,20 +118,37 @@ def main(argv: list[str] | None = None) -> int:
         token = split_name(settings.api_tokens.split(",")[0].strip().rpartition(":")[0])[1]
         headers["Authorization"] = f"Bearer {token}"
     # prospects and touches may go to any shop topic (their `type` says what they are)
-    topics = {"purchase": settings.topic_purchases, "referral": settings.topic_referrals,
-              "complaint": settings.topic_complaints, "prospect": settings.topic_purchases,
-              "touch": settings.topic_complaints}
+    topics = {
+        "purchase": settings.topic_purchases,
+        "referral": settings.topic_referrals,
+        "complaint": settings.topic_complaints,
+        "prospect": settings.topic_purchases,
+        "touch": settings.topic_complaints,
+    }
 
-    stream = with_prospects(generate(customers=args.customers, events=args.events, seed=seed, duplicates=0.005),
-                            seed=seed, leads=args.leads if args.leads is not None else args.customers // 4)
-    print(f"synthetic shop: {len(stream):,} events over {args.customers:,} customers (seed {seed}), "
-          f"{args.rate:.0f}/s to {settings.kafka_bootstrap_servers}; ladder from {base}/v1/stages", flush=True)
+    stream = with_prospects(
+        generate(customers=args.customers, events=args.events, seed=seed, duplicates=0.005),
+        seed=seed,
+        leads=args.leads if args.leads is not None else args.customers // 4,
+    )
+    print(
+        f"synthetic shop: {len(stream):,} events over {args.customers:,} customers (seed {seed}), "
+        f"{args.rate:.0f}/s to {settings.kafka_bootstrap_servers}; ladder from {base}/v1/stages",
+        flush=True,
+    )
     try:
-        producer = KafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers.split(","), linger_ms=20,
-                                 compression_type="lz4", acks="all")
+        producer = KafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
+            linger_ms=20,
+            compression_type="lz4",
+            acks="all",
+        )
     except Exception as exc:  # noqa: BLE001 - tell the user what to do rather than a traceback
-        print(f"cannot reach the broker at {settings.kafka_bootstrap_servers}: {exc}\n"
-              "start the system first (make run), or set KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
+        print(
+            f"cannot reach the broker at {settings.kafka_bootstrap_servers}: {exc}\n"
+            "start the system first (make run), or set KAFKA_BOOTSTRAP_SERVERS",
+            file=sys.stderr,
+        )
         return 1
     client = httpx.Client(base_url=base, headers=headers, timeout=5)
     started = time.monotonic()
@@ -133,8 +161,11 @@ def main(argv: list[str] | None = None) -> int:
             now = time.monotonic()
             due = min(len(stream), int((now - started) * args.rate) + 1)
             for event in stream[sent:due]:
-                producer.send(topics[event["type"]], key=event["customer_id"].encode(),
-                              value=json.dumps(event, separators=(",", ":")).encode())
+                producer.send(
+                    topics[event["type"]],
+                    key=event["customer_id"].encode(),
+                    value=json.dumps(event, separators=(",", ":")).encode(),
+                )
             sent = due
             if now >= next_print:
                 producer.flush(10)

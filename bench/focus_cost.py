@@ -72,7 +72,7 @@ def python_parts(facts: list[Fact], policy: Policy, *, rounds: int) -> dict[str,
             t0 = time.perf_counter()
             touched: dict[str, CustomerState] = {}
             moment: dict[str, tuple[CustomerState, datetime]] = {}
-            for fact in facts[i:i + TRANSACTION_FACTS]:
+            for fact in facts[i : i + TRANSACTION_FACTS]:
                 state, changes = apply(states.get(fact.customer_id), fact, policy=policy)
                 states[fact.customer_id] = touched[fact.customer_id] = state
                 if any(isinstance(c, StageChanged) for c in changes):
@@ -89,8 +89,9 @@ def python_parts(facts: list[Fact], policy: Policy, *, rounds: int) -> dict[str,
             spent["loyalty"] += t2 - t1
             spent["focus"] += t3 - t2
             writes += len(touched)
-            reused += sum(1 for c, s in touched.items()
-                          if c in moment and moment[c][0] is s and moment[c][1] == s.last_event_at)
+            reused += sum(
+                1 for c, s in touched.items() if c in moment and moment[c][0] is s and moment[c][1] == s.last_event_at
+            )
         for name, seconds in spent.items():
             best[name] = min(best.get(name, float("inf")), 1e6 * seconds / writes)
     return {**best, "writes per fact": writes / len(facts), "reused": reused / writes}
@@ -117,8 +118,9 @@ def transaction_run(admin_url: str, facts: list[Fact], policy: Policy, *, with_i
                 pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
                 proc = psutil.Process(pid)
                 b0 = sum(proc.cpu_times()[:2])
-                outcome = process_batch(conn, facts=batch, policy=policy, stage_topic="s", conversion_topic="f",
-                                        cache=cache)
+                outcome = process_batch(
+                    conn, facts=batch, policy=policy, stage_topic="s", conversion_topic="f", cache=cache
+                )
             python += time.process_time() - c0
             backend += sum(proc.cpu_times()[:2]) - b0
             cache.remember(outcome.written)
@@ -127,12 +129,16 @@ def transaction_run(admin_url: str, facts: list[Fact], policy: Policy, *, with_i
             with engine.begin() as conn:
                 conn.execute(text("DELETE FROM outbox"))  # the relay's part, outside the measure
         with engine.connect() as conn:
-            updated, hot = conn.execute(text(
-                "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'customers'")).one()
+            updated, hot = conn.execute(
+                text("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'customers'")
+            ).one()
     finally:
         engine.dispose()
-    return {"python": 1e6 * python / applied, "postgres": 1e6 * backend / applied,
-            "hot": hot / updated if updated else 0.0}
+    return {
+        "python": 1e6 * python / applied,
+        "postgres": 1e6 * backend / applied,
+        "hot": hot / updated if updated else 0.0,
+    }
 
 
 def main() -> None:
@@ -152,8 +158,10 @@ def main() -> None:
     print(f"\nPython, µs per written customer (best of {args.rounds}):")
     for name in ("apply + to_text", "loyalty", "focus"):
         print(f"  {name:<18} {parts[name]:6.2f}")
-    print(f"  written customers per fact: {parts['writes per fact']:.3f}; "
-          f"{parts['reused']:.1%} of them reuse a stage change's measures")
+    print(
+        f"  written customers per fact: {parts['writes per fact']:.3f}; "
+        f"{parts['reused']:.1%} of them reuse a stage change's measures"
+    )
     if not args.db:
         return
 

@@ -39,10 +39,10 @@ CADENCES: dict[str, tuple[float, float, float, float]] = {
     "monthly": (0.25, 10.0, 30.0, 55.0),
     "weekly": (0.10, 40.0, 7.0, 30.0),
 }
-REFERRED_SHARE = 0.17      # customers who were told about us by an earlier customer
-REFUND_SHARE = 0.03        # of orders
-COMPLAINT_SHARE = 0.02     # of a customer's own events after their first
-DISCOUNT_SHARE = 0.25      # of orders
+REFERRED_SHARE = 0.17  # customers who were told about us by an earlier customer
+REFUND_SHARE = 0.03  # of orders
+COMPLAINT_SHARE = 0.02  # of a customer's own events after their first
+DISCOUNT_SHARE = 0.25  # of orders
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +51,9 @@ class _Customer:
     customer_id: str
     arrival: datetime
     cadence: str
-    basket: float          # median order amount
-    cost_ratio: float      # cost / amount of their orders
-    referrer: int | None   # index of the customer who referred them
+    basket: float  # median order amount
+    cost_ratio: float  # cost / amount of their orders
+    referrer: int | None  # index of the customer who referred them
 
 
 def customer_id(seed: int, index: int) -> str:
@@ -90,8 +90,17 @@ def _make_customers(rng: random.Random, *, count: int, seed: int, start: datetim
         if i > 0 and rng.random() < REFERRED_SHARE:
             # referred by someone who was already a customer, often a recent one (chains form)
             referrer = max(0, i - 1 - int(rng.expovariate(1 / max(1.0, i / 4))))
-        out.append(_Customer(index=i, customer_id=customer_id(seed, i), arrival=arrival, cadence=cadence,
-                             basket=basket, cost_ratio=rng.uniform(0.45, 0.85), referrer=referrer))
+        out.append(
+            _Customer(
+                index=i,
+                customer_id=customer_id(seed, i),
+                arrival=arrival,
+                cadence=cadence,
+                basket=basket,
+                cost_ratio=rng.uniform(0.45, 0.85),
+                referrer=referrer,
+            )
+        )
     return out
 
 
@@ -105,16 +114,16 @@ def _budgets(rng: random.Random, people: list[_Customer], *, events: int, now: d
     rest = events - first
     if rest > 0 and people:
         weights = [
-            CADENCES[c.cadence][1] * max(1.0, (now - c.arrival).total_seconds() / 86400 / 365 * 12)
-            for c in people
+            CADENCES[c.cadence][1] * max(1.0, (now - c.arrival).total_seconds() / 86400 / 365 * 12) for c in people
         ]
         for i in rng.choices(range(len(people)), weights, k=rest):
             budgets[i] += 1
     return budgets
 
 
-def _story(rng: random.Random, c: _Customer, n: int, people: list[_Customer], *, now: datetime,
-           seed: int) -> list[tuple[datetime, dict[str, Any]]]:
+def _story(
+    rng: random.Random, c: _Customer, n: int, people: list[_Customer], *, now: datetime, seed: int
+) -> list[tuple[datetime, dict[str, Any]]]:
     """`n` events of customer `c` (a referral of them by their referrer counts as the first), without ids."""
     out: list[tuple[datetime, dict[str, Any]]] = []
     t = c.arrival
@@ -122,10 +131,17 @@ def _story(rng: random.Random, c: _Customer, n: int, people: list[_Customer], *,
         referrer = people[c.referrer]
         told = max(referrer.arrival + timedelta(seconds=1), t - timedelta(hours=rng.uniform(1, 24 * 7)))
         if told < t:
-            out.append((told, {
-                "type": "referral", "customer_id": referrer.customer_id, "referred_customer_id": c.customer_id,
-                "reward_cost": _money(rng.choice((0.0, 5.0, 10.0))),
-            }))
+            out.append(
+                (
+                    told,
+                    {
+                        "type": "referral",
+                        "customer_id": referrer.customer_id,
+                        "referred_customer_id": c.customer_id,
+                        "reward_cost": _money(rng.choice((0.0, 5.0, 10.0))),
+                    },
+                )
+            )
             n -= 1
     if n <= 0:
         return out
@@ -144,19 +160,35 @@ def _story(rng: random.Random, c: _Customer, n: int, people: list[_Customer], *,
             t = min(now, t + timedelta(seconds=gaps[k - 1]))
         roll = rng.random()
         if k > 0 and roll < COMPLAINT_SHARE:
-            out.append((t, {
-                "type": "complaint", "customer_id": c.customer_id,
-                "severity": rng.choices(("low", "medium", "high"), (5, 4, 1))[0],
-                "resolved": rng.random() < 0.6,
-                "handling_cost": _money(rng.uniform(2, 40)),
-            }))
+            out.append(
+                (
+                    t,
+                    {
+                        "type": "complaint",
+                        "customer_id": c.customer_id,
+                        "severity": rng.choices(("low", "medium", "high"), (5, 4, 1))[0],
+                        "resolved": rng.random() < 0.6,
+                        "handling_cost": _money(rng.uniform(2, 40)),
+                    },
+                )
+            )
         elif k > 0 and orders and roll < COMPLAINT_SHARE + REFUND_SHARE:
             order_id, paid = rng.choice(orders)
             share = 1.0 if rng.random() < 0.6 else rng.uniform(0.1, 0.9)
-            out.append((t, {
-                "type": "purchase", "customer_id": c.customer_id, "refund": True, "order_id": order_id,
-                "amount": _money(paid * share), "cost": _money(rng.uniform(0, 6)), "currency": CURRENCY,
-            }))
+            out.append(
+                (
+                    t,
+                    {
+                        "type": "purchase",
+                        "customer_id": c.customer_id,
+                        "refund": True,
+                        "order_id": order_id,
+                        "amount": _money(paid * share),
+                        "cost": _money(rng.uniform(0, 6)),
+                        "currency": CURRENCY,
+                    },
+                )
+            )
         else:
             amount = c.basket * math.exp(rng.gauss(0.0, 0.35))
             discount = 0.0
@@ -165,16 +197,27 @@ def _story(rng: random.Random, c: _Customer, n: int, people: list[_Customer], *,
             paid = amount - discount
             order_id = f"o{seed}-{c.index:06d}-{k:04d}"
             orders.append((order_id, float(_money(paid))))
-            out.append((t, {
-                "type": "purchase", "customer_id": c.customer_id, "refund": False, "order_id": order_id,
-                "amount": _money(paid), "cost": _money(amount * c.cost_ratio), "discount": _money(discount),
-                "currency": CURRENCY,
-            }))
+            out.append(
+                (
+                    t,
+                    {
+                        "type": "purchase",
+                        "customer_id": c.customer_id,
+                        "refund": False,
+                        "order_id": order_id,
+                        "amount": _money(paid),
+                        "cost": _money(amount * c.cost_ratio),
+                        "discount": _money(discount),
+                        "currency": CURRENCY,
+                    },
+                )
+            )
     return out
 
 
-def generate(*, customers: int, events: int, seed: int, now: datetime | None = None,
-             duplicates: float = 0.0) -> list[dict[str, Any]]:
+def generate(
+    *, customers: int, events: int, seed: int, now: datetime | None = None, duplicates: float = 0.0
+) -> list[dict[str, Any]]:
     """`events` shop messages (copies included) about at most `customers` customers, in time order.
 
     Deterministic for given arguments; `now` defaults to the current minute (pass it to make the stream
@@ -220,7 +263,6 @@ def generate(*, customers: int, events: int, seed: int, now: datetime | None = N
     return stream
 
 
-
 def summary(stream: list[dict[str, Any]]) -> dict[str, int]:
     """Counts a bench needs to know when the system has applied everything."""
     unique = list({e["event_id"]: e for e in stream}.values())
@@ -234,8 +276,9 @@ def summary(stream: list[dict[str, Any]]) -> dict[str, int]:
         "referrals": len(referrals),
         # a referral converts once the customer it brought places an order, whenever that happens
         "conversions": sum(1 for e in unique if e["type"] == "referral" and e["referred_customer_id"] in ordered),
-        "customers": len({e["customer_id"] for e in stream} | {e["referred_customer_id"] for e in stream
-                                                                  if e["type"] == "referral"}),
+        "customers": len(
+            {e["customer_id"] for e in stream} | {e["referred_customer_id"] for e in stream if e["type"] == "referral"}
+        ),
         "orders": sum(1 for e in unique if e["type"] == "purchase" and not e["refund"]),
         "refunds": sum(1 for e in unique if e["type"] == "purchase" and e["refund"]),
         "complaints": sum(1 for e in unique if e["type"] == "complaint"),

@@ -38,8 +38,14 @@ def _customers(n: int) -> list[CustomerState]:
     for c in range(n):
         state = None
         for k in range(1 + c % 6):
-            fact = Fact(kind="order_placed", event_id=f"e{c}-{k}", role="primary", customer_id=f"c{c}",
-                        occurred_at=start + timedelta(days=37 * k + c % 200), amount=Decimal("20.00"))
+            fact = Fact(
+                kind="order_placed",
+                event_id=f"e{c}-{k}",
+                role="primary",
+                customer_id=f"c{c}",
+                occurred_at=start + timedelta(days=37 * k + c % 200),
+                amount=Decimal("20.00"),
+            )
             state, _ = apply(state, fact, policy=policy)
         assert state is not None
         states.append(state)
@@ -56,12 +62,22 @@ def main(argv: list[str] | None = None) -> None:
     # as of a moment when about half of them are still active (those get a due moment computed)
     ctx = prior_context(policy, now=datetime(2025, 10, 1, tzinfo=UTC))
     model, threshold = ctx.model, ctx.at_risk_below
-    summaries = [summary_of(x=len(s.order_days) - 1, first_day=min(s.order_days), last_day=max(s.order_days),
-                            as_of_day=ctx.today) for s in states]
+    summaries = [
+        summary_of(
+            x=len(s.order_days) - 1, first_day=min(s.order_days), last_day=max(s.order_days), as_of_day=ctx.today
+        )
+        for s in states
+    ]
     texts = [to_text(s) for s in states]
     bare = [replace(s, order_days=frozenset(), last_order_at=None) for s in states]
-    order = Fact(kind="order_placed", event_id="next", role="primary", customer_id="c", amount=Decimal("20.00"),
-                 occurred_at=datetime(2026, 5, 30, tzinfo=UTC))
+    order = Fact(
+        kind="order_placed",
+        event_id="next",
+        role="primary",
+        customer_id="c",
+        amount=Decimal("20.00"),
+        occurred_at=datetime(2026, 5, 30, tzinfo=UTC),
+    )
 
     def per_customer(fn: Callable[[], Any]) -> float:
         runs = timeit.repeat(fn, number=1, repeat=args.repeat)
@@ -71,20 +87,24 @@ def main(argv: list[str] | None = None) -> None:
     marks = [a.mark for a in (health_of(s, NO_MARK, ctx=ctx).assessment for s in states) if a is not None]
     pairs = list(zip(states, marks, strict=True))
     changes = sum(1 for s in states if (h := health_of(s, NO_MARK, ctx=ctx).assessment) and h.message)
-    print(f"{len(states)} customers, {changes} at risk on their first assessment (those build a message), "
-          f"the others active (those get a due moment)")
+    print(
+        f"{len(states)} customers, {changes} at risk on their first assessment (those build a message), "
+        f"the others active (those get a due moment)"
+    )
     rows = {
         "p_alive (closed form)": per_customer(lambda: [p_alive(model, s) for s in summaries]),
         "at-risk day (closed form, checked)": per_customer(
-            lambda: [at_risk_from_day(model, s, at_risk_below=threshold) for s in summaries]),
+            lambda: [at_risk_from_day(model, s, at_risk_below=threshold) for s in summaries]
+        ),
         "health_of, no change of status": per_customer(lambda: [health_of(s, m, ctx=ctx) for s, m in pairs]),
         "health_of + upsert arrays, no change": per_customer(
-            lambda: health_params([health_of(s, m, ctx=ctx) for s, m in pairs])),
+            lambda: health_params([health_of(s, m, ctx=ctx) for s, m in pairs])
+        ),
         "health_of, first assessment (messages)": per_customer(
-            lambda: [health_of(s, NO_MARK, ctx=ctx) for s in states]),
+            lambda: [health_of(s, NO_MARK, ctx=ctx) for s in states]
+        ),
         "to_text + from_text of the state": per_customer(lambda: [from_text(to_text(s)) for s in states]),
-        "  the same without the order days [reference]": per_customer(
-            lambda: [from_text(to_text(s)) for s in bare]),
+        "  the same without the order days [reference]": per_customer(lambda: [from_text(to_text(s)) for s in bare]),
         "apply(one order) [reference]": per_customer(lambda: [apply(s, order, policy=policy) for s in states]),
         "from_text [reference]": per_customer(lambda: [from_text(t) for t in texts]),
     }

@@ -27,8 +27,10 @@ from services.scoring.store import conversion_message_id, stage_change_id, stage
 from shared.settings import libpq_url
 from shared.wire.validation import validate
 
-_CLAIM = ("INSERT INTO processed_events (event_id, role, customer_id) VALUES (%s, %s, %s) "
-          "ON CONFLICT DO NOTHING RETURNING event_id")
+_CLAIM = (
+    "INSERT INTO processed_events (event_id, role, customer_id) VALUES (%s, %s, %s) "
+    "ON CONFLICT DO NOTHING RETURNING event_id"
+)
 _LOAD = "SELECT state, version FROM customers WHERE customer_id = %s FOR UPDATE"
 _UPSERT = """
     INSERT INTO customers AS c (customer_id, stage, stage_rank, stage_entered_at, tier, sales, costs, profit,
@@ -41,15 +43,23 @@ _UPSERT = """
         develop = excluded.develop, loyalty_index = excluded.loyalty_index,
         state = excluded.state, version = excluded.version, updated_at = now()
 """
-_HISTORY = ("INSERT INTO stage_history (customer_id, to_stage, from_stage, occurred_at, cause_event_id, reason) "
-            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING")
-_OUTBOX = ("INSERT INTO outbox (message_id, topic, key, payload) VALUES (%s, %s, %s, %s) "
-           "ON CONFLICT (message_id) DO NOTHING")
+_HISTORY = (
+    "INSERT INTO stage_history (customer_id, to_stage, from_stage, occurred_at, cause_event_id, reason) "
+    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+)
+_OUTBOX = (
+    "INSERT INTO outbox (message_id, topic, key, payload) VALUES (%s, %s, %s, %s) ON CONFLICT (message_id) DO NOTHING"
+)
 
 
-def run_naive(database_url: str, messages: Sequence[bytes], *, policy: Policy,
-              stage_topic: str = "loyalty.stage-changes",
-              conversion_topic: str = "loyalty.scoring-input") -> dict[str, Any]:
+def run_naive(
+    database_url: str,
+    messages: Sequence[bytes],
+    *,
+    policy: Policy,
+    stage_topic: str = "loyalty.stage-changes",
+    conversion_topic: str = "loyalty.scoring-input",
+) -> dict[str, Any]:
     """Apply `messages` (raw shop event values) one transaction each; returns counts and events/s."""
     applied = duplicates = rejected = 0
     now = datetime.now(UTC)
@@ -69,22 +79,64 @@ def run_naive(database_url: str, messages: Sequence[bytes], *, policy: Policy,
                     state, version = (from_text(row[0]), row[1]) if row else (None, 0)
                     new, changes = apply(state, fact, policy=policy)
                     focused = focus(loyalty(new, at=new.last_event_at, policy=policy), new.stage, policy.focus)
-                    conn.execute(_UPSERT, (
-                        new.customer_id, new.stage, RANK[new.stage], new.stage_entered_at,
-                        tier(new.profit, policy=policy), new.sales, new.costs, new.profit, new.first_seen_at,
-                        new.last_event_at, focused.develop, Decimal(index_units(focused)).scaleb(-4),
-                        to_text(new), version + 1))
+                    conn.execute(
+                        _UPSERT,
+                        (
+                            new.customer_id,
+                            new.stage,
+                            RANK[new.stage],
+                            new.stage_entered_at,
+                            tier(new.profit, policy=policy),
+                            new.sales,
+                            new.costs,
+                            new.profit,
+                            new.first_seen_at,
+                            new.last_event_at,
+                            focused.develop,
+                            Decimal(index_units(focused)).scaleb(-4),
+                            to_text(new),
+                            version + 1,
+                        ),
+                    )
                     for change in changes:
                         if isinstance(change, StageChanged):
-                            conn.execute(_HISTORY, (change.customer_id, change.to_stage, change.from_stage,
-                                                    change.occurred_at, change.cause_event_id, change.reason))
-                            conn.execute(_OUTBOX, (stage_change_id(change.customer_id, change.to_stage),
-                                                   stage_topic, change.customer_id,
-                                                   stage_change_payload(change, new, policy=policy)))
+                            conn.execute(
+                                _HISTORY,
+                                (
+                                    change.customer_id,
+                                    change.to_stage,
+                                    change.from_stage,
+                                    change.occurred_at,
+                                    change.cause_event_id,
+                                    change.reason,
+                                ),
+                            )
+                            conn.execute(
+                                _OUTBOX,
+                                (
+                                    stage_change_id(change.customer_id, change.to_stage),
+                                    stage_topic,
+                                    change.customer_id,
+                                    stage_change_payload(change, new, policy=policy),
+                                ),
+                            )
                         else:
-                            conn.execute(_OUTBOX, (conversion_message_id(change.referral_event_id),
-                                                   conversion_topic, change.referrer_id, b"{}"))
+                            conn.execute(
+                                _OUTBOX,
+                                (
+                                    conversion_message_id(change.referral_event_id),
+                                    conversion_topic,
+                                    change.referrer_id,
+                                    b"{}",
+                                ),
+                            )
                     applied += 1
         elapsed = time.perf_counter() - started
-    return {"events": len(messages), "facts_applied": applied, "duplicates": duplicates, "rejected": rejected,
-            "seconds": round(elapsed, 3), "events_per_s": round(len(messages) / elapsed, 1) if elapsed else 0.0}
+    return {
+        "events": len(messages),
+        "facts_applied": applied,
+        "duplicates": duplicates,
+        "rejected": rejected,
+        "seconds": round(elapsed, 3),
+        "events_per_s": round(len(messages) / elapsed, 1) if elapsed else 0.0,
+    }

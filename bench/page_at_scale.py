@@ -186,8 +186,9 @@ def time_csv(base_url: str, flt: ListFilter) -> tuple[int, float]:
     params = {k: v for k, v in (("stage", flt.stage), ("tier", flt.tier)) if v}
     t0 = time.perf_counter()
     lines = 0
-    with httpx.stream("GET", f"{base_url}/v1/customers", params=params, headers={"Accept": "text/csv"},
-                      timeout=600) as r:
+    with httpx.stream(
+        "GET", f"{base_url}/v1/customers", params=params, headers={"Accept": "text/csv"}, timeout=600
+    ) as r:
         r.raise_for_status()
         for chunk in r.iter_bytes():
             lines += chunk.count(b"\n")
@@ -229,24 +230,28 @@ def main() -> None:
         print("  " + ", ".join(f"{s}/{t}: {n:,}" for s, t, n in spread))
 
         settings = Settings(database_url=db_url)
-        ctx = ApiContext(engine=engine, policy=parse_policy(DEFAULT_POLICY.read_text(encoding="utf-8")),
-                         settings=settings)
+        ctx = ApiContext(
+            engine=engine, policy=parse_policy(DEFAULT_POLICY.read_text(encoding="utf-8")), settings=settings
+        )
         port = free_port()
         http = ServerThread(create_app(ctx=ctx, metrics=Metrics(service="scoring")), host="127.0.0.1", port=port)
         http.start()
         wait_for_port(port, timeout_s=10)
         base_url = f"http://127.0.0.1:{port}"
 
-        print(f"\nGET /v1/customers?limit={args.limit}: {args.requests} sequential requests per scenario "
-              "(one client, keep-alive; the time includes JSON, loyalty at now, and HTTP)")
+        print(
+            f"\nGET /v1/customers?limit={args.limit}: {args.requests} sequential requests per scenario "
+            "(one client, keep-alive; the time includes JSON, loyalty at now, and HTTP)"
+        )
         print(f"  {'scenario':<44} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8} {'items':>6}")
         for name, p50, p95, mean, items in time_pages(base_url, requests=args.requests, limit=args.limit):
             print(f"  {name:<44} {p50:8.1f} {p95:8.1f} {mean:8.1f} {items:6d}")
         if args.csv:
             flt = ListFilter(stage="advocate", tier="profitable")
             rows, secs = time_csv(base_url, flt)
-            print(f"\nCSV export stage=advocate&tier=profitable: {rows:,} rows in {secs:.1f}s "
-                  f"({rows / secs:,.0f} rows/s)")
+            print(
+                f"\nCSV export stage=advocate&tier=profitable: {rows:,} rows in {secs:.1f}s ({rows / secs:,.0f} rows/s)"
+            )
         print("\nEXPLAIN (ANALYZE, BUFFERS) of the page queries:")
         explain(engine, limit=args.limit)
     finally:

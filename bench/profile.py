@@ -43,9 +43,23 @@ def start(pids: dict[str, int], outdir: Path, *, rate: int = 200) -> list[Record
     out = []
     for role, pid in pids.items():
         path = outdir / f"{role}.txt"
-        proc = subprocess.Popen([exe, "record", "--pid", str(pid), "--format", "raw", "--rate", str(rate),
-                                 "--nonblocking", "--output", str(path)],
-                                stdout=subprocess.DEVNULL, stderr=(outdir / f"{role}.log").open("wb"))
+        proc = subprocess.Popen(
+            [
+                exe,
+                "record",
+                "--pid",
+                str(pid),
+                "--format",
+                "raw",
+                "--rate",
+                str(rate),
+                "--nonblocking",
+                "--output",
+                str(path),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=(outdir / f"{role}.log").open("wb"),
+        )
         out.append(Recording(role, pid, path, proc))
     return out
 
@@ -75,7 +89,7 @@ def _short(frame: str) -> str:
     file = m.group("file")  # py-spy already shortens it: relative to site-packages, the stdlib or the cwd
     parts = Path(file).parts
     if "site-packages" in parts:
-        file = "/".join(parts[parts.index("site-packages") + 1:])
+        file = "/".join(parts[parts.index("site-packages") + 1 :])
     return f"{m.group('func')} ({file})"
 
 
@@ -111,11 +125,22 @@ def summarize(path: Path, *, top: int = 25) -> dict[str, object]:
 
 def _area(frame: str) -> str:
     file = frame.rsplit("(", 1)[-1].rstrip(")")
-    for prefix, name in (("kafka/", "kafka-python"), ("sqlalchemy/", "sqlalchemy"), ("psycopg", "psycopg"),
-                         ("pydantic", "pydantic"), ("prometheus_client/", "prometheus_client"),
-                         ("json/", "json"), ("lz4", "lz4"), ("services/", "services"), ("shared/", "shared"),
-                         ("logging/", "logging"), ("uvicorn/", "uvicorn"), ("selectors.py", "selectors (stdlib)"),
-                         ("threading.py", "threading (stdlib)"), ("socket.py", "socket (stdlib)")):
+    for prefix, name in (
+        ("kafka/", "kafka-python"),
+        ("sqlalchemy/", "sqlalchemy"),
+        ("psycopg", "psycopg"),
+        ("pydantic", "pydantic"),
+        ("prometheus_client/", "prometheus_client"),
+        ("json/", "json"),
+        ("lz4", "lz4"),
+        ("services/", "services"),
+        ("shared/", "shared"),
+        ("logging/", "logging"),
+        ("uvicorn/", "uvicorn"),
+        ("selectors.py", "selectors (stdlib)"),
+        ("threading.py", "threading (stdlib)"),
+        ("socket.py", "socket (stdlib)"),
+    ):
         if file.startswith(prefix) or f"/{prefix}" in file:
             return name
     if file.endswith(("dataclasses.py", "copy.py")):
@@ -129,8 +154,11 @@ def render(summaries: dict[str, dict[str, object]], *, top: int = 15) -> str:
     lines = []
     for role, s in summaries.items():
         lines.append(f"== {role}: {s.get('samples', 0)} samples (CPU only, py-spy --nonblocking)")
-        for title, key in (("self time by area", "self_by_area_pct"), ("inclusive (on the stack)", "inclusive_pct"),
-                           ("self (top of the stack)", "self_pct")):
+        for title, key in (
+            ("self time by area", "self_by_area_pct"),
+            ("inclusive (on the stack)", "inclusive_pct"),
+            ("self (top of the stack)", "self_pct"),
+        ):
             lines.append(f"  -- {title}")
             for name, p in list(s.get(key, []))[:top]:  # type: ignore[call-overload]
                 lines.append(f"  {p:5.1f}%  {name}")

@@ -26,8 +26,10 @@ class Progress:
 
     def applied(self, event_ids: list[str]) -> int:
         """How many of `event_ids` scoring has applied: index lookups only, cheap enough to poll often."""
-        row = self.conn.execute("SELECT count(*) FROM processed_events WHERE role = 'primary' "
-                                "AND event_id = ANY(%(ids)s)", {"ids": event_ids}).fetchone()
+        row = self.conn.execute(
+            "SELECT count(*) FROM processed_events WHERE role = 'primary' AND event_id = ANY(%(ids)s)",
+            {"ids": event_ids},
+        ).fetchone()
         assert row is not None
         return int(row[0])
 
@@ -52,8 +54,15 @@ class Progress:
         self.conn.close()
 
 
-def wait_applied(progress: Progress, *, base: tuple[int, int, int, int], expect: dict[str, int],
-                 tail: list[str], started: float, timeout_s: float) -> tuple[bool, list[tuple[float, int]]]:
+def wait_applied(
+    progress: Progress,
+    *,
+    base: tuple[int, int, int, int],
+    expect: dict[str, int],
+    tail: list[str],
+    started: float,
+    timeout_s: float,
+) -> tuple[bool, list[tuple[float, int]]]:
     """Wait until every effect of `expect` beyond `base` is visible; (done, [(seconds, applied), ...])."""
     target_primary = base[0] + expect["distinct_events"]
     target_referred = base[1] + expect["referrals"]
@@ -85,22 +94,42 @@ def digest(database_url: str, *, customer_prefix: str) -> dict[str, Any]:
     """A fingerprint of every customer's order-independent state and of the set of rungs entered."""
     like = customer_prefix + "%"
     with psycopg.connect(libpq_url(database_url), autocommit=True) as conn:
-        customers = conn.execute("""
+        customers = conn.execute(
+            """
             SELECT count(*), md5(coalesce(string_agg(
                 customer_id || '|' || stage || '|' || sales::text || '|' || costs::text || '|' ||
                 (state::jsonb - 'stage_entered_at')::text, E'\n' ORDER BY customer_id), ''))
-            FROM customers WHERE customer_id LIKE %s""", (like,)).fetchone()
-        history = conn.execute("""
+            FROM customers WHERE customer_id LIKE %s""",
+            (like,),
+        ).fetchone()
+        history = conn.execute(
+            """
             SELECT count(*), md5(coalesce(string_agg(customer_id || '|' || to_stage, E'\n'
                                                      ORDER BY customer_id, to_stage), ''))
-            FROM stage_history WHERE customer_id LIKE %s""", (like,)).fetchone()
-        stages = {r[0]: int(r[1]) for r in conn.execute(
-            "SELECT stage, count(*) FROM customers WHERE customer_id LIKE %s GROUP BY stage", (like,))}
-        tiers = {r[0]: int(r[1]) for r in conn.execute(
-            "SELECT tier, count(*) FROM customers WHERE customer_id LIKE %s GROUP BY tier", (like,))}
+            FROM stage_history WHERE customer_id LIKE %s""",
+            (like,),
+        ).fetchone()
+        stages = {
+            r[0]: int(r[1])
+            for r in conn.execute(
+                "SELECT stage, count(*) FROM customers WHERE customer_id LIKE %s GROUP BY stage", (like,)
+            )
+        }
+        tiers = {
+            r[0]: int(r[1])
+            for r in conn.execute(
+                "SELECT tier, count(*) FROM customers WHERE customer_id LIKE %s GROUP BY tier", (like,)
+            )
+        }
     assert customers is not None and history is not None
-    return {"customers": int(customers[0]), "customers_md5": customers[1], "stage_history_rows": int(history[0]),
-            "stage_history_md5": history[1], "stages": stages, "tiers": tiers}
+    return {
+        "customers": int(customers[0]),
+        "customers_md5": customers[1],
+        "stage_history_rows": int(history[0]),
+        "stage_history_md5": history[1],
+        "stages": stages,
+        "tiers": tiers,
+    }
 
 
 def settle(pg: EmbeddedPostgres, *, drop: list[str]) -> None:

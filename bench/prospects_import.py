@@ -43,23 +43,32 @@ def csv_pieces(rows: int, *, prefix: str) -> Iterator[bytes]:
         yield b"".join(lines)
 
 
-def time_import(scoring_url: str, *, rows: int, token: str | None = None, prefix: str | None = None,
-                timeout_s: float = 600.0) -> dict[str, Any]:
+def time_import(
+    scoring_url: str, *, rows: int, token: str | None = None, prefix: str | None = None, timeout_s: float = 600.0
+) -> dict[str, Any]:
     """Import `rows` new prospects into the system at `scoring_url`; how long it took and what it answered."""
     headers = {"content-type": "text/csv"}
     if token:
         headers["authorization"] = f"Bearer {token}"
     tag = prefix if prefix is not None else f"bench-{uuid.uuid4().hex[:6]}-"
     started = time.perf_counter()
-    r = httpx.post(f"{scoring_url.rstrip('/')}/v1/prospects", content=csv_pieces(rows, prefix=tag),
-                   headers=headers, timeout=timeout_s)
+    r = httpx.post(
+        f"{scoring_url.rstrip('/')}/v1/prospects",
+        content=csv_pieces(rows, prefix=tag),
+        headers=headers,
+        timeout=timeout_s,
+    )
     seconds = time.perf_counter() - started
     r.raise_for_status()
     answer = r.json()
     if answer["imported"] != rows:
         raise AssertionError(f"imported {answer['imported']} of {rows}: {str(answer)[:500]}")
-    return {"rows": rows, "seconds": round(seconds, 2), "rows_per_s": round(rows / seconds),
-            "answer": {k: answer[k] for k in ("imported", "existing", "rejected_total")}}
+    return {
+        "rows": rows,
+        "seconds": round(seconds, 2),
+        "rows_per_s": round(rows / seconds),
+        "answer": {k: answer[k] for k in ("imported", "existing", "rejected_total")},
+    }
 
 
 def _standalone(rows: list[int]) -> list[dict[str, Any]]:
@@ -69,8 +78,13 @@ def _standalone(rows: list[int]) -> list[dict[str, Any]]:
     root = Path(tempfile.mkdtemp(prefix="loyalty-import-bench-"))
     pg = start_postgres(root / "pg")
     try:
-        sut = SystemUnderTest(name="import", workdir=root / "import",
-                              database_url=create_database(pg.url, "bench_import"), partitions=6, instances=1)
+        sut = SystemUnderTest(
+            name="import",
+            workdir=root / "import",
+            database_url=create_database(pg.url, "bench_import"),
+            partitions=6,
+            instances=1,
+        )
         sut.start()
         try:
             url = f"http://127.0.0.1:{sut.stack.scoring_port}"
@@ -89,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token", help="an admin token, when the system has API_TOKENS")
     args = parser.parse_args(argv)
     sizes = args.rows or [1_000_000]
-    results = ([time_import(args.url, rows=n, token=args.token) for n in sizes] if args.url
-               else _standalone(sizes))
+    results = [time_import(args.url, rows=n, token=args.token) for n in sizes] if args.url else _standalone(sizes)
     for result in results:
         log(f"{result['rows']} rows in {result['seconds']} s ({result['rows_per_s']} rows/s): {result['answer']}")
     return 0

@@ -32,15 +32,29 @@ def machine() -> dict[str, Any]:
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    return {"cpus": os.cpu_count(), "cpu_model": model, "memory_gib": round(mem_kib / 2**20, 1),
-            "python": platform.python_version(), "kernel": platform.release(),
-            "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(mem_kib / 2**20, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def table(result: dict[str, Any]) -> str:
     """The results as one table, a section per figure; sections of phases that did not run are left out."""
-    return _render([*_throughput_rows(result), *_scaleout_rows(result), *_api_load_rows(result),
-                    *_catch_up_rows(result), *_cpu_rows(result), *_latency_rows(result), *_memory_rows(result)])
+    return _render(
+        [
+            *_throughput_rows(result),
+            *_scaleout_rows(result),
+            *_api_load_rows(result),
+            *_catch_up_rows(result),
+            *_cpu_rows(result),
+            *_latency_rows(result),
+            *_memory_rows(result),
+        ]
+    )
 
 
 def _throughput_rows(result: dict[str, Any]) -> list[Row]:
@@ -49,13 +63,24 @@ def _throughput_rows(result: dict[str, Any]) -> list[Row]:
     naive = result.get("naive")
     bare = single.get("bare_consumer")
     rows: list[Row] = [
-        ("end-to-end throughput, events/s (6 partitions, 1 scoring)", f"{tp['events_per_s']:,.0f}",
-         _naive_cell(naive), _ratio(tp["events_per_s"], _naive_rate(naive))),
-        ("  same vs. a bare consumer (read + json only), msgs/s", f"{tp['events_per_s']:,.0f}",
-         f"{bare['msgs_per_s']:,.0f} (bare consumer)" if bare else "-",
-         _ratio(tp["events_per_s"], bare["msgs_per_s"] if bare else None)),
-        ("  time: first send -> all applied, outbox empty, s", f"{tp['seconds']:.2f}",
-         f"{naive['seconds']:.2f} for {naive['events']} (naive)" if naive else "-", ""),
+        (
+            "end-to-end throughput, events/s (6 partitions, 1 scoring)",
+            f"{tp['events_per_s']:,.0f}",
+            _naive_cell(naive),
+            _ratio(tp["events_per_s"], _naive_rate(naive)),
+        ),
+        (
+            "  same vs. a bare consumer (read + json only), msgs/s",
+            f"{tp['events_per_s']:,.0f}",
+            f"{bare['msgs_per_s']:,.0f} (bare consumer)" if bare else "-",
+            _ratio(tp["events_per_s"], bare["msgs_per_s"] if bare else None),
+        ),
+        (
+            "  time: first send -> all applied, outbox empty, s",
+            f"{tp['seconds']:.2f}",
+            f"{naive['seconds']:.2f} for {naive['events']} (naive)" if naive else "-",
+            "",
+        ),
     ]
     return rows + _transactions_row(tp)
 
@@ -67,18 +92,41 @@ def _scaleout_rows(result: dict[str, Any]) -> list[Row]:
     single = result["single"]
     tp, stp = single["throughput"], scale["throughput"]
     naive = result.get("naive")
-    rows: list[Row] = [("scale-out throughput, events/s (12 partitions, 2 scoring)", f"{stp['events_per_s']:,.0f}",
-                        f"{tp['events_per_s']:,.0f} (1 scoring)", _ratio(stp["events_per_s"], tp["events_per_s"]))]
+    rows: list[Row] = [
+        (
+            "scale-out throughput, events/s (12 partitions, 2 scoring)",
+            f"{stp['events_per_s']:,.0f}",
+            f"{tp['events_per_s']:,.0f} (1 scoring)",
+            _ratio(stp["events_per_s"], tp["events_per_s"]),
+        )
+    ]
     if naive:
-        rows.append(("  same vs. the naive path", f"{stp['events_per_s']:,.0f}", _naive_cell(naive),
-                     _ratio(stp["events_per_s"], naive["events_per_s"])))
+        rows.append(
+            (
+                "  same vs. the naive path",
+                f"{stp['events_per_s']:,.0f}",
+                _naive_cell(naive),
+                _ratio(stp["events_per_s"], naive["events_per_s"]),
+            )
+        )
     rows.extend(_transactions_row(stp))
     if stp.get("cpu_us_per_event_total"):
-        rows.append(("  CPU per event (all processes), us", f"{stp['cpu_us_per_event_total']:,}",
-                     f"system only (without the shop's producer): {_system_us(stp):,}", ""))
-    rows.append(("  results identical to 1 instance (state md5, rung set md5)",
-                 "yes" if result["identical"] else "NO",
-                 f"{single['digest']['customers']} customers, {single['digest']['stage_history_rows']} rungs", ""))
+        rows.append(
+            (
+                "  CPU per event (all processes), us",
+                f"{stp['cpu_us_per_event_total']:,}",
+                f"system only (without the shop's producer): {_system_us(stp):,}",
+                "",
+            )
+        )
+    rows.append(
+        (
+            "  results identical to 1 instance (state md5, rung set md5)",
+            "yes" if result["identical"] else "NO",
+            f"{single['digest']['customers']} customers, {single['digest']['stage_history_rows']} rungs",
+            "",
+        )
+    )
     return rows
 
 
@@ -86,12 +134,20 @@ def _api_load_rows(result: dict[str, Any]) -> list[Row]:
     load = (result.get("single") or {}).get("api_load")
     if not load:
         return []
-    return [(f"events/s under {load['exports']} concurrent CSV exports (1 scoring)",
-             f"{load['loaded_events_per_s']:,.0f}", f"{load['baseline_events_per_s']:,.0f} without",
-             f"{-load['slowdown']:+.1%}"),
-            ("  CSV exports completed / refused 503 / failed",
-             f"{load['exports_completed']} / {load['exports_refused_503']} / {load['exports_failed']}",
-             f"{load['export_mib']} MiB", "")]
+    return [
+        (
+            f"events/s under {load['exports']} concurrent CSV exports (1 scoring)",
+            f"{load['loaded_events_per_s']:,.0f}",
+            f"{load['baseline_events_per_s']:,.0f} without",
+            f"{-load['slowdown']:+.1%}",
+        ),
+        (
+            "  CSV exports completed / refused 503 / failed",
+            f"{load['exports_completed']} / {load['exports_refused_503']} / {load['exports_failed']}",
+            f"{load['export_mib']} MiB",
+            "",
+        ),
+    ]
 
 
 def _catch_up_rows(result: dict[str, Any]) -> list[Row]:
@@ -101,10 +157,22 @@ def _catch_up_rows(result: dict[str, Any]) -> list[Row]:
         run = (result.get(run_name) or {}).get("catch_up")
         if not run:
             continue
-        rows.append((f"catch-up from a backlog, events/s ({label})", f"{run['events_per_s']:,.0f}",
-                     _naive_cell(naive), _ratio(run["events_per_s"], _naive_rate(naive))))
-        rows.append(("  CPU per event, system only (no shop producer running), us",
-                     f"{run['cpu_us_per_event_total']:,}", f"ingest paused {run['paused_s']:.1f}s while written", ""))
+        rows.append(
+            (
+                f"catch-up from a backlog, events/s ({label})",
+                f"{run['events_per_s']:,.0f}",
+                _naive_cell(naive),
+                _ratio(run["events_per_s"], _naive_rate(naive)),
+            )
+        )
+        rows.append(
+            (
+                "  CPU per event, system only (no shop producer running), us",
+                f"{run['cpu_us_per_event_total']:,}",
+                f"ingest paused {run['paused_s']:.1f}s while written",
+                "",
+            )
+        )
     return rows
 
 
@@ -115,8 +183,12 @@ def _cpu_rows(result: dict[str, Any]) -> list[Row]:
         return []
     cpus = (result.get("machine") or {}).get("cpus", os.cpu_count())  # the budget of the machine that ran it
     rows: list[Row] = [
-        ("CPU per event (all processes), us", f"{tp['cpu_us_per_event_total']:,}",
-         f"{1e6 * (cpus or 1) / TARGET_EVENTS_PER_S:,.0f} = budget for 8,000/s on {cpus} cores", ""),
+        (
+            "CPU per event (all processes), us",
+            f"{tp['cpu_us_per_event_total']:,}",
+            f"{1e6 * (cpus or 1) / TARGET_EVENTS_PER_S:,.0f} = budget for 8,000/s on {cpus} cores",
+            "",
+        ),
         ("  system only (without the shop's producer), us", f"{_system_us(tp):,}", "", ""),
     ]
     busy = tp.get("cpu_busy_share_of_wall", {})
@@ -135,26 +207,39 @@ def _latency_rows(result: dict[str, Any]) -> list[Row]:
     if not lat:
         return []
     return [
-        (f"event -> stage change at {lat['rate_per_s']:.0f} ev/s, p50 s", f"{lat['p50_s']:.3f}",
-         f"target p99 <= {TARGET_P99_S:.1f}", ""),
+        (
+            f"event -> stage change at {lat['rate_per_s']:.0f} ev/s, p50 s",
+            f"{lat['p50_s']:.3f}",
+            f"target p99 <= {TARGET_P99_S:.1f}",
+            "",
+        ),
         ("  p99 s", f"{lat['p99_s']:.3f}", "", ""),
-        ("  max s", f"{lat['max_s']:.3f}" if lat["max_s"] is not None else "-",
-         f"{lat['matched']}/{lat['events']} matched", ""),
+        (
+            "  max s",
+            f"{lat['max_s']:.3f}" if lat["max_s"] is not None else "-",
+            f"{lat['matched']}/{lat['events']} matched",
+            "",
+        ),
     ]
 
 
 def _memory_rows(result: dict[str, Any]) -> list[Row]:
     single = result["single"]
     whole = single.get("peak_rss_mib_whole_run", {})
-    return [(f"peak RSS {role}, MiB (throughput phase)", f"{mib:,.0f}",
-             f"{whole[role]:,.0f} over the whole run (catch-up, latency)" if role in whole else "", "")
-            for role, mib in single.get("peak_rss_mib", {}).items()]
+    return [
+        (
+            f"peak RSS {role}, MiB (throughput phase)",
+            f"{mib:,.0f}",
+            f"{whole[role]:,.0f} over the whole run (catch-up, latency)" if role in whole else "",
+            "",
+        )
+        for role, mib in single.get("peak_rss_mib", {}).items()
+    ]
 
 
 def _render(rows: list[Row]) -> str:
     widths = [max(len(r[i]) for r in [HEADER, *rows]) for i in range(4)]
-    lines = [" | ".join(h.ljust(w) for h, w in zip(HEADER, widths, strict=True)),
-             "-+-".join("-" * w for w in widths)]
+    lines = [" | ".join(h.ljust(w) for h, w in zip(HEADER, widths, strict=True)), "-+-".join("-" * w for w in widths)]
     lines += [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     return "\n".join(lines)
 
@@ -175,8 +260,14 @@ def _transactions_row(throughput: dict[str, Any]) -> list[Row]:
     tx = throughput.get("scoring_transactions") or {}
     if not tx.get("count"):
         return []
-    return [("  scoring transactions: facts each (mean)", f"{tx['facts_each']:,.0f}",
-             f"{tx['count']:,} transactions, {tx['ms_each']:.1f} ms each", "")]
+    return [
+        (
+            "  scoring transactions: facts each (mean)",
+            f"{tx['facts_each']:,.0f}",
+            f"{tx['count']:,} transactions, {tx['ms_each']:.1f} ms each",
+            "",
+        )
+    ]
 
 
 def _system_us(throughput: dict[str, Any]) -> int:

@@ -53,41 +53,58 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--latency-rate", type=float, default=100.0)
     parser.add_argument("--naive-sample", type=int, default=5000)
-    parser.add_argument("--skip-api-load", action="store_true",
-                        help="skip the throughput phase under 8 concurrent CSV exports")
+    parser.add_argument(
+        "--skip-api-load", action="store_true", help="skip the throughput phase under 8 concurrent CSV exports"
+    )
     parser.add_argument("--timeout", type=float, default=900.0, help="max seconds for one throughput phase")
     parser.add_argument("--skip-scaleout", action="store_true")
     parser.add_argument("--skip-naive", action="store_true")
-    parser.add_argument("--skip-catchup", action="store_true",
-                        help="skip draining a backlog written while ingest is paused")
-    parser.add_argument("--shop-producer", choices=("batches", "kafka-python"), default="batches",
-                        help="how the bench writes the shop's events in the throughput runs: record batches "
-                             "built in the clock (shared/adapters/batches.py, default) or kafka-python's KafkaProducer")
+    parser.add_argument(
+        "--skip-catchup", action="store_true", help="skip draining a backlog written while ingest is paused"
+    )
+    parser.add_argument(
+        "--shop-producer",
+        choices=("batches", "kafka-python"),
+        default="batches",
+        help="how the bench writes the shop's events in the throughput runs: record batches "
+        "built in the clock (shared/adapters/batches.py, default) or kafka-python's KafkaProducer",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work folder (databases, logs)")
-    parser.add_argument("--profile", action="store_true",
-                        help="py-spy the services during the single-instance throughput phase")
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the services during the single-instance throughput phase"
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    result: dict[str, Any] = {"started_at": datetime.now(UTC).isoformat(timespec="seconds"), "machine": machine(),
-                              "args": vars(args), "command": " ".join([Path(sys.executable).name, "-m", "bench.run",
-                                                                       *(argv if argv is not None else sys.argv[1:])])}
+    result: dict[str, Any] = {
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "args": vars(args),
+        "command": " ".join(
+            [Path(sys.executable).name, "-m", "bench.run", *(argv if argv is not None else sys.argv[1:])]
+        ),
+    }
     log(f"generating {args.events} events over {args.customers} customers (seed {args.seed})")
     # `now` floored to the day: runs of one day get the same stream, so their digests compare
     day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    stream = generate(customers=args.customers, events=args.events, seed=args.seed, duplicates=args.duplicates,
-                      now=day)
+    stream = generate(customers=args.customers, events=args.events, seed=args.seed, duplicates=args.duplicates, now=day)
     result["input"] = summary(stream)
     backlog: list[dict[str, Any]] | None = None
     # fresh customers and event ids again (a third seed) for the phase under API load
-    api_stream = None if args.skip_api_load else generate(customers=args.customers, events=args.events,
-                                                          seed=args.seed + 2, duplicates=args.duplicates, now=day)
+    api_stream = (
+        None
+        if args.skip_api_load
+        else generate(
+            customers=args.customers, events=args.events, seed=args.seed + 2, duplicates=args.duplicates, now=day
+        )
+    )
     if not args.skip_catchup:
         # other customers and event ids (another seed), so that nothing of it was applied before
-        backlog = generate(customers=args.customers, events=args.events, seed=args.seed + 1,
-                           duplicates=args.duplicates, now=day)
+        backlog = generate(
+            customers=args.customers, events=args.events, seed=args.seed + 1, duplicates=args.duplicates, now=day
+        )
     root = Path(tempfile.mkdtemp(prefix="loyalty-bench-"))
     log(f"work folder {root}")
     pg = start_postgres(root / "pg" / "data")
@@ -116,21 +133,43 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def measure(args: argparse.Namespace, *, root: Path, pg: EmbeddedPostgres, stream: list[dict[str, Any]],
-            backlog: list[dict[str, Any]] | None, api_stream: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def measure(
+    args: argparse.Namespace,
+    *,
+    root: Path,
+    pg: EmbeddedPostgres,
+    stream: list[dict[str, Any]],
+    backlog: list[dict[str, Any]] | None,
+    api_stream: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Every phase args asks for, on the server `pg`: {"single": ..., "naive": ..., "scaleout": ..., "identical"}."""
     result: dict[str, Any] = {}
     messages = to_messages(stream, Settings())
-    common = {"root": root, "pg": pg, "template_url": None, "messages": messages, "expect": summary(stream),
-              "seed": args.seed, "latency_rate": args.latency_rate, "timeout_s": args.timeout,
-              "backlog": to_messages(backlog, Settings()) if backlog is not None else None,
-              "backlog_expect": summary(backlog) if backlog is not None else None, "shop": args.shop_producer}
+    common = {
+        "root": root,
+        "pg": pg,
+        "template_url": None,
+        "messages": messages,
+        "expect": summary(stream),
+        "seed": args.seed,
+        "latency_rate": args.latency_rate,
+        "timeout_s": args.timeout,
+        "backlog": to_messages(backlog, Settings()) if backlog is not None else None,
+        "backlog_expect": summary(backlog) if backlog is not None else None,
+        "shop": args.shop_producer,
+    }
     profile_dir = RESULTS / f"profile-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}" if args.profile else None
     result["single"] = run_system(
-        name="single", partitions=6, instances=1, latency_s=args.latency_seconds, with_baseline=True,
-        profile_dir=profile_dir, **common,
+        name="single",
+        partitions=6,
+        instances=1,
+        latency_s=args.latency_seconds,
+        with_baseline=True,
+        profile_dir=profile_dir,
+        **common,
         api_load=to_messages(api_stream, Settings()) if api_stream is not None else None,
-        api_expect=summary(api_stream) if api_stream is not None else None)
+        api_expect=summary(api_stream) if api_stream is not None else None,
+    )
     if profile_dir is not None:
         from bench import profile
 
@@ -143,12 +182,15 @@ def measure(args: argparse.Namespace, *, root: Path, pg: EmbeddedPostgres, strea
         finished += [] if args.keep else ["bench_naive"]
     if not args.skip_scaleout:
         settle(pg, drop=finished)
-        result["scaleout"] = run_system(name="scaleout", partitions=12, instances=2, latency_s=0,
-                                        with_baseline=False, **common)
+        result["scaleout"] = run_system(
+            name="scaleout", partitions=12, instances=2, latency_s=0, with_baseline=False, **common
+        )
         a, b = result["single"]["digest"], result["scaleout"]["digest"]
-        result["identical"] = (a["customers_md5"] == b["customers_md5"]
-                               and a["stage_history_md5"] == b["stage_history_md5"]
-                               and a["customers"] == b["customers"] > 0)
+        result["identical"] = (
+            a["customers_md5"] == b["customers_md5"]
+            and a["stage_history_md5"] == b["stage_history_md5"]
+            and a["customers"] == b["customers"] > 0
+        )
     return result
 
 

@@ -128,4 +128,3 @@ def _vm_hwm(pid: int) -> int:
     except OSError:
         pass
     return 0
-

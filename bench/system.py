@@ -26,10 +26,17 @@ class SystemUnderTest:
         self.instances = instances
         self.broker_port = free_port()
         self.settings = Settings()  # topic names and group ids: the defaults, as `make run` uses them
-        self.stack = Stack(env={"DATABASE_URL": database_url, "EMBEDDED_BROKER_PORT": str(self.broker_port),
-                                "TOPIC_PARTITIONS": str(partitions)},
-                           state_dir=workdir / "state", log_path=workdir / "system.log", scoring_instances=instances,
-                           unset=("KAFKA_BOOTSTRAP_SERVERS",))  # the launcher starts its own broker
+        self.stack = Stack(
+            env={
+                "DATABASE_URL": database_url,
+                "EMBEDDED_BROKER_PORT": str(self.broker_port),
+                "TOPIC_PARTITIONS": str(partitions),
+            },
+            state_dir=workdir / "state",
+            log_path=workdir / "system.log",
+            scoring_instances=instances,
+            unset=("KAFKA_BOOTSTRAP_SERVERS",),
+        )  # the launcher starts its own broker
         self._processes: dict[str, psutil.Process] = {}
         self._processes_until = 0.0
 
@@ -51,8 +58,11 @@ class SystemUnderTest:
     def scoring_batches(self) -> tuple[float, float, float]:
         """Over every scoring instance so far: (transactions, facts, seconds), from their /metrics."""
         totals = [0.0, 0.0, 0.0]
-        wanted = {"loyalty_batch_size_messages_count": 0, "loyalty_batch_size_messages_sum": 1,
-                  "loyalty_batch_duration_seconds_sum": 2}
+        wanted = {
+            "loyalty_batch_size_messages_count": 0,
+            "loyalty_batch_size_messages_sum": 1,
+            "loyalty_batch_duration_seconds_sum": 2,
+        }
         for port in self.stack.scoring_ports:
             body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
             for line in body.splitlines():

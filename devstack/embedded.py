@@ -118,16 +118,33 @@ def start_postgres(data_dir: Path, *, port: int | None = None, timeout_s: float 
     if stale.exists():
         _remove_stale_pidfile(stale)
     args = [
-        str(_pg_bin("postgres")), "-D", str(data_dir),
-        "-h", "127.0.0.1", "-p", str(port), "-k", str(data_dir),
-        "-c", "max_connections=200", "-c", "shared_buffers=256MB",
-        "-c", "synchronous_commit=on", "-c", "fsync=on",
-        "-c", "log_min_messages=warning", "-c", "logging_collector=off",
+        str(_pg_bin("postgres")),
+        "-D",
+        str(data_dir),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-k",
+        str(data_dir),
+        "-c",
+        "max_connections=200",
+        "-c",
+        "shared_buffers=256MB",
+        "-c",
+        "synchronous_commit=on",
+        "-c",
+        "fsync=on",
+        "-c",
+        "log_min_messages=warning",
+        "-c",
+        "logging_collector=off",
     ]
     user = _PG_SYSTEM_USER if os.geteuid() == 0 else None
     logfile = open(data_dir.parent / "postgres.log", "ab")
-    proc = subprocess.Popen(args, stdout=logfile, stderr=subprocess.STDOUT, user=user,
-                            stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+    proc = subprocess.Popen(
+        args, stdout=logfile, stderr=subprocess.STDOUT, user=user, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent
+    )
     logfile.close()
     wait_for_port(port, timeout_s=timeout_s, proc=proc)
     _wait_pg_ready(port, timeout_s=timeout_s, proc=proc)
@@ -160,8 +177,7 @@ def _wait_pg_ready(port: int, *, timeout_s: float, proc: subprocess.Popen[bytes]
         if proc.poll() is not None:
             raise RuntimeError(f"postgres exited with {proc.returncode}")
         try:
-            with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres",
-                                 connect_timeout=2):
+            with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres", connect_timeout=2):
                 return
         except psycopg.OperationalError as exc:  # still starting up
             last = exc
@@ -187,11 +203,20 @@ def start_broker(*, port: int | None = None, timeout_s: float = 20.0, log_path: 
     """Start a Tansu broker with in-memory storage on loopback."""
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
-    args = [broker_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/"]
+    args = [
+        broker_binary(),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
     out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            preexec_fn=die_with_parent)
+    proc = subprocess.Popen(
+        args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent
+    )
     if log_path:
         out.close()  # type: ignore[union-attr]
     wait_for_port(port, timeout_s=timeout_s, proc=proc)

@@ -87,8 +87,12 @@ def _database(state_dir: Path, pg_port: int | None) -> tuple[str, EmbeddedPostgr
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make run", description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get("STATE_DIR", ".state")),
-                        help="where the embedded database keeps its data (default .state/)")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(os.environ.get("STATE_DIR", ".state")),
+        help="where the embedded database keeps its data (default .state/)",
+    )
     parser.add_argument("--pg-port", type=int, default=int(os.environ.get("EMBEDDED_PG_PORT", "0")) or None)
     parser.add_argument("--broker-port", type=int, default=int(os.environ.get("EMBEDDED_BROKER_PORT", "9092")))
     parser.add_argument("--scoring-instances", type=int, default=int(os.environ.get("SCORING_INSTANCES", "1")))
@@ -131,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         env.update(DATABASE_URL=database_url, KAFKA_BOOTSTRAP_SERVERS=bootstrap)
         settings = Settings(database_url=database_url, kafka_bootstrap_servers=bootstrap)
         ensure_topics(settings)
-        subprocess.run([sys.executable, "-m", "services.scoring.migrate"], env=env, check=True,
-                       preexec_fn=die_with_parent)
+        subprocess.run(
+            [sys.executable, "-m", "services.scoring.migrate"], env=env, check=True, preexec_fn=die_with_parent
+        )
         if not settings.api_tokens:
             log.warning("API_TOKENS is not set: the /v1 API is open to anyone who can reach it")
         children.append(Child("ingest", [sys.executable, "-m", "services.ingest"], env))
@@ -143,8 +148,12 @@ def main(argv: list[str] | None = None) -> int:
             children.append(Child(f"scoring-{i}", [sys.executable, "-m", "services.scoring"], child_env))
         for child in children:
             child.start()
-        log.info("system up in %.1fs: ingest on :%d, scoring on :%d; Ctrl-C stops it",
-                 time.monotonic() - started, settings.ingest_port, settings.scoring_port)
+        log.info(
+            "system up in %.1fs: ingest on :%d, scoring on :%d; Ctrl-C stops it",
+            time.monotonic() - started,
+            settings.ingest_port,
+            settings.scoring_port,
+        )
         while not stopping:
             for child in children:
                 child.poll()

@@ -35,8 +35,14 @@ ROOT = Path(__file__).resolve().parents[1]
 _LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def wait_until(check: Callable[[], T | None], *, timeout_s: float = 20.0, interval_s: float = 0.1,
-               what: str = "condition", tick: Callable[[], None] | None = None) -> T:
+def wait_until(
+    check: Callable[[], T | None],
+    *,
+    timeout_s: float = 20.0,
+    interval_s: float = 0.1,
+    what: str = "condition",
+    tick: Callable[[], None] | None = None,
+) -> T:
     """Poll `check` (calling `tick` before each poll) until it returns something truthy, or fail after
     `timeout_s` with an AssertionError naming `what` and the last value."""
     deadline = time.monotonic() + timeout_s
@@ -125,8 +131,16 @@ class Process:
     go to the process alone; the launcher forwards SIGTERM itself.
     """
 
-    def __init__(self, argv: Sequence[str], *, env: Mapping[str, str], log_path: Path, cwd: Path = ROOT,
-                 own_group: bool = False, name: str = "") -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        log_path: Path,
+        cwd: Path = ROOT,
+        own_group: bool = False,
+        name: str = "",
+    ) -> None:
         self.argv, self.env, self.log_path, self.cwd, self.own_group = list(argv), dict(env), log_path, cwd, own_group
         self.name = name or (argv[2] if len(argv) > 2 and argv[1] == "-m" else Path(argv[0]).name)
         self.popen: subprocess.Popen[bytes] | None = None
@@ -140,9 +154,16 @@ class Process:
             if banner:
                 log.write(f"\n==== {banner} ====\n".encode())
                 log.flush()
-            self.popen = subprocess.Popen(self.argv, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, start_new_session=self.own_group,
-                                          preexec_fn=die_with_parent)
+            self.popen = subprocess.Popen(
+                self.argv,
+                cwd=self.cwd,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=self.own_group,
+                preexec_fn=die_with_parent,
+            )
         self.started_at = time.monotonic()
         self.paused = False
         return self
@@ -179,12 +200,15 @@ class Process:
 
         def ready() -> bool:
             if not self.alive():
-                raise RuntimeError(f"{self.name} exited with {self.exit_code}; "
-                                   f"log {self.log_path}:\n{self.log_tail()}")
+                raise RuntimeError(f"{self.name} exited with {self.exit_code}; log {self.log_path}:\n{self.log_tail()}")
             return all((got := readyz(port)) is not None and got[0] == 200 for port in wanted)
 
-        wait_until(ready, timeout_s=timeout_s, interval_s=interval_s,
-                   what=f"{self.name} ready on {wanted} (log: {self.log_path})")
+        wait_until(
+            ready,
+            timeout_s=timeout_s,
+            interval_s=interval_s,
+            what=f"{self.name} ready on {wanted} (log: {self.log_path})",
+        )
 
     def pause(self) -> None:
         os.kill(self.pid, signal.SIGSTOP)
@@ -241,18 +265,36 @@ class Stack:
     own HTTP ports and STATE_DIR; `env` says where the database and broker are (or, unset, that the launcher
     starts its own)."""
 
-    def __init__(self, *, env: Mapping[str, str], state_dir: Path, log_path: Path | None = None,
-                 scoring_instances: int = 1, unset: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        env: Mapping[str, str],
+        state_dir: Path,
+        log_path: Path | None = None,
+        scoring_instances: int = 1,
+        unset: Iterable[str] = (),
+    ) -> None:
         self.ingest_port = free_port()
         self.scoring_port = port_block(scoring_instances)
         self.scoring_ports = [self.scoring_port + SCORING_PORT_STEP * i for i in range(scoring_instances)]
-        self.env = {**os.environ, **env, "INGEST_PORT": str(self.ingest_port), "SCORING_PORT": str(self.scoring_port),
-                    "SCORING_INSTANCES": str(scoring_instances), "STATE_DIR": str(state_dir),
-                    "LOG_FORMAT": "text", "PYTHONUNBUFFERED": "1"}
+        self.env = {
+            **os.environ,
+            **env,
+            "INGEST_PORT": str(self.ingest_port),
+            "SCORING_PORT": str(self.scoring_port),
+            "SCORING_INSTANCES": str(scoring_instances),
+            "STATE_DIR": str(state_dir),
+            "LOG_FORMAT": "text",
+            "PYTHONUNBUFFERED": "1",
+        }
         for name in unset:
             self.env.pop(name, None)
-        self.process = Process(python_module("devstack.launcher"), env=self.env,
-                               log_path=log_path or state_dir / "system.log", own_group=True)
+        self.process = Process(
+            python_module("devstack.launcher"),
+            env=self.env,
+            log_path=log_path or state_dir / "system.log",
+            own_group=True,
+        )
 
     @property
     def log_path(self) -> Path:

@@ -17,8 +17,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from devstack.runner import ROOT, Stack, tail_of, wait_until
 
-__all__ = ["ROOT", "Shop", "System", "TopicReader", "complaint", "purchase", "referral", "tail_of", "uid",
-           "wait_until"]
+__all__ = ["ROOT", "Shop", "System", "TopicReader", "complaint", "purchase", "referral", "tail_of", "uid", "wait_until"]
 
 
 def uid(prefix: str = "") -> str:
@@ -56,8 +55,7 @@ class TopicReader:
     """Reads a whole topic from the beginning, without a consumer group."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                      consumer_timeout_ms=200)
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=200)
         parts = wait_until(lambda: self.consumer.partitions_for_topic(topic), what=f"metadata of {topic}")
         self.tps = [TopicPartition(topic, p) for p in sorted(parts)]
         self.consumer.assign(self.tps)
@@ -126,8 +124,9 @@ class System:
         r = self.get(f"/v1/customers/{customer_id}")
         return r.json() if r.status_code == 200 else None
 
-    def wait_customer(self, customer_id: str, check: Callable[[dict[str, Any]], bool] = lambda c: True,
-                      *, timeout_s: float = 20.0) -> dict[str, Any]:
+    def wait_customer(
+        self, customer_id: str, check: Callable[[dict[str, Any]], bool] = lambda c: True, *, timeout_s: float = 20.0
+    ) -> dict[str, Any]:
         def probe() -> dict[str, Any] | None:
             c = self.customer(customer_id)
             return c if c is not None and check(c) else None
@@ -135,19 +134,60 @@ class System:
         return wait_until(probe, timeout_s=timeout_s, what=f"customer {customer_id}")
 
 
-def purchase(customer_id: str, *, at: str = "2026-06-01T10:00:00Z", amount: str = "100.00", cost: str = "0",
-             discount: str = "0", refund: bool = False, event_id: str | None = None) -> dict[str, Any]:
-    return {"event_id": event_id or uid("p-"), "type": "purchase", "customer_id": customer_id, "occurred_at": at,
-            "amount": amount, "cost": cost, "discount": discount, "currency": "EUR", "refund": refund}
+def purchase(
+    customer_id: str,
+    *,
+    at: str = "2026-06-01T10:00:00Z",
+    amount: str = "100.00",
+    cost: str = "0",
+    discount: str = "0",
+    refund: bool = False,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "event_id": event_id or uid("p-"),
+        "type": "purchase",
+        "customer_id": customer_id,
+        "occurred_at": at,
+        "amount": amount,
+        "cost": cost,
+        "discount": discount,
+        "currency": "EUR",
+        "refund": refund,
+    }
 
 
-def referral(customer_id: str, referred: str, *, at: str = "2026-06-01T10:00:00Z", reward_cost: str = "0",
-             event_id: str | None = None) -> dict[str, Any]:
-    return {"event_id": event_id or uid("r-"), "type": "referral", "customer_id": customer_id,
-            "referred_customer_id": referred, "occurred_at": at, "reward_cost": reward_cost}
+def referral(
+    customer_id: str,
+    referred: str,
+    *,
+    at: str = "2026-06-01T10:00:00Z",
+    reward_cost: str = "0",
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "event_id": event_id or uid("r-"),
+        "type": "referral",
+        "customer_id": customer_id,
+        "referred_customer_id": referred,
+        "occurred_at": at,
+        "reward_cost": reward_cost,
+    }
 
 
-def complaint(customer_id: str, *, at: str = "2026-06-01T10:00:00Z", handling_cost: str = "0",
-              severity: str = "medium", event_id: str | None = None) -> dict[str, Any]:
-    return {"event_id": event_id or uid("c-"), "type": "complaint", "customer_id": customer_id, "occurred_at": at,
-            "severity": severity, "handling_cost": handling_cost}
+def complaint(
+    customer_id: str,
+    *,
+    at: str = "2026-06-01T10:00:00Z",
+    handling_cost: str = "0",
+    severity: str = "medium",
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "event_id": event_id or uid("c-"),
+        "type": "complaint",
+        "customer_id": customer_id,
+        "occurred_at": at,
+        "severity": severity,
+        "handling_cost": handling_cost,
+    }

@@ -40,8 +40,18 @@ VERSION = "1.0.0"
 
 def _schemas() -> dict[str, Any]:
     _, top = models_json_schema(
-        [(m, "validation") for m in (PurchaseEvent, ReferralEvent, ComplaintEvent, ProspectEvent, TouchEvent,
-                                     StageChanged, CustomerHealthChanged)],
+        [
+            (m, "validation")
+            for m in (
+                PurchaseEvent,
+                ReferralEvent,
+                ComplaintEvent,
+                ProspectEvent,
+                TouchEvent,
+                StageChanged,
+                CustomerHealthChanged,
+            )
+        ],
         ref_template="#/components/schemas/{model}",
     )
     return dict(sorted(top["$defs"].items()))
@@ -60,73 +70,102 @@ def asyncapi(settings: Settings) -> dict[str, Any]:
         "prospect": {"$ref": "#/components/messages/Prospect"},
         "touch": {"$ref": "#/components/messages/Touch"},
     }
-    shop_note = ("The `type` field decides what an event is, so any of the five kinds may be sent to any of the "
-                 "three shop topics. Fields not named in the schema are ignored. A message that breaks a rule goes "
-                 "to the dead-letter topic.")
+    shop_note = (
+        "The `type` field decides what an event is, so any of the five kinds may be sent to any of the "
+        "three shop topics. Fields not named in the schema are ignored. A message that breaks a rule goes "
+        "to the dead-letter topic."
+    )
     channels: dict[str, Any] = {
         name: {"address": address, "title": address, "description": shop_note, "messages": shop_messages}
-        for name, address in (("shopPurchases", settings.topic_purchases),
-                              ("shopReferrals", settings.topic_referrals),
-                              ("shopComplaints", settings.topic_complaints))
+        for name, address in (
+            ("shopPurchases", settings.topic_purchases),
+            ("shopReferrals", settings.topic_referrals),
+            ("shopComplaints", settings.topic_complaints),
+        )
     }
     channels["stageChanges"] = {
-        "address": settings.topic_stage_changes, "title": settings.topic_stage_changes,
+        "address": settings.topic_stage_changes,
+        "title": settings.topic_stage_changes,
         "description": "Every rung a customer enters, once per (customer, rung), in ladder order per customer.",
         "messages": {"stageChanged": {"$ref": "#/components/messages/StageChanged"}},
     }
     channels["customerHealth"] = {
-        "address": settings.topic_customer_health, "title": settings.topic_customer_health,
+        "address": settings.topic_customer_health,
+        "title": settings.topic_customer_health,
         "description": "Every change of a customer's health status (at risk, recovered), once per (customer, "
-                       "transition number), in order per customer. A customer's first health is announced only "
-                       "when it is at risk.",
+        "transition number), in order per customer. A customer's first health is announced only "
+        "when it is at risk.",
         "messages": {"customerHealthChanged": {"$ref": "#/components/messages/CustomerHealthChanged"}},
     }
     channels["deadLetter"] = {
-        "address": settings.topic_dead_letter, "title": settings.topic_dead_letter,
+        "address": settings.topic_dead_letter,
+        "title": settings.topic_dead_letter,
         "description": "Rejected input: the original value bytes and key, unchanged, with the reason in headers.",
         "messages": {"deadLetter": {"$ref": "#/components/messages/DeadLetter"}},
     }
     operations = {
         f"receive{name[0].upper()}{name[1:]}": {
-            "action": "receive", "channel": {"$ref": f"#/channels/{name}"},
+            "action": "receive",
+            "channel": {"$ref": f"#/channels/{name}"},
             "summary": f"The system consumes {channels[name]['address']} (consumer group of ingest).",
         }
         for name in ("shopPurchases", "shopReferrals", "shopComplaints")
     }
     operations["sendStageChanged"] = {
-        "action": "send", "channel": {"$ref": "#/channels/stageChanges"},
+        "action": "send",
+        "channel": {"$ref": "#/channels/stageChanges"},
         "summary": "Published by the outbox relay after the state that caused it is committed.",
     }
     operations["sendCustomerHealthChanged"] = {
-        "action": "send", "channel": {"$ref": "#/channels/customerHealth"},
+        "action": "send",
+        "channel": {"$ref": "#/channels/customerHealth"},
         "summary": "Published by the outbox relay after the health change is committed (by an order, the periodic "
-                   "scan or a refit).",
+        "scan or a refit).",
     }
     operations["sendDeadLetter"] = {
-        "action": "send", "channel": {"$ref": "#/channels/deadLetter"},
+        "action": "send",
+        "channel": {"$ref": "#/channels/deadLetter"},
         "summary": "Published by ingest for every message that breaks a rule of the contract.",
     }
     messages = {
-        **{title: {"name": title.lower(), "title": title, "contentType": "application/json",
-                   "payload": {"$ref": f"#/components/schemas/{title}Event"},
-                   "bindings": _key("Optional; the system does its own keying.")}
-           for title in ("Purchase", "Referral", "Complaint", "Prospect", "Touch")},
-        "StageChanged": {"name": "stage_changed", "title": "Stage changed", "contentType": "application/json",
-                         "payload": {"$ref": "#/components/schemas/StageChanged"},
-                         "bindings": _key("customer_id")},
-        "CustomerHealthChanged": {"name": "customer_health_changed", "title": "Customer health changed",
-                                  "contentType": "application/json",
-                                  "payload": {"$ref": "#/components/schemas/CustomerHealthChanged"},
-                                  "bindings": _key("customer_id")},
+        **{
+            title: {
+                "name": title.lower(),
+                "title": title,
+                "contentType": "application/json",
+                "payload": {"$ref": f"#/components/schemas/{title}Event"},
+                "bindings": _key("Optional; the system does its own keying."),
+            }
+            for title in ("Purchase", "Referral", "Complaint", "Prospect", "Touch")
+        },
+        "StageChanged": {
+            "name": "stage_changed",
+            "title": "Stage changed",
+            "contentType": "application/json",
+            "payload": {"$ref": "#/components/schemas/StageChanged"},
+            "bindings": _key("customer_id"),
+        },
+        "CustomerHealthChanged": {
+            "name": "customer_health_changed",
+            "title": "Customer health changed",
+            "contentType": "application/json",
+            "payload": {"$ref": "#/components/schemas/CustomerHealthChanged"},
+            "bindings": _key("customer_id"),
+        },
         "DeadLetter": {
-            "name": "dead_letter", "title": "Dead letter", "contentType": "application/octet-stream",
+            "name": "dead_letter",
+            "title": "Dead letter",
+            "contentType": "application/octet-stream",
             "payload": {"description": "The original message value, byte for byte (it may not even be JSON)."},
             "headers": {
                 "type": "object",
                 "required": ["error.code", "error.message", "source.topic", "source.partition", "source.offset"],
                 "properties": {
-                    "error.code": {"type": "string", "enum": sorted(c.value for c in ErrorCode),
-                                   "description": "Why it was rejected (a closed set)."},
+                    "error.code": {
+                        "type": "string",
+                        "enum": sorted(c.value for c in ErrorCode),
+                        "description": "Why it was rejected (a closed set).",
+                    },
                     "error.message": {"type": "string", "description": "A human-readable explanation."},
                     "source.topic": {"type": "string"},
                     "source.partition": {"type": "string", "pattern": "^[0-9]+$"},
@@ -139,15 +178,21 @@ def asyncapi(settings: Settings) -> dict[str, Any]:
     return {
         "asyncapi": "3.0.0",
         "info": {
-            "title": "Loyalty ladder", "version": VERSION,
+            "title": "Loyalty ladder",
+            "version": VERSION,
             "description": "Shop events in; every rung a customer enters and every change of their health "
-                           "out; rejected input kept aside. "
-                           "Topic names are the defaults; each is a setting (TOPIC_*).",
+            "out; rejected input kept aside. "
+            "Topic names are the defaults; each is a setting (TOPIC_*).",
             "license": {"name": "Apache-2.0"},
         },
         "defaultContentType": "application/json",
-        "servers": {"kafka": {"host": "localhost:9092", "protocol": "kafka",
-                              "description": "Any Apache Kafka cluster (KAFKA_BOOTSTRAP_SERVERS)."}},
+        "servers": {
+            "kafka": {
+                "host": "localhost:9092",
+                "protocol": "kafka",
+                "description": "Any Apache Kafka cluster (KAFKA_BOOTSTRAP_SERVERS).",
+            }
+        },
         "channels": channels,
         "operations": operations,
         "components": {"schemas": _schemas(), "messages": messages},
@@ -158,8 +203,9 @@ def openapi_documents(settings: Settings) -> dict[str, dict[str, Any]]:
     """The OpenAPI documents of both services, as FastAPI builds them from the response models."""
     engine = create_engine("postgresql+psycopg://contracts@localhost/contracts")  # never connects
     policy = parse_policy(DEFAULT_POLICY.read_text(encoding="utf-8"))
-    scoring = create_scoring_app(ctx=ApiContext(engine=engine, policy=policy, settings=settings),
-                                 metrics=Metrics(service="scoring"))
+    scoring = create_scoring_app(
+        ctx=ApiContext(engine=engine, policy=policy, settings=settings), metrics=Metrics(service="scoring")
+    )
     ingest = create_ingest_app(settings=settings, metrics=Metrics(service="ingest"))
     return {"openapi-scoring.json": scoring.openapi(), "openapi-ingest.json": ingest.openapi()}
 

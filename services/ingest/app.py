@@ -17,8 +17,9 @@ from shared.settings import Settings
 def create_app(*, settings: Settings, metrics: Metrics) -> FastAPI:
     """The ops app; readiness = the broker answers a metadata request (ingest has no database)."""
     # no documentation pages: the OpenAPI document of these three endpoints is published in docs/contracts/
-    app = FastAPI(title="loyalty-ladder ingest", docs_url=None, redoc_url=None, openapi_url=None,
-                  responses=ERROR_RESPONSES)
+    app = FastAPI(
+        title="loyalty-ladder ingest", docs_url=None, redoc_url=None, openapi_url=None, responses=ERROR_RESPONSES
+    )
 
     def broker() -> str | None:
         return broker_reachable(settings)

@@ -71,10 +71,15 @@ def to_letter(record: DeadLetterRecord) -> Letter:
     """The dead letter a consumed record of the dead-letter topic holds."""
     headers = record.headers or []
     return Letter(
-        partition=record.partition, offset=record.offset, timestamp_ms=record.timestamp,
-        key=record.key, value=record.value,
-        error_code=_header(headers, name="error.code"), error_message=_header(headers, name="error.message"),
-        source_topic=_header(headers, name="source.topic"), source_partition=_header(headers, name="source.partition"),
+        partition=record.partition,
+        offset=record.offset,
+        timestamp_ms=record.timestamp,
+        key=record.key,
+        value=record.value,
+        error_code=_header(headers, name="error.code"),
+        error_message=_header(headers, name="error.message"),
+        source_topic=_header(headers, name="source.topic"),
+        source_partition=_header(headers, name="source.partition"),
         source_offset=_header(headers, name="source.offset"),
     )
 

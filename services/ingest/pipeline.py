@@ -57,12 +57,20 @@ class BatchResult:
 class Pipeline:
     """One consumer over the three shop topics and one producer to scoring-input and dead-letter."""
 
-    def __init__(self, *, settings: Settings, metrics: Metrics, consumer: KafkaConsumer | None = None,
-                 producer: KafkaProducer | None = None, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        metrics: Metrics,
+        consumer: KafkaConsumer | None = None,
+        producer: KafkaProducer | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.consumer = consumer or make_consumer(
-            settings, group_id=settings.ingest_group_id, topics=settings.shop_topics)
+            settings, group_id=settings.ingest_group_id, topics=settings.shop_topics
+        )
         self.producer = producer or make_producer(settings)
         self.clock = clock or (lambda: datetime.now(UTC))
         self.faults = Faults(settings.fault_injection)
@@ -79,8 +87,10 @@ class Pipeline:
         """Process batches until `stop` is set; the batch in hand is always finished (and committed) first."""
         poll_ms = self.settings.consumer_poll_timeout_ms
         max_records = self.settings.consumer_max_poll_records
-        log.info("ingest pipeline started", extra={"topics": list(self.settings.shop_topics),
-                                                    "group_id": self.settings.ingest_group_id})
+        log.info(
+            "ingest pipeline started",
+            extra={"topics": list(self.settings.shop_topics), "group_id": self.settings.ingest_group_id},
+        )
         while not stop.is_set():
             try:
                 batch: Batch = self.consumer.poll(timeout_ms=poll_ms, max_records=max_records)
@@ -134,16 +144,25 @@ class Pipeline:
                     records += 1
                     result = self._handle(rec, now, partitions=partitions, stamp=stamp)
                     if isinstance(result, Rejection):
-                        letter = dead_letter(key=rec.key, value=rec.value, code=result.code.value,
-                                             message=result.message, topic=tp.topic, partition=tp.partition,
-                                             offset=rec.offset, max_bytes=settings.dead_letter_max_bytes,
-                                             exception=result.exception)
+                        letter = dead_letter(
+                            key=rec.key,
+                            value=rec.value,
+                            code=result.code.value,
+                            message=result.message,
+                            topic=tp.topic,
+                            partition=tp.partition,
+                            offset=rec.offset,
+                            max_bytes=settings.dead_letter_max_bytes,
+                            exception=result.exception,
+                        )
                         letters.send(letter)
                         counts[(result.event_type, "rejected")] += 1
                         dead[result.code.value] += 1
                         if len(rejections) < MAX_LOGGED_REJECTIONS:
-                            rejections.append(f"{result.event_id or '-'} ({result.code.value}) at "
-                                              f"{tp.topic}/{tp.partition}@{rec.offset}")
+                            rejections.append(
+                                f"{result.event_id or '-'} ({result.code.value}) at "
+                                f"{tp.topic}/{tp.partition}@{rec.offset}"
+                            )
                         continue
                     event_type, encoded = result
                     for p, value in encoded:
@@ -163,8 +182,12 @@ class Pipeline:
             return self._retry(batch, records)
         failed = [f for f in futures if not f.succeeded()]
         if failed:
-            log.warning("%d of %d sends failed (first: %r); batch will be retried",
-                        len(failed), len(futures), failed[0].exception)
+            log.warning(
+                "%d of %d sends failed (first: %r); batch will be retried",
+                len(failed),
+                len(futures),
+                failed[0].exception,
+            )
             return self._retry(batch, records)
         acked = time.time()
 
@@ -192,12 +215,19 @@ class Pipeline:
         rejected = sum(dead.values())
         if rejected:
             # one line per batch, not per message: a flood of bad input must not flood the logs
-            log.info("batch of %d records: %d dead-lettered: %s%s", records, rejected, "; ".join(rejections),
-                     " ..." if rejected > len(rejections) else "", extra={"dead_letters": dict(dead)})
+            log.info(
+                "batch of %d records: %d dead-lettered: %s%s",
+                records,
+                rejected,
+                "; ".join(rejections),
+                " ..." if rejected > len(rejections) else "",
+                extra={"dead_letters": dict(dead)},
+            )
         return BatchResult(records, facts_sent, rejected, handed_on=True, committed=True)
 
-    def _handle(self, rec: ConsumerRecord, now: datetime, *, partitions: int,
-                stamp: str) -> tuple[str, list[tuple[int, bytes]]] | Rejection:
+    def _handle(
+        self, rec: ConsumerRecord, now: datetime, *, partitions: int, stamp: str
+    ) -> tuple[str, list[tuple[int, bytes]]] | Rejection:
         """One record's event type and encoded facts with their partitions, or why it goes to the dead letters.
 
         Containment: whatever handling one record raises, that record is dead-lettered as `processing_failed`
@@ -207,20 +237,38 @@ class Pipeline:
         """
         settings = self.settings
         try:
-            result = validate(rec.value, base_currency=settings.base_currency,
-                              max_bytes=settings.max_message_bytes, now=now,
-                              max_future_skew_hours=settings.max_future_skew_hours)
+            result = validate(
+                rec.value,
+                base_currency=settings.base_currency,
+                max_bytes=settings.max_message_bytes,
+                now=now,
+                max_future_skew_hours=settings.max_future_skew_hours,
+            )
             if isinstance(result, Rejection):
                 return result
             source = {"topic": rec.topic, "partition": rec.partition, "offset": rec.offset}
-            encoded = [(partition_for(fact.customer_id.encode("utf-8"), partitions),
-                        encode(fact, source=source, ingested_at=stamp)) for fact in result]
+            encoded = [
+                (
+                    partition_for(fact.customer_id.encode("utf-8"), partitions),
+                    encode(fact, source=source, ingested_at=stamp),
+                )
+                for fact in result
+            ]
             return FACT_EVENT_TYPE[result[0].kind], encoded
         except Exception as exc:
-            log.error("handling %s/%d@%d raised %s; dead-lettering it", rec.topic, rec.partition, rec.offset,
-                      type(exc).__name__, exc_info=True)
-            return Rejection(ErrorCode.PROCESSING_FAILED, f"processing failed: {type(exc).__name__}: {exc}",
-                             exception=type(exc).__name__)
+            log.error(
+                "handling %s/%d@%d raised %s; dead-lettering it",
+                rec.topic,
+                rec.partition,
+                rec.offset,
+                type(exc).__name__,
+                exc_info=True,
+            )
+            return Rejection(
+                ErrorCode.PROCESSING_FAILED,
+                f"processing failed: {type(exc).__name__}: {exc}",
+                exception=type(exc).__name__,
+            )
 
     def _retry(self, batch: Batch, records: int) -> BatchResult:
         """Rewind every partition of the batch to its first record so that nothing is skipped."""
@@ -234,5 +282,3 @@ class Pipeline:
                     # revoked meanwhile: the new owner starts from the last commit, which is before this batch
                     log.info("partition %s revoked before the rewind", tp)
         return BatchResult(records, 0, 0, handed_on=False, committed=False)
-
-

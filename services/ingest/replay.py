@@ -92,8 +92,9 @@ class Summary:
                 lines.append("  " + "  ".join("-" * w for w in widths))
         target = f"--to-topic {self.to_topic}" if self.to_topic else "each letter's source.topic"
         if self.dry_run:
-            lines.append(f"dry run: nothing published (would re-publish {total - sum(self.skipped.values())} "
-                         f"to {target})")
+            lines.append(
+                f"dry run: nothing published (would re-publish {total - sum(self.skipped.values())} to {target})"
+            )
         else:
             lines.append(f"re-published {self.published} of {total} to {target}")
         for reason, n in sorted(self.skipped.items()):
@@ -143,8 +144,9 @@ def plan_reads(*, consumer: KafkaConsumer, topic: str, criteria: Criteria) -> di
     return plan
 
 
-def read_batches(*, consumer: KafkaConsumer, plan: Mapping[TopicPartition, Span],
-                 stall_timeout_s: float = STALL_TIMEOUT_S) -> Iterator[list[Any]]:
+def read_batches(
+    *, consumer: KafkaConsumer, plan: Mapping[TopicPartition, Span], stall_timeout_s: float = STALL_TIMEOUT_S
+) -> Iterator[list[Any]]:
     """Batches of records from the planned spans, in offset order per partition, until every stop is reached."""
     if not plan:
         return
@@ -191,8 +193,15 @@ def _check_sends(futures: Sequence[tuple[Letter, FutureRecordMetadata]]) -> tupl
     return ok, None
 
 
-def replay(*, settings: Settings, criteria: Criteria, dry_run: bool, to_topic: str | None = None,
-           limit: int | None = None, listing: TextIO | None = None) -> Summary:
+def replay(
+    *,
+    settings: Settings,
+    criteria: Criteria,
+    dry_run: bool,
+    to_topic: str | None = None,
+    limit: int | None = None,
+    listing: TextIO | None = None,
+) -> Summary:
     """Read, select and (unless `dry_run`) re-publish; the summary says what happened."""
     topic = settings.topic_dead_letter
     summary = Summary(dead_letter_topic=topic, dry_run=dry_run, to_topic=to_topic)
@@ -220,8 +229,11 @@ def replay(*, settings: Settings, criteria: Criteria, dry_run: bool, to_topic: s
                 target = to_topic or letter.source_topic
                 if listing is not None:
                     when = datetime.fromtimestamp(letter.timestamp_ms / 1000, UTC).isoformat()
-                    print(f"{topic}:{letter.partition}:{letter.offset}  {when}  {letter.error_code or '-'}  -> "
-                          f"{target or NO_SOURCE}  {(letter.error_message or '')[:120]}", file=listing)
+                    print(
+                        f"{topic}:{letter.partition}:{letter.offset}  {when}  {letter.error_code or '-'}  -> "
+                        f"{target or NO_SOURCE}  {(letter.error_message or '')[:120]}",
+                        file=listing,
+                    )
                 if target is None:
                     summary.skipped[NO_SOURCE] += 1
                     continue
@@ -232,9 +244,17 @@ def replay(*, settings: Settings, criteria: Criteria, dry_run: bool, to_topic: s
                     summary.skipped[f"{MISSING_TOPIC} {target}"] += 1
                     continue
                 if producer is not None:
-                    futures.append((letter, producer.send(
-                        target, value=letter.value, key=letter.key,
-                        headers=replay_headers(letter, dead_letter_topic=topic))))
+                    futures.append(
+                        (
+                            letter,
+                            producer.send(
+                                target,
+                                value=letter.value,
+                                key=letter.key,
+                                headers=replay_headers(letter, dead_letter_topic=topic),
+                            ),
+                        )
+                    )
             if producer is not None and futures:
                 try:
                     producer.flush(timeout=FLUSH_TIMEOUT_S)
@@ -298,47 +318,88 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m services.ingest.replay",
         description="Re-publish chosen dead letters (original value bytes and key) to the shop topic they came "
-                    "from (their source.topic header), with a replay.of=<dlq topic>:<partition>:<offset> "
-                    "header. Only the shop topics of the settings (TOPIC_PURCHASES, TOPIC_REFERRALS, "
-                    "TOPIC_COMPLAINTS) are written; a letter naming any other source.topic is reported and "
-                    "skipped. Reads the dead-letter topic (TOPIC_DEAD_LETTER) without a consumer group, up "
-                    "to its end at start, so it always terminates. Criteria combine with AND; a repeated "
-                    "option matches any of its values. Settings come from the environment "
-                    "(KAFKA_BOOTSTRAP_SERVERS, ...).",
+        "from (their source.topic header), with a replay.of=<dlq topic>:<partition>:<offset> "
+        "header. Only the shop topics of the settings (TOPIC_PURCHASES, TOPIC_REFERRALS, "
+        "TOPIC_COMPLAINTS) are written; a letter naming any other source.topic is reported and "
+        "skipped. Reads the dead-letter topic (TOPIC_DEAD_LETTER) without a consumer group, up "
+        "to its end at start, so it always terminates. Criteria combine with AND; a repeated "
+        "option matches any of its values. Settings come from the environment "
+        "(KAFKA_BOOTSTRAP_SERVERS, ...).",
         epilog="Safe to run twice within the dedupe window: scoring remembers each event_id for "
-               "DEDUPE_RETENTION_DAYS (default 30) after processing it, so an event replayed twice (or that "
-               "meanwhile arrived another way) counts once; an event first processed longer ago than that "
-               "is counted again. One still invalid is dead-lettered again. Always run with --dry-run "
-               "first. Exit codes: 0 done, 1 a read or send failed or a selected letter could not be "
-               "re-published, 2 bad arguments.",
+        "DEDUPE_RETENTION_DAYS (default 30) after processing it, so an event replayed twice (or that "
+        "meanwhile arrived another way) counts once; an event first processed longer ago than that "
+        "is counted again. One still invalid is dead-lettered again. Always run with --dry-run "
+        "first. Exit codes: 0 done, 1 a read or send failed or a selected letter could not be "
+        "re-published, 2 bad arguments.",
     )
     sel = parser.add_argument_group("selection")
-    sel.add_argument("--error-code", action="append", default=[], choices=[c.value for c in ErrorCode],
-                     metavar="CODE", help="only letters with this error.code (repeatable); one of: "
-                     + ", ".join(c.value for c in ErrorCode))
-    sel.add_argument("--source-topic", action="append", default=[], metavar="TOPIC",
-                     help="only letters whose source.topic header is TOPIC (repeatable)")
-    sel.add_argument("--since", type=_instant, metavar="ISO_TIME",
-                     help="only letters dead-lettered at or after this instant (record timestamp), "
-                          "e.g. 2026-06-01T00:00:00Z")
-    sel.add_argument("--until", type=_instant, metavar="ISO_TIME",
-                     help="only letters dead-lettered before this instant (exclusive)")
-    sel.add_argument("--partition", type=_non_negative, action="append", default=[], metavar="N",
-                     help="only this partition of the dead-letter topic (repeatable)")
-    sel.add_argument("--from-offset", type=_partition_offset, action="append", default=[],
-                     metavar="PARTITION:OFFSET", help="start this partition at OFFSET (inclusive; repeatable)")
-    sel.add_argument("--to-offset", type=_partition_offset, action="append", default=[],
-                     metavar="PARTITION:OFFSET", help="stop this partition after OFFSET (inclusive; repeatable)")
-    sel.add_argument("--limit", type=_positive, metavar="N",
-                     help="select at most N letters (in read order), e.g. to try a replay on a few first")
+    sel.add_argument(
+        "--error-code",
+        action="append",
+        default=[],
+        choices=[c.value for c in ErrorCode],
+        metavar="CODE",
+        help="only letters with this error.code (repeatable); one of: " + ", ".join(c.value for c in ErrorCode),
+    )
+    sel.add_argument(
+        "--source-topic",
+        action="append",
+        default=[],
+        metavar="TOPIC",
+        help="only letters whose source.topic header is TOPIC (repeatable)",
+    )
+    sel.add_argument(
+        "--since",
+        type=_instant,
+        metavar="ISO_TIME",
+        help="only letters dead-lettered at or after this instant (record timestamp), e.g. 2026-06-01T00:00:00Z",
+    )
+    sel.add_argument(
+        "--until", type=_instant, metavar="ISO_TIME", help="only letters dead-lettered before this instant (exclusive)"
+    )
+    sel.add_argument(
+        "--partition",
+        type=_non_negative,
+        action="append",
+        default=[],
+        metavar="N",
+        help="only this partition of the dead-letter topic (repeatable)",
+    )
+    sel.add_argument(
+        "--from-offset",
+        type=_partition_offset,
+        action="append",
+        default=[],
+        metavar="PARTITION:OFFSET",
+        help="start this partition at OFFSET (inclusive; repeatable)",
+    )
+    sel.add_argument(
+        "--to-offset",
+        type=_partition_offset,
+        action="append",
+        default=[],
+        metavar="PARTITION:OFFSET",
+        help="stop this partition after OFFSET (inclusive; repeatable)",
+    )
+    sel.add_argument(
+        "--limit",
+        type=_positive,
+        metavar="N",
+        help="select at most N letters (in read order), e.g. to try a replay on a few first",
+    )
     out = parser.add_argument_group("output")
-    out.add_argument("--dry-run", action="store_true",
-                     help="read and select, print the summary, publish nothing")
-    out.add_argument("--to-topic", metavar="TOPIC",
-                     help="publish every selected letter to TOPIC instead of its source.topic (one of the shop "
-                          "topics)")
-    out.add_argument("--list", action="store_true", dest="list_letters",
-                     help="also print one line per selected letter (dead-letter position, time, code, target)")
+    out.add_argument("--dry-run", action="store_true", help="read and select, print the summary, publish nothing")
+    out.add_argument(
+        "--to-topic",
+        metavar="TOPIC",
+        help="publish every selected letter to TOPIC instead of its source.topic (one of the shop topics)",
+    )
+    out.add_argument(
+        "--list",
+        action="store_true",
+        dest="list_letters",
+        help="also print one line per selected letter (dead-letter position, time, code, target)",
+    )
     return parser
 
 
@@ -359,9 +420,13 @@ def criteria_from(args: argparse.Namespace) -> Criteria:
     if args.since is not None and args.until is not None and args.until <= args.since:
         raise UsageError("--until must be later than --since")
     return Criteria(
-        error_codes=frozenset(args.error_code), source_topics=frozenset(args.source_topic),
-        since=args.since, until=args.until, partitions=partitions,
-        from_offsets=from_offsets, to_offsets=to_offsets,
+        error_codes=frozenset(args.error_code),
+        source_topics=frozenset(args.source_topic),
+        since=args.since,
+        until=args.until,
+        partitions=partitions,
+        from_offsets=from_offsets,
+        to_offsets=to_offsets,
     )
 
 
@@ -380,8 +445,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     setup_logging(service="replay", level=settings.log_level, fmt=settings.log_format)
     try:
-        summary = replay(settings=settings, criteria=criteria, dry_run=args.dry_run, to_topic=args.to_topic,
-                         limit=args.limit, listing=sys.stdout if args.list_letters else None)
+        summary = replay(
+            settings=settings,
+            criteria=criteria,
+            dry_run=args.dry_run,
+            to_topic=args.to_topic,
+            limit=args.limit,
+            listing=sys.stdout if args.list_letters else None,
+        )
     except UsageError as exc:
         print(f"replay: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -390,8 +461,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     print(summary.render())
     if summary.failure is not None:
-        print("replay: some letters were not re-published; re-running is safe (event ids dedupe), or resume "
-              "with --from-offset", file=sys.stderr)
+        print(
+            "replay: some letters were not re-published; re-running is safe (event ids dedupe), or resume "
+            "with --from-offset",
+            file=sys.stderr,
+        )
         return EXIT_FAILED
     if summary.skipped and not args.dry_run:
         return EXIT_FAILED

@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 def run(*, settings: Settings, stop: threading.Event) -> None:
     """Serve HTTP and run the pipeline until `stop` is set, then finish the batch in hand and close."""
     metrics = Metrics(service="ingest")
-    server = ServerThread(create_app(settings=settings, metrics=metrics), host=settings.http_host,
-                          port=settings.ingest_port)
+    server = ServerThread(
+        create_app(settings=settings, metrics=metrics), host=settings.http_host, port=settings.ingest_port
+    )
     # HTTP first: while the broker is still away, /healthz answers and /readyz says so
     server.start()
     try:

@@ -49,10 +49,14 @@ def main() -> None:
 
     # the read side's own small pool, with PostgreSQL's statement_timeout on its connections: API load waits
     # for (or is refused) these connections, never the event path's
-    api_engine = make_engine(settings.database_url, pool_size=settings.api_pool_size, max_overflow=0,
-                             pool_timeout_s=settings.api_pool_timeout_s,
-                             statement_timeout_ms=settings.api_statement_timeout_ms,
-                             application_name="loyalty-scoring-api")
+    api_engine = make_engine(
+        settings.database_url,
+        pool_size=settings.api_pool_size,
+        max_overflow=0,
+        pool_timeout_s=settings.api_pool_timeout_s,
+        statement_timeout_ms=settings.api_statement_timeout_ms,
+        application_name="loyalty-scoring-api",
+    )
     event_path = Activity()  # marked after every committed batch: while it is recent, exports yield
 
     producer = make_producer(settings)  # dead letters: rare, one record each
@@ -69,25 +73,48 @@ def main() -> None:
 
     source = ModelSource(engine, policy=policy, topic=settings.topic_customer_health)
     # the health loop's scans and refits write with the event path's engine: they are the event path's work
-    health = HealthLoop(engine=engine, policy=policy, source=source, metrics=metrics,
-                        scan_s=settings.health_scan_seconds, refit_h=settings.health_refit_hours,
-                        batch=settings.health_batch_size, on_commit=relay.wake if relay else lambda: None,
-                        faults=faults)
-    app = create_app(ctx=ApiContext(engine=api_engine, policy=policy, settings=settings, health=health),
-                     metrics=metrics, readiness_engine=engine, event_path=event_path)
+    health = HealthLoop(
+        engine=engine,
+        policy=policy,
+        source=source,
+        metrics=metrics,
+        scan_s=settings.health_scan_seconds,
+        refit_h=settings.health_refit_hours,
+        batch=settings.health_batch_size,
+        on_commit=relay.wake if relay else lambda: None,
+        faults=faults,
+    )
+    app = create_app(
+        ctx=ApiContext(engine=api_engine, policy=policy, settings=settings, health=health),
+        metrics=metrics,
+        readiness_engine=engine,
+        event_path=event_path,
+    )
     http = ServerThread(app, host=settings.http_host, port=settings.scoring_port)
     http.start()
 
-    consumer = make_consumer(settings, group_id=settings.scoring_group_id, topics=[settings.topic_scoring_input],
-                             max_poll_records=settings.scoring_max_poll_records)
+    consumer = make_consumer(
+        settings,
+        group_id=settings.scoring_group_id,
+        topics=[settings.topic_scoring_input],
+        max_poll_records=settings.scoring_max_poll_records,
+    )
     worker = ScoringWorker(
-        consumer=consumer, engine=engine, policy=policy, metrics=metrics, dead_letter=producer,
-        dead_letter_topic=settings.topic_dead_letter, stage_topic=settings.topic_stage_changes,
-        conversion_topic=settings.topic_scoring_input, poll_timeout_ms=settings.consumer_poll_timeout_ms,
+        consumer=consumer,
+        engine=engine,
+        policy=policy,
+        metrics=metrics,
+        dead_letter=producer,
+        dead_letter_topic=settings.topic_dead_letter,
+        stage_topic=settings.topic_stage_changes,
+        conversion_topic=settings.topic_scoring_input,
+        poll_timeout_ms=settings.consumer_poll_timeout_ms,
         max_records=settings.scoring_max_poll_records,
         on_commit=committed,
-        faults=faults, cache=StateCache(capacity=settings.scoring_state_cache_size),
-        originals=(originals := RecordFetcher(settings)), dead_letter_max_bytes=settings.dead_letter_max_bytes,
+        faults=faults,
+        cache=StateCache(capacity=settings.scoring_state_cache_size),
+        originals=(originals := RecordFetcher(settings)),
+        dead_letter_max_bytes=settings.dead_letter_max_bytes,
         health=source,
     )
 

@@ -34,19 +34,25 @@ from shared.adapters.kafka import broker_reachable
 from shared.adapters.metrics import Metrics
 
 
-def create_app(*, ctx: ApiContext, metrics: Metrics, readiness_engine: Engine | None = None,
-               event_path: Activity | None = None) -> FastAPI:
+def create_app(
+    *, ctx: ApiContext, metrics: Metrics, readiness_engine: Engine | None = None, event_path: Activity | None = None
+) -> FastAPI:
     """The scoring service's FastAPI app; `ctx.engine` is the API's own pool, `readiness_engine` the one /readyz
     checks (the event path's, so that a busy API pool never takes the service out of rotation), `event_path`
     tells when the consumer is busy (the expensive requests then yield to it)."""
     settings = ctx.settings
     docs = settings.api_docs_enabled
-    app = FastAPI(title="Loyalty ladder — scoring", version="1.0.0",
-                  description="Customers on the loyalty ladder: rung, loyalty vector, profitability, history. "
-                              "With API_TOKENS set, /v1/* needs `Authorization: Bearer <token>`. Every 4xx and "
-                              "5xx answer is JSON `{\"error\", \"detail\"}`.",
-                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
-                  openapi_url="/openapi.json" if docs else None, responses=ERROR_RESPONSES)
+    app = FastAPI(
+        title="Loyalty ladder — scoring",
+        version="1.0.0",
+        description="Customers on the loyalty ladder: rung, loyalty vector, profitability, history. "
+        "With API_TOKENS set, /v1/* needs `Authorization: Bearer <token>`. Every 4xx and "
+        '5xx answer is JSON `{"error", "detail"}`.',
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+        responses=ERROR_RESPONSES,
+    )
     install_error_handlers(app)
     # parsed once here; a malformed API_TOKENS stops the service at start-up rather than at the first request
     access = Access.from_setting(settings.api_tokens)
@@ -57,14 +63,20 @@ def create_app(*, ctx: ApiContext, metrics: Metrics, readiness_engine: Engine | 
     read, admin = Depends(access.require("read")), Depends(access.require("admin"))
     denied: dict[int | str, dict[str, Any]] = {401: {"model": ErrorOut}, 403: {"model": ErrorOut}}
     probe_engine = readiness_engine if readiness_engine is not None else ctx.engine
-    app.include_router(ops_router(
-        checks={"database": lambda: database_reachable(probe_engine),
-                "broker": lambda: broker_reachable(settings)},
-        registry=metrics.registry,
-    ))
+    app.include_router(
+        ops_router(
+            checks={"database": lambda: database_reachable(probe_engine), "broker": lambda: broker_reachable(settings)},
+            registry=metrics.registry,
+        )
+    )
 
-    @app.get("/v1/customers/{customer_id}", response_model=CustomerOut, dependencies=[read],
-             responses={404: {"model": ErrorOut}, **denied}, tags=["customers"])
+    @app.get(
+        "/v1/customers/{customer_id}",
+        response_model=CustomerOut,
+        dependencies=[read],
+        responses={404: {"model": ErrorOut}, **denied},
+        tags=["customers"],
+    )
     def get_customer(customer_id: CustomerId) -> dict[str, object]:
         """One customer's rung, loyalty vector, profitability, stability, counts, rung history and health."""
         body = customer(ctx.engine, customer_id=customer_id, policy=ctx.policy, at=datetime.now(UTC))

@@ -57,8 +57,7 @@ class AccessDenied(Exception):
 
     def response(self) -> JSONResponse:
         """The JSON error response for this denial."""
-        return JSONResponse({"error": self.error, "detail": self.detail}, status_code=self.status,
-                            headers=self.headers)
+        return JSONResponse({"error": self.error, "detail": self.detail}, status_code=self.status, headers=self.headers)
 
 
 def _digest(token: str) -> bytes:

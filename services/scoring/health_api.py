@@ -32,8 +32,12 @@ def health_router(*, ctx: ApiContext, read: Callable[..., None], admin: Callable
         """The health model in force: the newest fit of the policy's model kind, else the priors (version 0)."""
         return model_view(ctx.engine, policy=ctx.policy)
 
-    @router.post("/v1/health/model/fit", response_model=HealthModelOut, dependencies=[Depends(admin)],
-                 responses={409: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}})
+    @router.post(
+        "/v1/health/model/fit",
+        response_model=HealthModelOut,
+        dependencies=[Depends(admin)],
+        responses={409: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+    )
     async def post_fit() -> dict[str, object]:
         """Refit the model over every customer with an order; 200 with the new model in force once it is stored.
 
@@ -41,6 +45,7 @@ def health_router(*, ctx: ApiContext, read: Callable[..., None], admin: Callable
         the policy's `min_customers` (the priors stay in force); 503 when the fit fails (the previous model stays
         in force); 409 while another refit runs.
         """
+
         def run() -> ModelVersion | TooFew | FitFailure:
             if ctx.health is not None:
                 return ctx.health.refit_now()
@@ -56,8 +61,12 @@ def health_router(*, ctx: ApiContext, read: Callable[..., None], admin: Callable
             raise ApiError(503, "fit_failed", f"the previous model stays in force: {result.reason}")
         return result.view()
 
-    @router.post("/v1/health/backtest", response_model=BacktestOut, dependencies=[Depends(admin)],
-                 responses={422: {"model": ErrorOut}})
+    @router.post(
+        "/v1/health/backtest",
+        response_model=BacktestOut,
+        dependencies=[Depends(admin)],
+        responses={422: {"model": ErrorOut}},
+    )
     async def post_backtest(body: BacktestIn) -> dict[str, object]:
         """Fit on the orders up to the cutoff's UTC day and compare the forecast with the holdout; changes nothing.
 
@@ -67,8 +76,15 @@ def health_router(*, ctx: ApiContext, read: Callable[..., None], admin: Callable
         in the future, a horizon outside 1..3650 days, an unknown model, or too few customers.
         """
         try:
-            return await run_in_threadpool(backtest, ctx.engine, cutoff=body.cutoff, horizon_days=body.horizon_days,
-                                           kind=body.model, policy=ctx.policy, now=datetime.now(UTC))
+            return await run_in_threadpool(
+                backtest,
+                ctx.engine,
+                cutoff=body.cutoff,
+                horizon_days=body.horizon_days,
+                kind=body.model,
+                policy=ctx.policy,
+                now=datetime.now(UTC),
+            )
         except BacktestRefused as exc:
             raise ApiError(503 if exc.code == "fit_failed" else 422, exc.code, str(exc)) from exc
 

@@ -44,8 +44,14 @@ class Pacer:
     """Runs pieces of expensive work one at a time and, while `busy()`, keeps their share of the time at most
     `share`: after a piece that took t, the next one (of any request) starts t * (1/share - 1) later."""
 
-    def __init__(self, share: float, *, busy: Callable[[], bool], clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        share: float,
+        *,
+        busy: Callable[[], bool],
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         if not 0 < share <= 1:
             raise ValueError("share must be in (0, 1]")
         self.share, self.busy, self.clock, self.sleep = share, busy, clock, sleep
@@ -100,8 +106,12 @@ class Gate:
     def enter(self) -> Slot:
         """A held slot; raises ApiError(503) when every slot is taken."""
         if not self._slots.acquire(blocking=False):
-            raise ApiError(503, "busy", "too many exports and flow queries in progress; retry shortly",
-                           headers={"Retry-After": RETRY_AFTER_S})
+            raise ApiError(
+                503,
+                "busy",
+                "too many exports and flow queries in progress; retry shortly",
+                headers={"Retry-After": RETRY_AFTER_S},
+            )
         return Slot(self._slots, self.pacer)
 
 

@@ -36,8 +36,15 @@ if TYPE_CHECKING:
 class ApiError(Exception):
     """A 4xx or 5xx with a JSON body."""
 
-    def __init__(self, status: int, error: str, detail: str, *, headers: dict[str, str] | None = None,
-                 extra: dict[str, object] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        error: str,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, object] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.status, self.error, self.detail, self.headers = status, error, detail, headers
         self.extra = extra or {}  # fields the answer adds to {error, detail}, e.g. an import's counts
@@ -59,8 +66,9 @@ def not_found(customer_id: str) -> ApiError:
     return ApiError(404, "not_found", f"no customer {customer_id!r}")
 
 
-def path_customer_id(customer_id: Annotated[str, Path(
-        description="The customer id, percent-encoded (`/` as `%2F`, `%` as `%25`).")]) -> str:
+def path_customer_id(
+    customer_id: Annotated[str, Path(description="The customer id, percent-encoded (`/` as `%2F`, `%` as `%25`).")],
+) -> str:
     """The customer id of the path, as CustomerIdPaths left it (percent-encoded); an id that no event can
     carry (empty, over 128 characters, a control character such as NUL) is unknown without a query."""
     customer_id = unquote(customer_id)
@@ -106,14 +114,14 @@ class CustomerIdPaths:
     def normalised(path: str, raw_path: bytes | None) -> str:
         prefix = CUSTOMER_PREFIX.encode()
         if raw_path is not None and raw_path.startswith(prefix):
-            rest = raw_path.split(b"?", 1)[0][len(prefix):]
+            rest = raw_path.split(b"?", 1)[0][len(prefix) :]
             suffix = next((s for s in CUSTOMER_SUBRESOURCES if rest.endswith(s.encode())), "")
-            encoded_id = rest[:len(rest) - len(suffix)]
+            encoded_id = rest[: len(rest) - len(suffix)]
             customer_id = unquote_to_bytes(encoded_id).decode("utf-8", errors="replace")
         else:  # no raw path (or one spelled differently): the decoded path is all there is
-            rest_text = path[len(CUSTOMER_PREFIX):]
+            rest_text = path[len(CUSTOMER_PREFIX) :]
             suffix = next((s for s in CUSTOMER_SUBRESOURCES if rest_text.endswith(s)), "")
-            customer_id = rest_text[:len(rest_text) - len(suffix)]
+            customer_id = rest_text[: len(rest_text) - len(suffix)]
         if not customer_id:
             return path
         return CUSTOMER_PREFIX + quote(customer_id, safe="") + suffix
@@ -132,24 +140,35 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(PoolTimeout)
     async def _pool_timeout(_: Request, exc: PoolTimeout) -> JSONResponse:
-        return json_error(503, "busy", "every database connection of the API is in use; retry shortly",
-                          headers={"Retry-After": RETRY_AFTER_S})
+        return json_error(
+            503,
+            "busy",
+            "every database connection of the API is in use; retry shortly",
+            headers={"Retry-After": RETRY_AFTER_S},
+        )
 
     @app.exception_handler(OperationalError)
     async def _database_error(_: Request, exc: OperationalError) -> JSONResponse:
         # any other database error is a bug: the last-resort handler logs it and answers 500
         if isinstance(exc.orig, QueryCanceled):
-            return json_error(503, "timeout", "the query took longer than the API allows (API_STATEMENT_TIMEOUT_MS)",
-                              headers={"Retry-After": RETRY_AFTER_S})
+            return json_error(
+                503,
+                "timeout",
+                "the query took longer than the API allows (API_STATEMENT_TIMEOUT_MS)",
+                headers={"Retry-After": RETRY_AFTER_S},
+            )
         # the server's own message is for the log (readiness says it), not for the client
-        return json_error(503, "database_unavailable", "the database did not answer",
-                          headers={"Retry-After": RETRY_AFTER_S})
+        return json_error(
+            503, "database_unavailable", "the database did not answer", headers={"Retry-After": RETRY_AFTER_S}
+        )
 
 
 # The /ui page loads its script, styles and Chart.js from this service only and has no inline script or style
 # attribute (element.style set from the module is CSSOM, which style-src does not govern); it may not be framed.
-UI_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-          "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+UI_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 # JSON and CSV answers are never a document to render or frame
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 # /docs and /redoc (development only, API_DOCS_ENABLED) load Swagger UI and ReDoc with inline script
@@ -170,8 +189,11 @@ class SecurityHeaders:
         path: str = scope["path"]
         extra = [(b"x-content-type-options", b"nosniff")]
         if path == "/ui" or path.startswith("/ui/"):
-            extra += [(b"content-security-policy", UI_CSP.encode()), (b"x-frame-options", b"DENY"),
-                      (b"referrer-policy", b"no-referrer")]
+            extra += [
+                (b"content-security-policy", UI_CSP.encode()),
+                (b"x-frame-options", b"DENY"),
+                (b"referrer-policy", b"no-referrer"),
+            ]
         elif not path.startswith(_NO_CSP):
             extra.append((b"content-security-policy", API_CSP.encode()))
 

@@ -96,8 +96,11 @@ class RowReader:
             return
         try:
             customer_id, source, occurred = self._csv(text) if self.media == CSV else self._json(text)
-            row = Prospect(_check_id(customer_id, "customer_id"),
-                           self._moment(occurred), None if source is None else _check_id(source, "source"))
+            row = Prospect(
+                _check_id(customer_id, "customer_id"),
+                self._moment(occurred),
+                None if source is None else _check_id(source, "source"),
+            )
         except ValueError as exc:
             self._reject(str(exc))
             return
@@ -112,10 +115,14 @@ class RowReader:
         if unknown or len(set(names)) != len(names) or "customer_id" not in names:
             raise ImportRefused(
                 f"the CSV header must name customer_id and may name source and occurred_at, each once, in any "
-                f"order; got {text[:200]!r}")
+                f"order; got {text[:200]!r}"
+            )
         self.width = len(names)
-        self.columns = (names.index("customer_id"), names.index("source") if "source" in names else None,
-                        names.index("occurred_at") if "occurred_at" in names else None)
+        self.columns = (
+            names.index("customer_id"),
+            names.index("source") if "source" in names else None,
+            names.index("occurred_at") if "occurred_at" in names else None,
+        )
 
     def _csv(self, text: str) -> tuple[Any, Any, Any]:
         cells = next(csv.reader([text]))
@@ -156,8 +163,11 @@ class RowReader:
 def _media(request: Request) -> str:
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media not in (CSV, NDJSON):
-        raise ApiError(415, "unsupported_media_type",
-                       f"send the prospects as {CSV} or {NDJSON}, not {media or 'no content type'!r}")
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"send the prospects as {CSV} or {NDJSON}, not {media or 'no content type'!r}",
+        )
     return media
 
 
@@ -167,17 +177,42 @@ def prospects_router(*, ctx: ApiContext, admin: Callable[..., None]) -> APIRoute
     limit = ctx.settings.import_max_bytes
     skew = timedelta(hours=ctx.settings.max_future_skew_hours)
 
-    @router.post("/v1/prospects", response_model=ImportOut, tags=["workspace"], dependencies=[Depends(admin)],
-                 responses={400: {"model": ErrorOut}, 401: {"model": ErrorOut}, 403: {"model": ErrorOut},
-                            413: {"model": ErrorOut}, 415: {"model": ErrorOut},
-                            200: {"description": "What was imported.",
-                                  "content": {CSV: {"schema": {"type": "string"}},
-                                              NDJSON: {"schema": {"type": "string"}}}}},
-                 openapi_extra={"requestBody": {"required": True, "content": {
-                     CSV: {"schema": {"type": "string", "description":
-                                      "A header `customer_id[,source][,occurred_at]` (any order), a row a line."}},
-                     NDJSON: {"schema": {"type": "string", "description":
-                                         'A JSON object a line: {"customer_id", "source"?, "occurred_at"?}.'}}}}})
+    @router.post(
+        "/v1/prospects",
+        response_model=ImportOut,
+        tags=["workspace"],
+        dependencies=[Depends(admin)],
+        responses={
+            400: {"model": ErrorOut},
+            401: {"model": ErrorOut},
+            403: {"model": ErrorOut},
+            413: {"model": ErrorOut},
+            415: {"model": ErrorOut},
+            200: {
+                "description": "What was imported.",
+                "content": {CSV: {"schema": {"type": "string"}}, NDJSON: {"schema": {"type": "string"}}},
+            },
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    CSV: {
+                        "schema": {
+                            "type": "string",
+                            "description": "A header `customer_id[,source][,occurred_at]` (any order), a row a line.",
+                        }
+                    },
+                    NDJSON: {
+                        "schema": {
+                            "type": "string",
+                            "description": 'A JSON object a line: {"customer_id", "source"?, "occurred_at"?}.',
+                        }
+                    },
+                },
+            }
+        },
+    )
     async def import_prospects(request: Request) -> JSONResponse:
         """Prospects from a CSV or NDJSON file, streamed: each customer not known yet is added on `potential`.
 
@@ -207,12 +242,16 @@ def prospects_router(*, ctx: ApiContext, admin: Callable[..., None]) -> APIRoute
             async for piece in request.stream():
                 received += len(piece)
                 if received > limit:
-                    reader.feed(piece[:len(piece) - (received - limit)])  # the lines that ended before the limit
+                    reader.feed(piece[: len(piece) - (received - limit)])  # the lines that ended before the limit
                     await write()
-                    raise ApiError(413, "payload_too_large",
-                                   f"the import passed IMPORT_MAX_BYTES ({limit} bytes) at line {reader.line + 1}; "
-                                   f"the lines before it were imported: {counts['imported']} imported, "
-                                   f"{counts['existing']} existing", extra=dict(counts))
+                    raise ApiError(
+                        413,
+                        "payload_too_large",
+                        f"the import passed IMPORT_MAX_BYTES ({limit} bytes) at line {reader.line + 1}; "
+                        f"the lines before it were imported: {counts['imported']} imported, "
+                        f"{counts['existing']} existing",
+                        extra=dict(counts),
+                    )
                 reader.feed(piece)
                 if len(reader.rows) >= CHUNK_ROWS:
                     await write()

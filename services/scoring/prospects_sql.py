@@ -65,8 +65,7 @@ class Template:
     def of(cls, policy: Policy, at: datetime) -> Template:
         state = new_customer("template", at)
         focused = focus(loyalty(state, at=at, policy=policy), state.stage, policy.focus)
-        return cls(tier=tier(state.profit, policy=policy), develop=focused.develop,
-                   index_units=index_units(focused))
+        return cls(tier=tier(state.profit, policy=policy), develop=focused.develop, index_units=index_units(focused))
 
 
 _WRITE = """
@@ -103,7 +102,10 @@ def write_chunk(engine: Engine, rows: Sequence[Prospect], template: Template) ->
         # as text: one binary array of timestamps would need psycopg to adapt a datetime per element anyway
         "ats": TextArray([r.occurred_at.isoformat() for r in rows]),
         "states": TextArray([to_text(new_customer(r.customer_id, r.occurred_at)) for r in rows]),
-        "role": ROLE, "rank": RANK["potential"], "tier": template.tier, "develop": template.develop,
+        "role": ROLE,
+        "rank": RANK["potential"],
+        "tier": template.tier,
+        "develop": template.develop,
         "index_units": template.index_units,
     }
     with session(engine) as conn:

@@ -60,8 +60,15 @@ _PRUNE_DEDUPE = text("""
 """)
 
 
-def publish_once(*, engine: Engine, producer: RecordBatchProducer, limit: int, facts_topic: str, record_bytes: int,
-                 faults: Faults | None = None) -> Counter[str]:
+def publish_once(
+    *,
+    engine: Engine,
+    producer: RecordBatchProducer,
+    limit: int,
+    facts_topic: str,
+    record_bytes: int,
+    faults: Faults | None = None,
+) -> Counter[str]:
     """Publish and delete up to `limit` outbox rows, oldest first; the count per topic (empty if another relay is busy).
 
     Rows for `facts_topic` (the referral conversions going back to scoring) travel as ingest's facts do: one
@@ -120,10 +127,21 @@ class Relay:
     scoring starts a new one.
     """
 
-    def __init__(self, *, engine: Engine, producer: RecordBatchProducer, batch_size: int, idle_s: float,
-                 dedupe_retention_days: int, housekeeping_interval_s: float,
-                 facts_topic: str, record_bytes: int, on_published: Callable[[Counter[str]], None],
-                 on_backlog: Callable[[int], None], faults: Faults | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        producer: RecordBatchProducer,
+        batch_size: int,
+        idle_s: float,
+        dedupe_retention_days: int,
+        housekeeping_interval_s: float,
+        facts_topic: str,
+        record_bytes: int,
+        on_published: Callable[[Counter[str]], None],
+        on_backlog: Callable[[int], None],
+        faults: Faults | None = None,
+    ) -> None:
         self.engine = engine
         self.facts_topic = facts_topic
         self.record_bytes = record_bytes
@@ -154,9 +172,14 @@ class Relay:
         backoff = self.idle_s
         while not self._stop.is_set():
             try:
-                published = publish_once(engine=self.engine, producer=self.producer, limit=self.batch_size,
-                                         faults=self.faults, facts_topic=self.facts_topic,
-                                         record_bytes=self.record_bytes)
+                published = publish_once(
+                    engine=self.engine,
+                    producer=self.producer,
+                    limit=self.batch_size,
+                    faults=self.faults,
+                    facts_topic=self.facts_topic,
+                    record_bytes=self.record_bytes,
+                )
                 if published:
                     self.on_published(published)
                 if time.monotonic() >= next_backlog:  # not per pass: the gauge needs no more, and the query is not free

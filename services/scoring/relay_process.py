@@ -117,11 +117,21 @@ class RelayProcess:
         wake_read, wake_write = os.pipe()
         report_read, report_write = os.pipe()
         os.set_blocking(wake_write, False)
-        argv = [sys.executable, "-m", "services.scoring.relay_process", "--wake-fd", str(wake_read),
-                "--report-fd", str(report_write), "--parent-pid", str(os.getpid())]
+        argv = [
+            sys.executable,
+            "-m",
+            "services.scoring.relay_process",
+            "--wake-fd",
+            str(wake_read),
+            "--report-fd",
+            str(report_write),
+            "--parent-pid",
+            str(os.getpid()),
+        ]
         try:
-            self._proc = subprocess.Popen(argv, pass_fds=(wake_read, report_write), env=self.env,
-                                          stdin=subprocess.DEVNULL)
+            self._proc = subprocess.Popen(
+                argv, pass_fds=(wake_read, report_write), env=self.env, stdin=subprocess.DEVNULL
+            )
         finally:
             os.close(wake_read)
             os.close(report_write)
@@ -169,13 +179,19 @@ def main(argv: list[str] | None = None) -> None:
     def backlog(rows: int) -> None:
         reports.write(f"backlog {rows}\n")
 
-    relay = Relay(engine=engine, producer=producer, batch_size=settings.relay_batch_size,
-                  idle_s=settings.relay_idle_poll_ms / 1000,
-                  dedupe_retention_days=settings.dedupe_retention_days,
-                  housekeeping_interval_s=settings.housekeeping_interval_s,
-                  facts_topic=settings.topic_scoring_input, record_bytes=settings.producer_batch_size,
-                  on_published=published, on_backlog=backlog,
-                  faults=Faults(settings.fault_injection, also_kill=args.parent_pid))
+    relay = Relay(
+        engine=engine,
+        producer=producer,
+        batch_size=settings.relay_batch_size,
+        idle_s=settings.relay_idle_poll_ms / 1000,
+        dedupe_retention_days=settings.dedupe_retention_days,
+        housekeeping_interval_s=settings.housekeeping_interval_s,
+        facts_topic=settings.topic_scoring_input,
+        record_bytes=settings.producer_batch_size,
+        on_published=published,
+        on_backlog=backlog,
+        faults=Faults(settings.fault_injection, also_kill=args.parent_pid),
+    )
 
     def wake_ups() -> None:
         with os.fdopen(args.wake_fd, "rb", buffering=0) as pipe:

@@ -85,9 +85,12 @@ class KindCounts(BaseModel):
 class StageCount(BaseModel):
     customers: int
     tiers: TierCounts
-    develop: KindCounts = Field(description=(
-        "Customers of the rung by the kind to develop, from the focus stored as of each customer's last event; "
-        "a customer with no stored focus yet is in no count."))
+    develop: KindCounts = Field(
+        description=(
+            "Customers of the rung by the kind to develop, from the focus stored as of each customer's last event; "
+            "a customer with no stored focus yet is in no count."
+        )
+    )
     at_risk: int = Field(description="Customers on the rung whose health is at_risk.")
 
 
@@ -104,6 +107,7 @@ class StoredFocusOut(BaseModel):
     develop: KindName
     index: float = Field(ge=0, le=1)
 
+
 class CustomerItemOut(BaseModel):
     """One customer in a list (GET /v1/customers)."""
 
@@ -112,9 +116,12 @@ class CustomerItemOut(BaseModel):
     loyalty: LoyaltyOut
     profitability: ProfitabilityOut
     stability: float = Field(ge=0, le=1)
-    focus: StoredFocusOut | None = Field(description=(
-        "The stored focus, as of the customer's last event; null for a customer with no event since it is "
-        "stored. GET /v1/customers/{customer_id} gives the focus as of now."))
+    focus: StoredFocusOut | None = Field(
+        description=(
+            "The stored focus, as of the customer's last event; null for a customer with no event since it is "
+            "stored. GET /v1/customers/{customer_id} gives the focus as of now."
+        )
+    )
 
 
 class CustomerListOut(BaseModel):
@@ -152,8 +159,9 @@ class EnteredOut(BaseModel):
 
 
 class FlowBucketOut(BaseModel):
-    start: str = Field(description="First day of the bucket, YYYY-MM-DD (UTC; weeks start on Monday).",
-                       examples=["2026-06-01"])
+    start: str = Field(
+        description="First day of the bucket, YYYY-MM-DD (UTC; weeks start on Monday).", examples=["2026-06-01"]
+    )
     entered: EnteredOut
 
 
@@ -163,8 +171,10 @@ class FlowsOut(BaseModel):
     bucket: Literal["day", "week", "month"]
     series: list[FlowBucketOut]
     earlier: EnteredOut | None = Field(
-        default=None, description="Only without `since`, when the entries reach back further than 10 years: the "
-                                  "entries before the first bucket, so that buckets plus these add up to all.")
+        default=None,
+        description="Only without `since`, when the entries reach back further than 10 years: the "
+        "entries before the first bucket, so that buckets plus these add up to all.",
+    )
 
 
 class RungPolicyOut(BaseModel):
@@ -273,8 +283,10 @@ class ReachedOut(BaseModel):
 
 
 class CohortOut(BaseModel):
-    start: str = Field(description="First day of the cohort's period, YYYY-MM-DD (UTC; weeks start on Monday).",
-                       examples=["2026-06-01"])
+    start: str = Field(
+        description="First day of the cohort's period, YYYY-MM-DD (UTC; weeks start on Monday).",
+        examples=["2026-06-01"],
+    )
     customers: int = Field(description="Customers first seen in the period (the earliest event naming them).")
     reached: ReachedOut
 

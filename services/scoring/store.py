@@ -111,8 +111,9 @@ class StateCache:
         """The health mark of a cached customer (NO_MARK when it has none)."""
         return self._marks.get(customer_id, NO_MARK)
 
-    def remember(self, written: Mapping[str, tuple[CustomerState, int]],
-                 marks: Mapping[str, HealthMark] | None = None) -> None:
+    def remember(
+        self, written: Mapping[str, tuple[CustomerState, int]], marks: Mapping[str, HealthMark] | None = None
+    ) -> None:
         """Record what a committed batch wrote, evicting the least recently written beyond capacity."""
         if not self.capacity:
             return
@@ -154,8 +155,14 @@ def measures_of(state: CustomerState, scores: Loyalty, focused: Focus, *, policy
     return scores.as_dict(), profitability(state, policy=policy), focused.as_dict()
 
 
-def stage_change_payload(change: StageChanged, state: CustomerState, *, policy: Policy,
-                         measures: Measures | None = None, event_id: str | None = None) -> bytes:
+def stage_change_payload(
+    change: StageChanged,
+    state: CustomerState,
+    *,
+    policy: Policy,
+    measures: Measures | None = None,
+    event_id: str | None = None,
+) -> bytes:
     """The `loyalty.stage-changes` message value (contract sections 5 and 16), measured at the change's moment.
 
     `measures` = (loyalty, profitability, focus) when the caller has them already.
@@ -268,9 +275,16 @@ def run_sql(conn: Connection, sql: str, params: dict[str, Any]) -> list[tuple[An
         return cur.fetchall() if cur.description is not None else []
 
 
-def process_batch(conn: Connection, *, facts: Sequence[Fact], policy: Policy, stage_topic: str,
-                  conversion_topic: str, cache: StateCache | None = None,
-                  health: HealthContext | None = None) -> BatchOutcome:
+def process_batch(
+    conn: Connection,
+    *,
+    facts: Sequence[Fact],
+    policy: Policy,
+    stage_topic: str,
+    conversion_topic: str,
+    cache: StateCache | None = None,
+    health: HealthContext | None = None,
+) -> BatchOutcome:
     """Apply `facts` (in offset order) to customer state inside the caller's transaction.
 
     The batch's customers are taken in chunks, in pipeline mode: while Python applies chunk k, the database
@@ -289,7 +303,7 @@ def process_batch(conn: Connection, *, facts: Sequence[Fact], policy: Policy, st
         facts_of.setdefault(fact.customer_id, []).append(fact)
     customers = sorted(facts_of)  # one lock order for every writer
     size = max(_CHUNK_MIN_CUSTOMERS, -(-len(customers) // _CHUNKS))
-    chunks = [customers[i:i + size] for i in range(0, len(customers), size)]
+    chunks = [customers[i : i + size] for i in range(0, len(customers), size)]
     pg = conn.connection.driver_connection
     cursors: list[Any] = []  # kept open until the pipeline has delivered every result
     upserts: list[tuple[Any, list[tuple[CustomerState, int]]]] = []
@@ -313,16 +327,25 @@ def process_batch(conn: Connection, *, facts: Sequence[Fact], policy: Policy, st
                 queue(unsent)
                 if k + 1 < len(chunks):
                     reads = _send_reads(pg, chunks[k + 1], facts_of=facts_of, cache=cache)
-                unsent = _apply_chunk(chunk, facts_of=facts_of, claimed=claimed, loaded=loaded, cached=cached,
-                                      outcome=outcome, policy=policy, stage_topic=stage_topic,
-                                      conversion_topic=conversion_topic, health=health, cache=cache)
+                unsent = _apply_chunk(
+                    chunk,
+                    facts_of=facts_of,
+                    claimed=claimed,
+                    loaded=loaded,
+                    cached=cached,
+                    outcome=outcome,
+                    policy=policy,
+                    stage_topic=stage_topic,
+                    conversion_topic=conversion_topic,
+                    health=health,
+                    cache=cache,
+                )
             queue(unsent)
         # leaving the pipeline synced it: every statement has run, in order, and any error was raised
         for cursor, written in upserts:
             stored = len(cursor.fetchall())
             if stored != len(written):
-                raise ConcurrentUpdate(
-                    f"{len(written) - stored} of {len(written)} customers changed under this batch")
+                raise ConcurrentUpdate(f"{len(written) - stored} of {len(written)} customers changed under this batch")
             outcome.written.update((state.customer_id, (state, version)) for state, version in written)
     finally:
         for cursor in cursors:
@@ -330,18 +353,23 @@ def process_batch(conn: Connection, *, facts: Sequence[Fact], policy: Policy, st
     return outcome
 
 
-def _send_reads(pg: Any, chunk: list[str], *, facts_of: dict[str, list[Fact]],
-                cache: StateCache | None) -> tuple[Any, Any | None, dict[str, tuple[CustomerState, int]]]:
+def _send_reads(
+    pg: Any, chunk: list[str], *, facts_of: dict[str, list[Fact]], cache: StateCache | None
+) -> tuple[Any, Any | None, dict[str, tuple[CustomerState, int]]]:
     """Queue the claim of the chunk's facts and the load of its customers the cache does not hold.
 
     Returns the two cursors (no load when the cache holds every customer) and the cache's entries for the chunk.
     """
     chunk_facts = [f for c in chunk for f in facts_of[c]]
-    claim = _send(pg, _CLAIM_EVENTS, {
-        "event_ids": TextArray([f.event_id for f in chunk_facts]),
-        "roles": TextArray([f.role for f in chunk_facts]),
-        "customers": TextArray([f.customer_id for f in chunk_facts]),
-    })
+    claim = _send(
+        pg,
+        _CLAIM_EVENTS,
+        {
+            "event_ids": TextArray([f.event_id for f in chunk_facts]),
+            "roles": TextArray([f.role for f in chunk_facts]),
+            "customers": TextArray([f.customer_id for f in chunk_facts]),
+        },
+    )
     # loaded before the claim says which facts are new: a customer whose facts all turn out duplicates is
     # read (and locked) for nothing, which is rare and harmless
     cached: dict[str, tuple[CustomerState, int]] = {}
@@ -355,10 +383,20 @@ def _send_reads(pg: Any, chunk: list[str], *, facts_of: dict[str, list[Fact]],
     return claim, (_send(pg, _LOAD, {"ids": TextArray(unknown)}) if unknown else None), cached
 
 
-def _apply_chunk(chunk: list[str], *, facts_of: dict[str, list[Fact]], claimed: set[tuple[Any, ...]],
-                 loaded: list[Any], cached: dict[str, tuple[CustomerState, int]], outcome: BatchOutcome,
-                 policy: Policy, stage_topic: str, conversion_topic: str, health: HealthContext,
-                 cache: StateCache | None) -> list[Statement]:
+def _apply_chunk(
+    chunk: list[str],
+    *,
+    facts_of: dict[str, list[Fact]],
+    claimed: set[tuple[Any, ...]],
+    loaded: list[Any],
+    cached: dict[str, tuple[CustomerState, int]],
+    outcome: BatchOutcome,
+    policy: Policy,
+    stage_topic: str,
+    conversion_topic: str,
+    health: HealthContext,
+    cache: StateCache | None,
+) -> list[Statement]:
     """Apply the claimed facts of `chunk` in memory; the statements that write the result.
 
     A customer's state comes from `loaded` (rows read from the table) or `cached` (the cache's entries for
@@ -396,13 +434,24 @@ def _apply_chunk(chunk: list[str], *, facts_of: dict[str, list[Fact]], claimed: 
                         measured = (state, fact.occurred_at, focused)
                     stage_changes.append(change)
                     change_id = stage_change_id(change.customer_id, change.to_stage)
-                    outbox_rows.append((change_id, stage_topic, change.customer_id,
-                                        stage_change_payload(change, state, policy=policy, measures=measures,
-                                                             event_id=change_id)))
+                    outbox_rows.append(
+                        (
+                            change_id,
+                            stage_topic,
+                            change.customer_id,
+                            stage_change_payload(change, state, policy=policy, measures=measures, event_id=change_id),
+                        )
+                    )
                 else:
                     outcome.conversions.append(change)
-                    outbox_rows.append((conversion_message_id(change.referral_event_id), conversion_topic,
-                                        change.referrer_id, encode(_conversion_fact(change))))
+                    outbox_rows.append(
+                        (
+                            conversion_message_id(change.referral_event_id),
+                            conversion_topic,
+                            change.referrer_id,
+                            encode(_conversion_fact(change)),
+                        )
+                    )
         assert state is not None  # at least one fact was applied
         written.append((state, version + 1))
         # the stored focus is as of the customer's last event, not of now: it depends only on the events (every
@@ -411,8 +460,9 @@ def _apply_chunk(chunk: list[str], *, facts_of: dict[str, list[Fact]], claimed: 
             foci.append(measured[2])
         else:
             foci.append(focus(loyalty(state, at=state.last_event_at, policy=policy), state.stage, focus_policy))
-        mark = marks.get(customer_id) or (cache.mark(customer_id) if cache is not None and known is not None
-                                          and customer_id not in rows else None)
+        mark = marks.get(customer_id) or (
+            cache.mark(customer_id) if cache is not None and known is not None and customer_id not in rows else None
+        )
         columns = health_of(state, mark or NO_MARK, ctx=health)
         healths.append(columns)
         if columns.assessment is not None:
@@ -422,20 +472,40 @@ def _apply_chunk(chunk: list[str], *, facts_of: dict[str, list[Fact]], claimed: 
                 outcome.health_changes += 1
     statements: list[Statement] = []
     if written:
-        statements.append((_UPSERT, {**_customer_params(written, foci, policy=policy), **health_params(healths)},
-                           written))
+        statements.append(
+            (_UPSERT, {**_customer_params(written, foci, policy=policy), **health_params(healths)}, written)
+        )
     if stage_changes:
         outcome.stage_changes.extend(stage_changes)
         sc = stage_changes
-        statements.append((_HISTORY, {
-            "customers": TextArray([c.customer_id for c in sc]), "to_stages": TextArray([c.to_stage for c in sc]),
-            "from_stages": TextArray([c.from_stage for c in sc]), "occurred": [c.occurred_at for c in sc],
-            "causes": TextArray([c.cause_event_id for c in sc]), "reasons": TextArray([c.reason for c in sc]),
-        }, None))
+        statements.append(
+            (
+                _HISTORY,
+                {
+                    "customers": TextArray([c.customer_id for c in sc]),
+                    "to_stages": TextArray([c.to_stage for c in sc]),
+                    "from_stages": TextArray([c.from_stage for c in sc]),
+                    "occurred": [c.occurred_at for c in sc],
+                    "causes": TextArray([c.cause_event_id for c in sc]),
+                    "reasons": TextArray([c.reason for c in sc]),
+                },
+                None,
+            )
+        )
     if outbox_rows:
         ids, topics, keys, payloads = zip(*outbox_rows, strict=True)
-        statements.append((_OUTBOX, {"ids": TextArray(ids), "topics": TextArray(topics), "keys": TextArray(keys),
-                                     "payloads": BytesArray(payloads)}, None))
+        statements.append(
+            (
+                _OUTBOX,
+                {
+                    "ids": TextArray(ids),
+                    "topics": TextArray(topics),
+                    "keys": TextArray(keys),
+                    "payloads": BytesArray(payloads),
+                },
+                None,
+            )
+        )
     return statements
 
 
@@ -446,8 +516,7 @@ def _send(pg: Any, sql: str, params: dict[str, Any]) -> Any:
     return cursor
 
 
-def _customer_params(written: list[tuple[CustomerState, int]], foci: list[Focus], *,
-                     policy: Policy) -> dict[str, Any]:
+def _customer_params(written: list[tuple[CustomerState, int]], foci: list[Focus], *, policy: Policy) -> dict[str, Any]:
     states = [s for s, _ in written]
     return {
         "ids": TextArray([s.customer_id for s in states]),
@@ -467,6 +536,11 @@ def _customer_params(written: list[tuple[CustomerState, int]], foci: list[Focus]
 
 
 def _conversion_fact(change: ReferralConverted) -> Fact:
-    return Fact(kind="referral_converted", event_id=change.referral_event_id, role="converted",
-                customer_id=change.referrer_id, occurred_at=change.occurred_at,
-                other_customer_id=change.referred_customer_id)
+    return Fact(
+        kind="referral_converted",
+        event_id=change.referral_event_id,
+        role="converted",
+        customer_id=change.referrer_id,
+        occurred_at=change.occurred_at,
+        other_customer_id=change.referred_customer_id,
+    )

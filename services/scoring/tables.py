@@ -30,7 +30,8 @@ NAMING_CONVENTION = {
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 customers = Table(
-    "customers", metadata,
+    "customers",
+    metadata,
     Column("customer_id", Text, primary_key=True),
     Column("stage", Text, nullable=False),
     Column("stage_rank", SmallInteger, nullable=False),
@@ -81,7 +82,8 @@ customers = Table(
 )
 
 processed_events = Table(
-    "processed_events", metadata,
+    "processed_events",
+    metadata,
     Column("event_id", Text, primary_key=True),
     Column("role", Text, primary_key=True),
     Column("customer_id", Text, nullable=False),
@@ -90,7 +92,8 @@ processed_events = Table(
 )
 
 stage_history = Table(
-    "stage_history", metadata,
+    "stage_history",
+    metadata,
     Column("customer_id", Text, primary_key=True),
     Column("to_stage", Text, primary_key=True),
     Column("from_stage", Text, nullable=False),
@@ -102,7 +105,8 @@ stage_history = Table(
 )
 
 outbox = Table(
-    "outbox", metadata,
+    "outbox",
+    metadata,
     Column("id", BigInteger, Identity(always=False), primary_key=True),
     Column("message_id", Text, nullable=False, unique=True),
     Column("topic", Text, nullable=False),
@@ -113,7 +117,8 @@ outbox = Table(
 )
 
 health_models = Table(
-    "health_models", metadata,
+    "health_models",
+    metadata,
     # every fit is a numbered version (migration 0006); the newest of the policy's model kind is in force
     Column("version", Integer, Identity(always=False), primary_key=True),
     Column("model", Text, nullable=False),

@@ -57,12 +57,26 @@ INFRASTRUCTURE_ERRORS = (SQLAlchemyError, psycopg.Error, KafkaError, ConcurrentU
 class ScoringWorker:
     """Consumes `loyalty.scoring-input` and applies each batch in one transaction."""
 
-    def __init__(self, *, consumer: KafkaConsumer, engine: Engine, policy: Policy, metrics: Metrics,
-                 dead_letter: KafkaProducer, dead_letter_topic: str, stage_topic: str, conversion_topic: str,
-                 poll_timeout_ms: int, max_records: int, on_commit: Callable[[], None] = lambda: None,
-                 faults: Faults | None = None, cache: StateCache | None = None,
-                 originals: RecordFetcher | None = None, dead_letter_max_bytes: int = 1_000_000,
-                 health: ModelSource | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        consumer: KafkaConsumer,
+        engine: Engine,
+        policy: Policy,
+        metrics: Metrics,
+        dead_letter: KafkaProducer,
+        dead_letter_topic: str,
+        stage_topic: str,
+        conversion_topic: str,
+        poll_timeout_ms: int,
+        max_records: int,
+        on_commit: Callable[[], None] = lambda: None,
+        faults: Faults | None = None,
+        cache: StateCache | None = None,
+        originals: RecordFetcher | None = None,
+        dead_letter_max_bytes: int = 1_000_000,
+        health: ModelSource | None = None,
+    ) -> None:
         self.consumer = consumer
         self.engine = engine
         self.policy = policy
@@ -156,8 +170,11 @@ class ScoringWorker:
             if len(facts) == 1:
                 self._isolate(facts[0], exc)
                 return BatchOutcome()
-            log.warning("a batch of %d facts failed for a data reason (%s); splitting it to find the fact",
-                        len(facts), type(exc).__name__)
+            log.warning(
+                "a batch of %d facts failed for a data reason (%s); splitting it to find the fact",
+                len(facts),
+                type(exc).__name__,
+            )
             mid = len(facts) // 2
             outcome = self._apply(facts[:mid])
             rest = self._apply(facts[mid:])
@@ -177,8 +194,15 @@ class ScoringWorker:
                 # health as of now under the model in force (the policy's priors when no source is given)
                 health = self.health.context() if self.health is not None else None
                 with session(self.engine) as conn:
-                    outcome = process_batch(conn, facts=facts, policy=self.policy, stage_topic=self.stage_topic,
-                                            conversion_topic=self.conversion_topic, cache=self.cache, health=health)
+                    outcome = process_batch(
+                        conn,
+                        facts=facts,
+                        policy=self.policy,
+                        stage_topic=self.stage_topic,
+                        conversion_topic=self.conversion_topic,
+                        cache=self.cache,
+                        health=health,
+                    )
                 # committed: these are the versions (and health) in the table now
                 self.cache.remember(outcome.written, outcome.marks)
                 return outcome
@@ -214,21 +238,39 @@ class ScoringWorker:
             latency.observe(max(0.0, now - ts / 1000))
         if outcome.accepted or outcome.duplicates:
             # ids, never payloads; capped so a large batch stays one readable line
-            log.info("batch applied", extra={
-                "accepted": len(outcome.accepted), "duplicates": len(outcome.duplicates),
-                "stage_changes": len(outcome.stage_changes),
-                "duplicate_event_ids": [f.event_id for f in outcome.duplicates[:_LOGGED_IDS]],
-                "entered": [f"{c.customer_id}:{c.to_stage}:{c.cause_event_id}"
-                            for c in outcome.stage_changes[:_LOGGED_IDS]],
-            })
+            log.info(
+                "batch applied",
+                extra={
+                    "accepted": len(outcome.accepted),
+                    "duplicates": len(outcome.duplicates),
+                    "stage_changes": len(outcome.stage_changes),
+                    "duplicate_event_ids": [f.event_id for f in outcome.duplicates[:_LOGGED_IDS]],
+                    "entered": [
+                        f"{c.customer_id}:{c.to_stage}:{c.cause_event_id}" for c in outcome.stage_changes[:_LOGGED_IDS]
+                    ],
+                },
+            )
 
     def _malformed(self, rec: ConsumerRecord, value: bytes | None, reason: str) -> None:
         """An internal record or fact that does not decode is a bug upstream: keep it, never drop it."""
-        self._send_letter(dead_letter(key=rec.key, value=value, code=ErrorCode.MALFORMED_INTERNAL.value,
-                                      message=reason, topic=rec.topic, partition=rec.partition, offset=rec.offset,
-                                      max_bytes=self.dead_letter_max_bytes), ErrorCode.MALFORMED_INTERNAL)
-        log.error("undecodable internal fact dead-lettered: %s", printable(reason),
-                  extra={"topic": rec.topic, "offset": rec.offset})
+        self._send_letter(
+            dead_letter(
+                key=rec.key,
+                value=value,
+                code=ErrorCode.MALFORMED_INTERNAL.value,
+                message=reason,
+                topic=rec.topic,
+                partition=rec.partition,
+                offset=rec.offset,
+                max_bytes=self.dead_letter_max_bytes,
+            ),
+            ErrorCode.MALFORMED_INTERNAL,
+        )
+        log.error(
+            "undecodable internal fact dead-lettered: %s",
+            printable(reason),
+            extra={"topic": rec.topic, "offset": rec.offset},
+        )
 
     def _isolate(self, fact: Fact, exc: Exception) -> None:
         """Dead-letter the original shop event of `fact`, which PostgreSQL or the domain refused on its own."""
@@ -236,9 +278,14 @@ class ScoringWorker:
         message = f"processing failed: {type(exc).__name__}: {first_line}"
         source = fact.source
         topic, partition, offset = source.get("topic"), source.get("partition"), source.get("offset")
-        log.error("fact %s/%s of customer %s refused for a data reason (%s); dead-lettering its event",
-                  printable(fact.event_id), fact.role, printable(fact.customer_id), type(exc).__name__,
-                  exc_info=exc)
+        log.error(
+            "fact %s/%s of customer %s refused for a data reason (%s); dead-lettering its event",
+            printable(fact.event_id),
+            fact.role,
+            printable(fact.customer_id),
+            type(exc).__name__,
+            exc_info=exc,
+        )
         original = None
         if isinstance(topic, str) and isinstance(partition, int) and isinstance(offset, int):
             if (topic, partition, offset) in self._isolated:
@@ -247,18 +294,30 @@ class ScoringWorker:
             if self.originals is not None:
                 original = self.originals.fetch(topic, partition, offset)
         if original is not None:
-            letter = dead_letter(key=original.key, value=original.value, code=ErrorCode.PROCESSING_FAILED.value,
-                                 message=message, topic=original.topic, partition=original.partition,
-                                 offset=original.offset, max_bytes=self.dead_letter_max_bytes,
-                                 exception=type(exc).__name__)
+            letter = dead_letter(
+                key=original.key,
+                value=original.value,
+                code=ErrorCode.PROCESSING_FAILED.value,
+                message=message,
+                topic=original.topic,
+                partition=original.partition,
+                offset=original.offset,
+                max_bytes=self.dead_letter_max_bytes,
+                exception=type(exc).__name__,
+            )
         else:
             # no source (a conversion), or the shop's record is gone: the fact is what is left of the event
-            letter = dead_letter(key=fact.customer_id.encode("utf-8", "backslashreplace"), value=encode(fact),
-                                 code=ErrorCode.PROCESSING_FAILED.value, message=f"{message} (original unavailable)",
-                                 topic=topic if isinstance(topic, str) else self.conversion_topic,
-                                 partition=partition if isinstance(partition, int) else -1,
-                                 offset=offset if isinstance(offset, int) else -1,
-                                 max_bytes=self.dead_letter_max_bytes, exception=type(exc).__name__)
+            letter = dead_letter(
+                key=fact.customer_id.encode("utf-8", "backslashreplace"),
+                value=encode(fact),
+                code=ErrorCode.PROCESSING_FAILED.value,
+                message=f"{message} (original unavailable)",
+                topic=topic if isinstance(topic, str) else self.conversion_topic,
+                partition=partition if isinstance(partition, int) else -1,
+                offset=offset if isinstance(offset, int) else -1,
+                max_bytes=self.dead_letter_max_bytes,
+                exception=type(exc).__name__,
+            )
         self._send_letter(letter, ErrorCode.PROCESSING_FAILED)
 
     def _send_letter(self, letter: DeadLetter, code: ErrorCode) -> None:

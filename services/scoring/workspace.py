@@ -53,23 +53,45 @@ def workspace_router(*, ctx: ApiContext, read: Callable[..., None], gate: Gate) 
     router = APIRouter()
     v1 = APIRouter(dependencies=[Depends(read)], responses={401: {"model": ErrorOut}, 403: {"model": ErrorOut}})
 
-    @v1.get("/v1/customers", response_model=CustomerListOut, tags=["workspace"],
-            responses={400: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut},
-                       200: {"content": {"text/csv": {"schema": {"type": "string"}}},
-                             "description": "A page as JSON, or with `Accept: text/csv` the whole list as CSV."}})
+    @v1.get(
+        "/v1/customers",
+        response_model=CustomerListOut,
+        tags=["workspace"],
+        responses={
+            400: {"model": ErrorOut},
+            422: {"model": ErrorOut},
+            503: {"model": ErrorOut},
+            200: {
+                "content": {"text/csv": {"schema": {"type": "string"}}},
+                "description": "A page as JSON, or with `Accept: text/csv` the whole list as CSV.",
+            },
+        },
+    )
     def list_customers(
         request: Request,
         stage: Annotated[StageName | None, Query(description="Only customers on this rung.")] = None,
         tier: Annotated[TierName | None, Query(description="Only customers in this profitability tier.")] = None,
-        develop: Annotated[KindName | None, Query(description=(
-            "Only customers whose kind to develop is this one (the focus stored as of their last event).")),
+        develop: Annotated[
+            KindName | None,
+            Query(
+                description=(
+                    "Only customers whose kind to develop is this one (the focus stored as of their last event)."
+                )
+            ),
         ] = None,
-        sort: Annotated[Order, Query(description=(
-            "`customer_id` (ascending), or `index`: the stored loyalty index, highest first, ties in "
-            "customer_id order, customers with no stored index last.")),
+        sort: Annotated[
+            Order,
+            Query(
+                description=(
+                    "`customer_id` (ascending), or `index`: the stored loyalty index, highest first, ties in "
+                    "customer_id order, customers with no stored index last."
+                )
+            ),
         ] = "customer_id",
-        health: Annotated[HealthStatus | None, Query(description="Only customers whose health status is this "
-                                                                 "(customers without an order have none).")] = None,
+        health: Annotated[
+            HealthStatus | None,
+            Query(description="Only customers whose health status is this (customers without an order have none)."),
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=1000, description="Page size (JSON only).")] = 100,
         after: Annotated[str | None, Query(description="The `next` cursor of the previous page (JSON only).")] = None,
     ) -> Any:
@@ -97,8 +119,12 @@ def workspace_router(*, ctx: ApiContext, read: Callable[..., None], gate: Gate) 
         except InvalidCursor as exc:
             raise ApiError(400, "invalid_cursor", str(exc)) from exc
 
-    @v1.get("/v1/customers/{customer_id}/next-rung", response_model=NextRungOut, tags=["workspace"],
-            responses={404: {"model": ErrorOut}})
+    @v1.get(
+        "/v1/customers/{customer_id}/next-rung",
+        response_model=NextRungOut,
+        tags=["workspace"],
+        responses={404: {"model": ErrorOut}},
+    )
     def get_next_rung(customer_id: CustomerId) -> dict[str, object]:
         """The rung above the customer's and each of its conditions with the customer's value; null on advocate."""
         body = customer_next_rung(ctx.engine, customer_id=customer_id, policy=ctx.policy)
@@ -106,8 +132,13 @@ def workspace_router(*, ctx: ApiContext, read: Callable[..., None], gate: Gate) 
             raise not_found(customer_id)
         return body
 
-    @v1.get("/v1/flows", response_model=FlowsOut, response_model_exclude_none=True, tags=["workspace"],
-            responses={422: {"model": ErrorOut}, 503: {"model": ErrorOut}})
+    @v1.get(
+        "/v1/flows",
+        response_model=FlowsOut,
+        response_model_exclude_none=True,
+        tags=["workspace"],
+        responses={422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+    )
     def get_flows(
         since: Annotated[Moment | None, Query(description="From this moment (inclusive); no offset = UTC.")] = None,
         until: Annotated[Moment | None, Query(description="Up to this moment (exclusive); no offset = UTC.")] = None,
@@ -126,8 +157,12 @@ def workspace_router(*, ctx: ApiContext, read: Callable[..., None], gate: Gate) 
         except InvalidRange as exc:
             raise ApiError(422, "invalid_range", str(exc)) from exc
 
-    @v1.get("/v1/funnel", response_model=FunnelOut, tags=["workspace"],
-            responses={422: {"model": ErrorOut}, 503: {"model": ErrorOut}})
+    @v1.get(
+        "/v1/funnel",
+        response_model=FunnelOut,
+        tags=["workspace"],
+        responses={422: {"model": ErrorOut}, 503: {"model": ErrorOut}},
+    )
     def get_funnel(
         cohort: Annotated[CohortName, Query(description="month, or week (starting Monday); UTC.")] = "month",
         since: Annotated[Moment | None, Query(description="First seen from this moment (inclusive).")] = None,
@@ -155,6 +190,8 @@ def _csv_response(ctx: ApiContext, flt: ListFilter, *, at: datetime, order: Orde
     name = csv_name(flt, order=order)
     # the slot is taken before the 200 goes out (so a full gate can still answer 503) and held to the last line
     chunks = HeldStream(csv_lines(csv_rows(ctx.engine, flt, policy=ctx.policy, at=at, order=order)), gate.enter())
-    return StreamingResponse(chunks,
-                             media_type="text/csv; charset=utf-8",
-                             headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+    return StreamingResponse(
+        chunks,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+    )

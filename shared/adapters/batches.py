@@ -36,17 +36,28 @@ COMPRESSION = {None: 0, "none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 class RecordBatchProducer:
     """Appends records to one batch per partition and sends each full batch as one produce request."""
 
-    def __init__(self, *, client_config: dict[str, Any], compression: str | None = "lz4",
-                 batch_bytes: int = 1 << 20, timeout_ms: int = 15_000, in_flight: int = 5,
-                 client_id: str = "loyalty-relay") -> None:
+    def __init__(
+        self,
+        *,
+        client_config: dict[str, Any],
+        compression: str | None = "lz4",
+        batch_bytes: int = 1 << 20,
+        timeout_ms: int = 15_000,
+        in_flight: int = 5,
+        client_id: str = "loyalty-relay",
+    ) -> None:
         if compression not in COMPRESSION:
             raise ValueError(f"unknown compression {compression!r}; one of {sorted(map(str, COMPRESSION))}")
         self._codec = COMPRESSION[compression]
         self._batch_bytes = batch_bytes
         self._timeout_ms = timeout_ms
         self._in_flight = in_flight
-        self._client = KafkaNetClient(**client_config, client_id=client_id, request_timeout_ms=timeout_ms,
-                                      max_in_flight_requests_per_connection=in_flight)
+        self._client = KafkaNetClient(
+            **client_config,
+            client_id=client_id,
+            request_timeout_ms=timeout_ms,
+            max_in_flight_requests_per_connection=in_flight,
+        )
         # never create a topic by asking for it: it would get the broker's partition count, not ours
         self._client.cluster.config["allow_auto_create_topics"] = False
         self._client.check_version(timeout_ms=timeout_ms)  # bootstraps: connects and learns the brokers
@@ -136,11 +147,21 @@ class RecordBatchProducer:
                 self._complete(oldest, self._pending.pop(oldest))
             node = self._leader(tp)
             request = ProduceRequest(
-                transactional_id=None, acks=-1, timeout_ms=self._timeout_ms,
-                topic_data=[ProduceRequest.TopicProduceData(name=tp.topic, partition_data=[
-                    ProduceRequest.TopicProduceData.PartitionProduceData(index=tp.partition,
-                                                                         records=builder.buffer())])],
-                min_version=3, max_version=9,
+                transactional_id=None,
+                acks=-1,
+                timeout_ms=self._timeout_ms,
+                topic_data=[
+                    ProduceRequest.TopicProduceData(
+                        name=tp.topic,
+                        partition_data=[
+                            ProduceRequest.TopicProduceData.PartitionProduceData(
+                                index=tp.partition, records=builder.buffer()
+                            )
+                        ],
+                    )
+                ],
+                min_version=3,
+                max_version=9,
             )
             self._client.await_ready(node, timeout_ms=self._timeout_ms)
             self._pending[tp] = self._client.send(node, request)

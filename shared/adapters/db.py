@@ -13,9 +13,15 @@ from shared.adapters import pgarrays
 from shared.settings import normalize_database_url
 
 
-def make_engine(database_url: str, *, pool_size: int = 5, max_overflow: int | None = None,
-                pool_timeout_s: float = 30.0, statement_timeout_ms: int | None = None,
-                application_name: str | None = None) -> Engine:
+def make_engine(
+    database_url: str,
+    *,
+    pool_size: int = 5,
+    max_overflow: int | None = None,
+    pool_timeout_s: float = 30.0,
+    statement_timeout_ms: int | None = None,
+    application_name: str | None = None,
+) -> Engine:
     """An engine for `database_url` (any accepted form) with pre-ping, so a restarted server heals the pool.
 
     `max_overflow` defaults to `pool_size`; `statement_timeout_ms` (0 = none) is set on every connection, so

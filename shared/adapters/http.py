@@ -36,9 +36,18 @@ Check = Callable[[], str | None]
 READY_CACHE_S = 2.0
 
 # the `error` code of a framework-raised status; anything else is `http_error`
-_ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-                405: "method_not_allowed", 406: "not_acceptable", 413: "payload_too_large",
-                415: "unsupported_media_type", 429: "too_many_requests", 503: "unavailable"}
+_ERROR_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+    503: "unavailable",
+}
 
 
 class ErrorOut(BaseModel):
@@ -55,16 +64,19 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def json_error(status: int, error: str, detail: str, *, headers: dict[str, str] | None = None,
-               **extra: Any) -> JSONResponse:
+def json_error(
+    status: int, error: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
     """The JSON error response of the v1 shape."""
     return JSONResponse({"error": error, "detail": detail, **extra}, status_code=status, headers=headers)
 
 
 def validation_problems(exc: RequestValidationError) -> list[dict[str, Any]]:
     """Where and why each parameter was refused (never the refused value: it may be huge or secret)."""
-    return [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
-            for e in exc.errors()]
+    return [
+        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        for e in exc.errors()
+    ]
 
 
 def install_json_errors(app: FastAPI, *, max_body_bytes: int, streamed: frozenset[str] = frozenset()) -> None:
@@ -75,8 +87,12 @@ def install_json_errors(app: FastAPI, *, max_body_bytes: int, streamed: frozense
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return json_error(exc.status_code, _ERROR_CODES.get(exc.status_code, "http_error"), str(exc.detail),
-                          headers=getattr(exc, "headers", None))
+        return json_error(
+            exc.status_code,
+            _ERROR_CODES.get(exc.status_code, "http_error"),
+            str(exc.detail),
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -159,8 +175,9 @@ class CachedChecks:
     One caller runs the checks while the others wait for its answer rather than starting their own.
     """
 
-    def __init__(self, checks: dict[str, Check], *, ttl_s: float = READY_CACHE_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, checks: dict[str, Check], *, ttl_s: float = READY_CACHE_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.checks, self.ttl_s, self.clock = checks, ttl_s, clock
         self._lock = threading.Lock()
         self._at: float | None = None
@@ -171,24 +188,35 @@ class CachedChecks:
         with self._lock:
             now = self.clock()
             if self._at is None or now - self._at >= self.ttl_s:
-                self._failures = {name: reason for name, check in self.checks.items()
-                                  if (reason := check()) is not None}
+                self._failures = {
+                    name: reason for name, check in self.checks.items() if (reason := check()) is not None
+                }
                 self._at = self.clock()
             return dict(self._failures)
 
 
-_READY_BODY: dict[str, Any] = {"type": "object", "properties": {
-    "status": {"type": "string", "enum": ["ready", "unavailable"]},
-    "checks": {"type": "object", "additionalProperties": {"type": "string"}},
-}}
-_NOT_READY_BODY: dict[str, Any] = {"type": "object", "required": ["error", "detail"], "properties": {
-    **_READY_BODY["properties"], "error": {"type": "string"}, "detail": {"type": "string"},
-    "unreachable": {"type": "array", "items": {"type": "string"}},
-}}
+_READY_BODY: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "enum": ["ready", "unavailable"]},
+        "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
+_NOT_READY_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["error", "detail"],
+    "properties": {
+        **_READY_BODY["properties"],
+        "error": {"type": "string"},
+        "detail": {"type": "string"},
+        "unreachable": {"type": "array", "items": {"type": "string"}},
+    },
+}
 
 
-def ops_router(*, checks: dict[str, Check], registry: CollectorRegistry,
-               ready_ttl_s: float = READY_CACHE_S) -> APIRouter:
+def ops_router(
+    *, checks: dict[str, Check], registry: CollectorRegistry, ready_ttl_s: float = READY_CACHE_S
+) -> APIRouter:
     """`/healthz`, `/readyz` (one check per dependency; None = reachable; answers cached ~2 s) and `/metrics`."""
     router = APIRouter(tags=["operations"])
     cache = CachedChecks(checks, ttl_s=ready_ttl_s)
@@ -198,11 +226,17 @@ def ops_router(*, checks: dict[str, Check], registry: CollectorRegistry,
         """200 while the process lives."""
         return {"status": "ok"}
 
-    @router.get("/readyz", response_class=JSONResponse, responses={
-        200: {"description": "Every dependency answers.", "content": {"application/json": {"schema": _READY_BODY}}},
-        503: {"description": "A dependency does not answer; `unreachable` names it.",
-              "content": {"application/json": {"schema": _NOT_READY_BODY}}},
-    })
+    @router.get(
+        "/readyz",
+        response_class=JSONResponse,
+        responses={
+            200: {"description": "Every dependency answers.", "content": {"application/json": {"schema": _READY_BODY}}},
+            503: {
+                "description": "A dependency does not answer; `unreachable` names it.",
+                "content": {"application/json": {"schema": _NOT_READY_BODY}},
+            },
+        },
+    )
     def readyz() -> JSONResponse:
         """200 when every dependency answers, else 503 naming the ones that do not (answers ~2 s old at most)."""
         failures = cache.failures()
@@ -216,10 +250,16 @@ def ops_router(*, checks: dict[str, Check], registry: CollectorRegistry,
         body.update(error="not_ready", detail=f"unreachable: {', '.join(unreachable)}", unreachable=unreachable)
         return JSONResponse(body, status_code=503)
 
-    @router.get("/metrics", response_class=Response, responses={200: {
-        "description": "Prometheus text exposition format.",
-        "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
-    }})
+    @router.get(
+        "/metrics",
+        response_class=Response,
+        responses={
+            200: {
+                "description": "Prometheus text exposition format.",
+                "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+            }
+        },
+    )
     def metrics() -> Response:
         """Prometheus text format."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
@@ -231,8 +271,7 @@ class ServerThread:
     """Runs a FastAPI app under uvicorn in a daemon thread beside the consumer loop."""
 
     def __init__(self, app: FastAPI, *, host: str, port: int) -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
-                                lifespan="off")
+        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name=f"http-{port}", daemon=True)
 

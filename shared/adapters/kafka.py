@@ -76,8 +76,12 @@ def make_producer(settings: Settings, *, ordered: bool = False, **overrides: Any
 
 def make_batch_producer(settings: Settings, *, client_id: str = "loyalty-relay") -> RecordBatchProducer:
     """A whole-batch producer (acks=all, one request per partition in flight) for the relay's many small records."""
-    return RecordBatchProducer(client_config=_security(settings), compression=settings.producer_compression or None,
-                               batch_bytes=settings.producer_batch_size, client_id=client_id)
+    return RecordBatchProducer(
+        client_config=_security(settings),
+        compression=settings.producer_compression or None,
+        batch_bytes=settings.producer_batch_size,
+        client_id=client_id,
+    )
 
 
 def make_consumer(settings: Settings, *, group_id: str, topics: Iterable[str], **overrides: Any) -> KafkaConsumer:
@@ -104,10 +108,16 @@ def make_consumer(settings: Settings, *, group_id: str, topics: Iterable[str], *
 
 def make_reader(settings: Settings) -> KafkaConsumer:
     """A consumer outside any group (for tools that assign partitions themselves): joins nothing, commits nothing."""
-    return KafkaConsumer(**_security(settings), group_id=None, enable_auto_commit=False,
-                         auto_offset_reset="earliest", allow_auto_create_topics=False,
-                         max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024,
-                         request_timeout_ms=30000)
+    return KafkaConsumer(
+        **_security(settings),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        allow_auto_create_topics=False,
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+        fetch_max_bytes=32 * 1024 * 1024,
+        request_timeout_ms=30000,
+    )
 
 
 class RecordFetcher:
@@ -180,7 +190,8 @@ class LagReporter:
             if position is None or end is None:
                 continue
             self.gauge.labels(service=self.service, topic=tp.topic, partition=str(tp.partition)).set(
-                max(0, end - position))
+                max(0, end - position)
+            )
 
 
 class DeadLetterWriter:
@@ -238,8 +249,9 @@ def make_admin(settings: Settings) -> KafkaAdminClient:
     return KafkaAdminClient(**_security(settings), request_timeout_ms=10000)
 
 
-def ensure_topics(settings: Settings, topics: Iterable[str] | None = None, *, partitions: int | None = None,
-                  timeout_s: float = 30.0) -> None:
+def ensure_topics(
+    settings: Settings, topics: Iterable[str] | None = None, *, partitions: int | None = None, timeout_s: float = 30.0
+) -> None:
     """Create the topics that do not exist yet, with an explicit partition count (never broker defaults)."""
     wanted = list(topics if topics is not None else settings.all_topics)
     count = partitions or settings.topic_partitions
@@ -258,9 +270,7 @@ def ensure_topics(settings: Settings, topics: Iterable[str] | None = None, *, pa
         missing = [t for t in wanted if t not in existing]
         if missing:
             try:
-                admin.create_topics(
-                    [NewTopic(t, count, settings.topic_replication_factor) for t in missing]
-                )
+                admin.create_topics([NewTopic(t, count, settings.topic_replication_factor) for t in missing])
             except TopicAlreadyExistsError:
                 log.info("topics created concurrently by another process: %s", missing)
             log.info("created topics %s with %d partitions", missing, count)
@@ -272,8 +282,9 @@ def broker_reachable(settings: Settings, *, timeout_s: float = 2.0) -> str | Non
     """None when the broker answers a metadata request, else the reason it does not."""
     try:
         # bootstrap_timeout_ms: without it a dead broker holds the readiness probe for kafka-python's 30 s default
-        admin = KafkaAdminClient(**_security(settings), request_timeout_ms=int(timeout_s * 1000),
-                                 bootstrap_timeout_ms=int(timeout_s * 1000))
+        admin = KafkaAdminClient(
+            **_security(settings), request_timeout_ms=int(timeout_s * 1000), bootstrap_timeout_ms=int(timeout_s * 1000)
+        )
     except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"; the reason is reported
         return f"{type(exc).__name__}: {exc}"
     try:

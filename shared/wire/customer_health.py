@@ -18,8 +18,9 @@ class CustomerHealthChanged(BaseModel):
 
     model_config = ConfigDict(title="CustomerHealthChanged", extra="forbid")
 
-    event_id: str = Field(description="Stable and unique for (customer_id, transition number); the same on any "
-                                      "re-publish.")
+    event_id: str = Field(
+        description="Stable and unique for (customer_id, transition number); the same on any re-publish."
+    )
     type: Literal["customer_at_risk", "customer_recovered"]
     schema_version: Literal[1]
     customer_id: str = Field(min_length=1, max_length=128)

@@ -36,8 +36,18 @@ def _text(value: str) -> bytes:
     return printable(value).encode("utf-8", "backslashreplace")
 
 
-def dead_letter(*, key: bytes | None, value: bytes | None, code: str, message: str, topic: str, partition: int,
-                offset: int, max_bytes: int, exception: str | None = None) -> DeadLetter:
+def dead_letter(
+    *,
+    key: bytes | None,
+    value: bytes | None,
+    code: str,
+    message: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    max_bytes: int,
+    exception: str | None = None,
+) -> DeadLetter:
     """The letter for a record of `topic`/`partition`/`offset`, its value cut to `max_bytes` if need be."""
     headers = [
         ("error.code", code.encode("ascii")),
@@ -67,6 +77,6 @@ def shrunk(letter: DeadLetter) -> DeadLetter | None:
     headers = list(letter.headers)
     if not any(name == "error.truncated" for name, _ in headers):
         headers.append(("error.truncated", str(len(letter.value or b"")).encode("ascii")))
-    key = (letter.key or b"")[:_TRUNCATED_FLOOR // 2] if letter.key is not None else None
+    key = (letter.key or b"")[: _TRUNCATED_FLOOR // 2] if letter.key is not None else None
     value = (letter.value or b"")[: _TRUNCATED_FLOOR - len(key or b"")] if letter.value is not None else None
     return DeadLetter(key=key, value=value, headers=headers)

@@ -228,8 +228,7 @@ def _timestamp(value: Any, info: ValidationInfo) -> datetime:
     if context is not None:
         latest: datetime = context["latest"]
         if instant > latest:
-            _fail(ErrorCode.FUTURE_TIMESTAMP,
-                  f"is more than {context['skew_hours']} hours in the future")
+            _fail(ErrorCode.FUTURE_TIMESTAMP, f"is more than {context['skew_hours']} hours in the future")
     return instant
 
 
@@ -239,8 +238,7 @@ def _currency(value: Any, info: ValidationInfo) -> str:
         _fail(ErrorCode.INVALID_FIELD, f"must be a 3-letter currency code, got {json_kind(value)}")
     context = info.context
     if context is not None and value != context["base_currency"]:
-        _fail(ErrorCode.WRONG_CURRENCY,
-              f"must be the base currency {context['base_currency']}, got {value[:16]!r}")
+        _fail(ErrorCode.WRONG_CURRENCY, f"must be the base currency {context['base_currency']}, got {value[:16]!r}")
     return value
 
 
@@ -253,20 +251,19 @@ _MONEY_SCHEMA: dict[str, Any] = {
 
 Amount = Annotated[Decimal, PlainValidator(parse_amount), WithJsonSchema(_MONEY_SCHEMA)]
 Money = Annotated[Decimal, PlainValidator(parse_other_money), WithJsonSchema(_MONEY_SCHEMA)]
-Timestamp = Annotated[
-    datetime, PlainValidator(_timestamp), WithJsonSchema({"type": "string", "format": "date-time"})
-]
-Currency = Annotated[
-    str, PlainValidator(_currency), WithJsonSchema({"type": "string", "pattern": "^[A-Z]{3}$"})
-]
+Timestamp = Annotated[datetime, PlainValidator(_timestamp), WithJsonSchema({"type": "string", "format": "date-time"})]
+Currency = Annotated[str, PlainValidator(_currency), WithJsonSchema({"type": "string", "pattern": "^[A-Z]{3}$"})]
+
+
 def _clean_text(value: Any) -> Any:
     """Refuses a string with a character of `BAD_TEXT`; runs before pydantic's own string check, which would
     call a lone surrogate merely an invalid string."""
     bad = BAD_TEXT.search(value) if type(value) is str else None
     if bad is not None:
-        _fail(ErrorCode.INVALID_CHARACTERS,
-              f"holds {bad.group()!a} at position {bad.start()}: control characters and lone surrogates "
-              "are not allowed")
+        _fail(
+            ErrorCode.INVALID_CHARACTERS,
+            f"holds {bad.group()!a} at position {bad.start()}: control characters and lone surrogates are not allowed",
+        )
     return value
 
 
@@ -286,7 +283,8 @@ class ShopEvent(BaseModel):
     customer_id: Id = Field(description="The customer the event is about, 1-128 characters.")
     occurred_at: Timestamp = Field(
         description="When it happened: RFC 3339 with a UTC offset ('Z' or +hh:mm), "
-                    "at most 24 hours (MAX_FUTURE_SKEW_HOURS) in the future.")
+        "at most 24 hours (MAX_FUTURE_SKEW_HOURS) in the future."
+    )
 
 
 class PurchaseEvent(ShopEvent):
@@ -297,13 +295,15 @@ class PurchaseEvent(ShopEvent):
     type: Literal["purchase"] = Field(description="The kind of event.")
     amount: Amount = Field(
         description="Money the customer paid (or was paid back on a refund); >= 0, at most 2 decimal "
-                    "places, a JSON number or a decimal string.")
+        "places, a JSON number or a decimal string."
+    )
     currency: Currency = Field(
-        description="ISO 4217 code; must be the system's base currency (BASE_CURRENCY, default EUR).")
-    cost: Money = Field(default=Decimal(0),
-                        description="What the sale (or the refund) cost the company; >= 0.")
-    discount: Money = Field(default=Decimal(0),
-                            description="Price reduction the customer got; 0 means a full-price order.")
+        description="ISO 4217 code; must be the system's base currency (BASE_CURRENCY, default EUR)."
+    )
+    cost: Money = Field(default=Decimal(0), description="What the sale (or the refund) cost the company; >= 0.")
+    discount: Money = Field(
+        default=Decimal(0), description="Price reduction the customer got; 0 means a full-price order."
+    )
     refund: bool = Field(default=False, description="True when this is money paid back, not an order.")
     order_id: Id | None = Field(default=None, description="The shop's order reference, if any.")
 
@@ -314,8 +314,7 @@ class ReferralEvent(ShopEvent):
     model_config = ConfigDict(title="Referral", json_schema_extra={"additionalProperties": True})
 
     type: Literal["referral"] = Field(description="The kind of event.")
-    referred_customer_id: Id = Field(
-        description="The customer who was told, 1-128 characters; not the referrer.")
+    referred_customer_id: Id = Field(description="The customer who was told, 1-128 characters; not the referrer.")
     reward_cost: Money = Field(default=Decimal(0), description="What the referral reward cost; >= 0.")
 
     @model_validator(mode="after")
@@ -360,7 +359,8 @@ class TouchEvent(ShopEvent):
     channel: Channel = Field(description="Where the contact happened.")
     direction: Direction = Field(
         description="`outbound`: we reached them and they noticed (an email opened, an ad clicked); "
-                    "`inbound`: they came to us (a visit, a call). Only inbound touches feed contact loyalty.")
+        "`inbound`: they came to us (a visit, a call). Only inbound touches feed contact loyalty."
+    )
 
 
 EVENT_MODELS: Final[dict[str, type[ShopEvent]]] = {
@@ -372,35 +372,76 @@ EVENT_MODELS: Final[dict[str, type[ShopEvent]]] = {
 }
 
 
-
 def to_facts(event: ShopEvent) -> list[Fact]:
     """The internal facts of a valid shop event (without `source`/`ingested_at`, which ingest adds)."""
     if isinstance(event, PurchaseEvent):
-        return [Fact(
-            kind="order_refunded" if event.refund else "order_placed",
-            event_id=event.event_id, role="primary", customer_id=event.customer_id,
-            occurred_at=event.occurred_at, amount=event.amount, cost=event.cost, discount=event.discount,
-            order_id=event.order_id,
-        )]
+        return [
+            Fact(
+                kind="order_refunded" if event.refund else "order_placed",
+                event_id=event.event_id,
+                role="primary",
+                customer_id=event.customer_id,
+                occurred_at=event.occurred_at,
+                amount=event.amount,
+                cost=event.cost,
+                discount=event.discount,
+                order_id=event.order_id,
+            )
+        ]
     if isinstance(event, ReferralEvent):
         return [
-            Fact(kind="referral_made", event_id=event.event_id, role="primary",
-                 customer_id=event.customer_id, occurred_at=event.occurred_at,
-                 other_customer_id=event.referred_customer_id, cost=event.reward_cost),
-            Fact(kind="referral_received", event_id=event.event_id, role="referred",
-                 customer_id=event.referred_customer_id, occurred_at=event.occurred_at,
-                 other_customer_id=event.customer_id),
+            Fact(
+                kind="referral_made",
+                event_id=event.event_id,
+                role="primary",
+                customer_id=event.customer_id,
+                occurred_at=event.occurred_at,
+                other_customer_id=event.referred_customer_id,
+                cost=event.reward_cost,
+            ),
+            Fact(
+                kind="referral_received",
+                event_id=event.event_id,
+                role="referred",
+                customer_id=event.referred_customer_id,
+                occurred_at=event.occurred_at,
+                other_customer_id=event.customer_id,
+            ),
         ]
     if isinstance(event, ComplaintEvent):
-        return [Fact(
-            kind="complaint_filed", event_id=event.event_id, role="primary", customer_id=event.customer_id,
-            occurred_at=event.occurred_at, cost=event.handling_cost, severity=event.severity,
-            resolved=event.resolved,
-        )]
+        return [
+            Fact(
+                kind="complaint_filed",
+                event_id=event.event_id,
+                role="primary",
+                customer_id=event.customer_id,
+                occurred_at=event.occurred_at,
+                cost=event.handling_cost,
+                severity=event.severity,
+                resolved=event.resolved,
+            )
+        ]
     if isinstance(event, ProspectEvent):
-        return [Fact(kind="prospect_listed", event_id=event.event_id, role="primary",
-                     customer_id=event.customer_id, occurred_at=event.occurred_at, lead_source=event.source)]
+        return [
+            Fact(
+                kind="prospect_listed",
+                event_id=event.event_id,
+                role="primary",
+                customer_id=event.customer_id,
+                occurred_at=event.occurred_at,
+                lead_source=event.source,
+            )
+        ]
     if isinstance(event, TouchEvent):
-        return [Fact(kind="touch_made", event_id=event.event_id, role="primary", customer_id=event.customer_id,
-                     occurred_at=event.occurred_at, channel=event.channel, direction=event.direction)]
+        return [
+            Fact(
+                kind="touch_made",
+                event_id=event.event_id,
+                role="primary",
+                customer_id=event.customer_id,
+                occurred_at=event.occurred_at,
+                channel=event.channel,
+                direction=event.direction,
+            )
+        ]
     raise TypeError(f"not a shop event: {type(event).__name__}")

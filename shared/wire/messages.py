@@ -28,16 +28,27 @@ from shared.frozen import quick_init
 from shared.wire.text import MAX_ID, is_id, printable
 
 Kind = Literal[
-    "order_placed", "order_refunded", "referral_made", "referral_received", "referral_converted",
-    "complaint_filed", "prospect_listed", "touch_made",
+    "order_placed",
+    "order_refunded",
+    "referral_made",
+    "referral_received",
+    "referral_converted",
+    "complaint_filed",
+    "prospect_listed",
+    "touch_made",
 ]
 Role = Literal["primary", "referred", "converted"]
 
 # the shop event type each fact kind comes from, for the metrics of events by type
 FACT_EVENT_TYPE: dict[str, str] = {
-    "order_placed": "purchase", "order_refunded": "purchase", "referral_made": "referral",
-    "referral_received": "referral", "referral_converted": "referral", "complaint_filed": "complaint",
-    "prospect_listed": "prospect", "touch_made": "touch",
+    "order_placed": "purchase",
+    "order_refunded": "purchase",
+    "referral_made": "referral",
+    "referral_received": "referral",
+    "referral_converted": "referral",
+    "complaint_filed": "complaint",
+    "prospect_listed": "prospect",
+    "touch_made": "touch",
 }
 FACT_KINDS: frozenset[str] = frozenset(FACT_EVENT_TYPE)
 ROLES: frozenset[str] = frozenset(("primary", "referred", "converted"))
@@ -89,8 +100,14 @@ def encode(fact: Fact, *, source: dict[str, Any] | None = None, ingested_at: str
     Defaults (zero money, None, False, an empty source) are left out; `decode` restores them.
     """
     # spelled out field by field: a generic loop over fields(), or dataclasses.asdict, costs several times more
-    out: dict[str, Any] = {"v": WIRE_VERSION, "kind": fact.kind, "event_id": fact.event_id, "role": fact.role,
-                           "customer_id": fact.customer_id, "occurred_at": fact.occurred_at}
+    out: dict[str, Any] = {
+        "v": WIRE_VERSION,
+        "kind": fact.kind,
+        "event_id": fact.event_id,
+        "role": fact.role,
+        "customer_id": fact.customer_id,
+        "occurred_at": fact.occurred_at,
+    }
     if fact.amount:
         out["amount"] = str(fact.amount)
     if fact.cost:
@@ -212,8 +229,10 @@ def _id(raw: dict[str, Any], name: str, *, optional: bool = False) -> Any:
     if value is None and optional:
         return None
     if not is_id(value):
-        raise MalformedFact(f"{name} is not an id (a string of 1-{MAX_ID} characters without control characters "
-                            f"or lone surrogates): {printable(repr(value))[:80]}")
+        raise MalformedFact(
+            f"{name} is not an id (a string of 1-{MAX_ID} characters without control characters "
+            f"or lone surrogates): {printable(repr(value))[:80]}"
+        )
     return value
 
 

@@ -35,11 +35,14 @@ class Profitability(BaseModel):
 class Focus(BaseModel):
     """Which kind of loyalty to encourage and which to develop, under the shop's focus (docs/loyalty.md)."""
 
-    encourage: KindName = Field(description="The kind with the highest score (ties: financial, procedural, contact, "
-                                            "evaluative, consultative).")
-    develop: KindName = Field(description="On potential, visitor and first_purchase the lowest of contact, "
-                                          "evaluative and consultative; above, the largest weight x (1 - score). "
-                                          "Same tie order.")
+    encourage: KindName = Field(
+        description="The kind with the highest score (ties: financial, procedural, contact, evaluative, consultative)."
+    )
+    develop: KindName = Field(
+        description="On potential, visitor and first_purchase the lowest of contact, "
+        "evaluative and consultative; above, the largest weight x (1 - score). "
+        "Same tie order."
+    )
     action: str = Field(max_length=500, description="The policy's suggested action for `develop`.")
     index: float = Field(ge=0, le=1, description="The weighted mean of the five scores, 4 places.")
 
@@ -61,5 +64,9 @@ class StageChanged(BaseModel):
     loyalty: LoyaltyVector
     profitability: Profitability
     # optional in the schema (and never null): it came within schema_version 1, so a consumer must not require it
-    focus: Focus | SkipJsonSchema[None] = Field(default=None, description=(
-        "As of `occurred_at`, under the shop's focus (policy). Not required: schema_version 1 messages may lack it."))
+    focus: Focus | SkipJsonSchema[None] = Field(
+        default=None,
+        description=(
+            "As of `occurred_at`, under the shop's focus (policy). Not required: schema_version 1 messages may lack it."
+        ),
+    )

@@ -38,7 +38,6 @@ from shared.wire.text import is_id, printable
 _ZERO: Final = Decimal(0)
 
 
-
 def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
@@ -68,7 +67,12 @@ def _rejection_from(error: ValidationError, event_type: str, event_id: str | Non
 
 
 def validate(
-    value: bytes | None, *, base_currency: str, max_bytes: int, now: datetime, max_future_skew_hours: int = 24,
+    value: bytes | None,
+    *,
+    base_currency: str,
+    max_bytes: int,
+    now: datetime,
+    max_future_skew_hours: int = 24,
 ) -> list[Fact] | Rejection:
     """The facts one raw shop message yields, or why it is rejected."""
     if value is None:
@@ -124,13 +128,17 @@ def _thorough(value: bytes, *, base_currency: str, now: datetime, max_future_ske
     if event_type is None:
         return Rejection(ErrorCode.MISSING_FIELD, "type is required", "unknown", readable_id)
     if not isinstance(event_type, str):
-        return Rejection(ErrorCode.INVALID_FIELD, f"type: must be a string, got {json_kind(event_type)}",
-                         "unknown", readable_id)
+        return Rejection(
+            ErrorCode.INVALID_FIELD, f"type: must be a string, got {json_kind(event_type)}", "unknown", readable_id
+        )
     model = EVENT_MODELS.get(event_type)
     if model is None:
-        return Rejection(ErrorCode.UNKNOWN_TYPE,
-                         f"type must be one of {', '.join(EVENT_MODELS)}; got {event_type[:32]!r}",
-                         "unknown", readable_id)
+        return Rejection(
+            ErrorCode.UNKNOWN_TYPE,
+            f"type must be one of {', '.join(EVENT_MODELS)}; got {event_type[:32]!r}",
+            "unknown",
+            readable_id,
+        )
 
     latest = now + timedelta(hours=max_future_skew_hours)
     plain = _plain_facts(raw, event_type, base_currency=base_currency, latest=latest)
@@ -142,11 +150,10 @@ def _thorough(value: bytes, *, base_currency: str, now: datetime, max_future_ske
     except ValidationError as exc:
         return _rejection_from(exc, event_type, readable_id)
     except (InvalidOperation, ArithmeticError) as exc:  # defensive: a Decimal corner we did not foresee
-        return Rejection(ErrorCode.INVALID_AMOUNT, f"not a usable number: {type(exc).__name__}",
-                         event_type, readable_id)
+        return Rejection(
+            ErrorCode.INVALID_AMOUNT, f"not a usable number: {type(exc).__name__}", event_type, readable_id
+        )
     return to_facts(event)
-
-
 
 
 _SEVERITIES: Final = frozenset(("low", "medium", "high"))
@@ -172,45 +179,100 @@ def _plain_facts(raw: dict[str, Any], event_type: str, *, base_currency: str, la
             return None
         if event_type == "purchase":
             refund, order_id = raw.get("refund", False), raw.get("order_id")
-            if (raw.get("currency") != base_currency or type(refund) is not bool
-                    or (order_id is not None and not is_id(order_id)) or "amount" not in raw):
+            if (
+                raw.get("currency") != base_currency
+                or type(refund) is not bool
+                or (order_id is not None and not is_id(order_id))
+                or "amount" not in raw
+            ):
                 return None
-            return [Fact(kind="order_refunded" if refund else "order_placed", event_id=event_id, role="primary",
-                         customer_id=customer_id, occurred_at=at, amount=parse_amount(raw["amount"]),
-                         cost=parse_other_money(raw.get("cost", _ZERO)),
-                         discount=parse_other_money(raw.get("discount", _ZERO)), order_id=order_id)]
+            return [
+                Fact(
+                    kind="order_refunded" if refund else "order_placed",
+                    event_id=event_id,
+                    role="primary",
+                    customer_id=customer_id,
+                    occurred_at=at,
+                    amount=parse_amount(raw["amount"]),
+                    cost=parse_other_money(raw.get("cost", _ZERO)),
+                    discount=parse_other_money(raw.get("discount", _ZERO)),
+                    order_id=order_id,
+                )
+            ]
         if event_type == "referral":
             referred = raw.get("referred_customer_id")
             if type(referred) is not str or not is_id(referred) or referred == customer_id:
                 return None
-            return [Fact(kind="referral_made", event_id=event_id, role="primary", customer_id=customer_id,
-                         occurred_at=at, other_customer_id=referred,
-                         cost=parse_other_money(raw.get("reward_cost", _ZERO))),
-                    Fact(kind="referral_received", event_id=event_id, role="referred", customer_id=referred,
-                         occurred_at=at, other_customer_id=customer_id)]
+            return [
+                Fact(
+                    kind="referral_made",
+                    event_id=event_id,
+                    role="primary",
+                    customer_id=customer_id,
+                    occurred_at=at,
+                    other_customer_id=referred,
+                    cost=parse_other_money(raw.get("reward_cost", _ZERO)),
+                ),
+                Fact(
+                    kind="referral_received",
+                    event_id=event_id,
+                    role="referred",
+                    customer_id=referred,
+                    occurred_at=at,
+                    other_customer_id=customer_id,
+                ),
+            ]
         if event_type == "complaint":
             severity, resolved = raw.get("severity", "medium"), raw.get("resolved", False)
             if type(severity) is not str or severity not in _SEVERITIES or type(resolved) is not bool:
                 return None
-            return [Fact(kind="complaint_filed", event_id=event_id, role="primary", customer_id=customer_id,
-                         occurred_at=at, cost=parse_other_money(raw.get("handling_cost", _ZERO)), severity=severity,
-                         resolved=resolved)]
+            return [
+                Fact(
+                    kind="complaint_filed",
+                    event_id=event_id,
+                    role="primary",
+                    customer_id=customer_id,
+                    occurred_at=at,
+                    cost=parse_other_money(raw.get("handling_cost", _ZERO)),
+                    severity=severity,
+                    resolved=resolved,
+                )
+            ]
         # the new kinds last: the order of the checks above keeps purchases, the bulk, as quick as they were
         if event_type == "touch":
             channel, direction = raw.get("channel"), raw.get("direction")
-            if type(channel) is not str or channel not in _CHANNELS or type(direction) is not str \
-                    or direction not in _DIRECTIONS:
+            if (
+                type(channel) is not str
+                or channel not in _CHANNELS
+                or type(direction) is not str
+                or direction not in _DIRECTIONS
+            ):
                 return None
-            return [Fact(kind="touch_made", event_id=event_id, role="primary", customer_id=customer_id,
-                         occurred_at=at, channel=channel, direction=direction)]
+            return [
+                Fact(
+                    kind="touch_made",
+                    event_id=event_id,
+                    role="primary",
+                    customer_id=customer_id,
+                    occurred_at=at,
+                    channel=channel,
+                    direction=direction,
+                )
+            ]
         if event_type == "prospect":
             source = raw.get("source")
             if source is not None and not is_id(source):
                 return None
-            return [Fact(kind="prospect_listed", event_id=event_id, role="primary", customer_id=customer_id,
-                         occurred_at=at, lead_source=source)]
+            return [
+                Fact(
+                    kind="prospect_listed",
+                    event_id=event_id,
+                    role="primary",
+                    customer_id=customer_id,
+                    occurred_at=at,
+                    lead_source=source,
+                )
+            ]
     except (ValueError, ArithmeticError, PydanticCustomError):
         return None  # the models say what is wrong
     return None
-
-

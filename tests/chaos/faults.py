@@ -17,8 +17,16 @@ class Monkey:
     Used as `Harness.run_feed(during=...)`; it is done when all its kills are made.
     """
 
-    def __init__(self, harness: Harness, kind: str, *, kills: int, rng: random.Random,
-                 uptime: tuple[float, float] = (2.0, 6.0), after: float = 0.05) -> None:
+    def __init__(
+        self,
+        harness: Harness,
+        kind: str,
+        *,
+        kills: int,
+        rng: random.Random,
+        uptime: tuple[float, float] = (2.0, 6.0),
+        after: float = 0.05,
+    ) -> None:
         self.h, self.kind, self.kills, self.rng, self.uptime, self.after = harness, kind, kills, rng, uptime, after
         self.done = 0
         self.next_uptime = rng.uniform(*uptime)

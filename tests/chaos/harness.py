@@ -64,15 +64,17 @@ class Outcome:
 class Harness:
     """The services of one run against one database and one broker, with their own topics and groups."""
 
-    def __init__(self, *, bootstrap: str, database_url: str, name: str, partitions: int = 3,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *, bootstrap: str, database_url: str, name: str, partitions: int = 3, env: dict[str, str] | None = None
+    ) -> None:
         self.bootstrap, self.database_url, self.name = bootstrap, database_url, name
         self.suffix = uuid.uuid4().hex[:8]
         self.log_dir = ARTIFACTS / "chaos-logs" / f"{name}-{self.suffix}"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         s = self.suffix
-        self.topics = Topics(purchase=f"shop.purchases.{s}", referral=f"shop.referrals.{s}",
-                             complaint=f"shop.complaints.{s}")
+        self.topics = Topics(
+            purchase=f"shop.purchases.{s}", referral=f"shop.referrals.{s}", complaint=f"shop.complaints.{s}"
+        )
         self.env: dict[str, str] = {
             **os.environ,
             "DATABASE_URL": database_url,
@@ -101,13 +103,14 @@ class Harness:
         fields: dict[str, Any] = {k.lower(): v for k, v in self.env.items() if k.lower() in Settings.model_fields}
         self.settings = Settings(**fields)
         ensure_topics(self.settings)
-        self.engine: Engine = create_engine(normalize_database_url(database_url), pool_pre_ping=True,
-                                            connect_args={"connect_timeout": 3})
+        self.engine: Engine = create_engine(
+            normalize_database_url(database_url), pool_pre_ping=True, connect_args={"connect_timeout": 3}
+        )
         self.services: list[Service] = []
         self.feeder: Feeder | None = None
         self.sent: list[Sent] = []
         self.now = datetime.now(UTC)
-        self.extra_faults = 0   # faults that are not a process death (restart of PostgreSQL, broker cut, pause)
+        self.extra_faults = 0  # faults that are not a process death (restart of PostgreSQL, broker cut, pause)
         self.started = time.monotonic()
         self._http = httpx.Client(timeout=15)
         self._admin: KafkaAdminClient | None = None
@@ -115,15 +118,31 @@ class Harness:
 
     # -- processes ---------------------------------------------------------------------------------------
 
-    def add(self, kind: str, *, faults: str = "", fault_budget: int = 0, restart: bool = True,
-            env: dict[str, str] | None = None, start: bool = True) -> Service:
+    def add(
+        self,
+        kind: str,
+        *,
+        faults: str = "",
+        fault_budget: int = 0,
+        restart: bool = True,
+        env: dict[str, str] | None = None,
+        start: bool = True,
+    ) -> Service:
         """A new ingest or scoring process (`kind`), with its own HTTP port."""
         port = free_port()
         module = "services.ingest" if kind == "ingest" else "services.scoring"
         port_var = "INGEST_PORT" if kind == "ingest" else "SCORING_PORT"
         n = sum(1 for s in self.services if s.name.startswith(kind))
-        svc = Service(f"{kind}-{n}", module, {**self.env, port_var: str(port), **(env or {})}, self.log_dir,
-                      port=port, faults=faults, fault_budget=fault_budget, restart=restart)
+        svc = Service(
+            f"{kind}-{n}",
+            module,
+            {**self.env, port_var: str(port), **(env or {})},
+            self.log_dir,
+            port=port,
+            faults=faults,
+            fault_budget=fault_budget,
+            restart=restart,
+        )
         self.services.append(svc)
         if start:
             svc.start()
@@ -143,8 +162,11 @@ class Harness:
         return sum(s.kills for s in self.services)
 
     def crashes(self) -> list[str]:
-        return [f"{s.name} exited by itself with {codes} (log {s.log_path})"
-                for s in self.services if (codes := s.other_deaths)]
+        return [
+            f"{s.name} exited by itself with {codes} (log {s.log_path})"
+            for s in self.services
+            if (codes := s.other_deaths)
+        ]
 
     def wait_ready(self, svc: Service, timeout_s: float = 90) -> None:
         def ready() -> bool:
@@ -157,8 +179,14 @@ class Harness:
     # -- the shop ----------------------------------------------------------------------------------------
 
     def workload(self, *, events: int, seed: int, **kw: Any) -> list[Sent]:
-        return generate(events=events, seed=seed, prefix=f"{self.name[:12]}{self.suffix[:4]}", topics=self.topics,
-                        now=self.now, **kw)
+        return generate(
+            events=events,
+            seed=seed,
+            prefix=f"{self.name[:12]}{self.suffix[:4]}",
+            topics=self.topics,
+            now=self.now,
+            **kw,
+        )
 
     def feed(self, messages: Sequence[Sent], *, rate: float = 1000) -> Feeder:
         """Start sending `messages` in the background; they count for the oracle."""
@@ -243,11 +271,23 @@ class Harness:
 
     def expected(self) -> Expected:
         s = self.settings
-        return oracle.expected(self.sent, now=self.now, policy=POLICY, base_currency=s.base_currency,
-                               max_bytes=s.max_message_bytes, max_future_skew_hours=s.max_future_skew_hours)
+        return oracle.expected(
+            self.sent,
+            now=self.now,
+            policy=POLICY,
+            base_currency=s.base_currency,
+            max_bytes=s.max_message_bytes,
+            max_future_skew_hours=s.max_future_skew_hours,
+        )
 
-    def settle(self, exp: Expected | None, *, timeout_s: float = 240, ingest_groups: Sequence[str] = (),
-               scoring_groups: Sequence[str] = ()) -> str | None:
+    def settle(
+        self,
+        exp: Expected | None,
+        *,
+        timeout_s: float = 240,
+        ingest_groups: Sequence[str] = (),
+        scoring_groups: Sequence[str] = (),
+    ) -> str | None:
         """Wait until every expected fact is processed (`exp` None: any number), the outbox is empty and every group
         caught up.
 
@@ -269,8 +309,10 @@ class Harness:
                 state["ingest_lag"] = sum(self.lag(g, shop_topics) for g in groups)
                 if state["ingest_lag"]:
                     return False
-                state["scoring_lag"] = sum(self.lag(g, [self.env["TOPIC_SCORING_INPUT"]])
-                                           for g in [self.env["SCORING_GROUP_ID"], *scoring_groups])
+                state["scoring_lag"] = sum(
+                    self.lag(g, [self.env["TOPIC_SCORING_INPUT"]])
+                    for g in [self.env["SCORING_GROUP_ID"], *scoring_groups]
+                )
                 if state["scoring_lag"]:
                     return False
                 # the last batch may have left outbox rows (conversions) after the lag was read
@@ -296,8 +338,14 @@ class Harness:
                     raise
         raise AssertionError("unreachable")
 
-    def check(self, exp: Expected, *, faults: bool = True, settle_note: str | None = None,
-              republish_allowed: bool | None = None) -> Report:
+    def check(
+        self,
+        exp: Expected,
+        *,
+        faults: bool = True,
+        settle_note: str | None = None,
+        republish_allowed: bool | None = None,
+    ) -> Report:
         """Compare everything the system shows with the oracle."""
         scoring = next((s for s in self.of("scoring") if s.alive()), None)
         report = Report()
@@ -325,8 +373,15 @@ class Harness:
             stage_dump.close()
             dead_dump.close()
         keys = {(r[0], r[1]) for r in self.sql("SELECT event_id, role FROM processed_events")}
-        report = oracle.check(exp, customer=views.get, stages_total=total, stage_changes=stage_records,
-                              dead_letters=dead_records, processed_keys=keys, faults=faults)
+        report = oracle.check(
+            exp,
+            customer=views.get,
+            stages_total=total,
+            stage_changes=stage_records,
+            dead_letters=dead_records,
+            processed_keys=keys,
+            faults=faults,
+        )
         if republish_allowed is False and report.republished:
             report.discrepancies.append(f"{report.republished} stage changes re-published where none may be")
         if settle_note:
@@ -338,23 +393,40 @@ class Harness:
             report.discrepancies.append(f"the shop could not send: {self.feeder.error!r}")
         return report
 
-    def finish(self, fault: str, *, faults: bool = True, timeout_s: float = 240, ingest_groups: Sequence[str] = (),
-               scoring_groups: Sequence[str] = (), notes: Sequence[str] = (),
-               republish_allowed: bool | None = None) -> Outcome:
+    def finish(
+        self,
+        fault: str,
+        *,
+        faults: bool = True,
+        timeout_s: float = 240,
+        ingest_groups: Sequence[str] = (),
+        scoring_groups: Sequence[str] = (),
+        notes: Sequence[str] = (),
+        republish_allowed: bool | None = None,
+    ) -> Outcome:
         """Settle, check, and package the run for the table; logs of every process on failure."""
         exp = self.expected()
         note = self.settle(exp, timeout_s=timeout_s, ingest_groups=ingest_groups, scoring_groups=scoring_groups)
         report = self.check(exp, faults=faults, settle_note=note, republish_allowed=republish_allowed)
-        outcome = Outcome(fault=fault, events=len(self.sent), faults_injected=self.kills + self.extra_faults,
-                          report=report, seconds=time.monotonic() - self.started,
-                          notes=[*notes, f"{exp.customers} customers, {exp.accepted_events} distinct events, "
-                                 f"{exp.duplicate_messages} duplicate copies, {len(exp.rejected)} poison, "
-                                 f"{exp.conversions} conversions, {report.republished} re-published, "
-                                 f"{report.dead_letter_copies} extra dead letters"])
+        outcome = Outcome(
+            fault=fault,
+            events=len(self.sent),
+            faults_injected=self.kills + self.extra_faults,
+            report=report,
+            seconds=time.monotonic() - self.started,
+            notes=[
+                *notes,
+                f"{exp.customers} customers, {exp.accepted_events} distinct events, "
+                f"{exp.duplicate_messages} duplicate copies, {len(exp.rejected)} poison, "
+                f"{exp.conversions} conversions, {report.republished} re-published, "
+                f"{report.dead_letter_copies} extra dead letters",
+            ],
+        )
         (self.log_dir / "report.txt").write_text(f"{fault}\n{report.summary()}\n" + "\n".join(outcome.notes) + "\n")
         if not report.ok:
-            outcome.logs = "\n".join(f"--- {svc.name} (log {svc.log_path}):\n{svc.log_tail(15)}"
-                                     for svc in self.services)
+            outcome.logs = "\n".join(
+                f"--- {svc.name} (log {svc.log_path}):\n{svc.log_tail(15)}" for svc in self.services
+            )
         return outcome
 
     def close(self) -> None:

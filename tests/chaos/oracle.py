@@ -67,12 +67,12 @@ class Expected:
     """The oracle's answer."""
 
     states: dict[str, CustomerState]
-    rungs: dict[str, tuple[str, ...]]          # customer -> rungs entered, in ladder order (potential excluded)
-    keys: set[tuple[str, str]]                 # every (event_id, role) that must be processed once
-    rejected: list[Rejected]                   # one per rejected message sent (copies of poison included)
-    messages: int                              # shop messages sent
-    accepted_events: int                       # distinct valid shop events (by event_id)
-    duplicate_messages: int                    # valid messages that repeat an event already sent
+    rungs: dict[str, tuple[str, ...]]  # customer -> rungs entered, in ladder order (potential excluded)
+    keys: set[tuple[str, str]]  # every (event_id, role) that must be processed once
+    rejected: list[Rejected]  # one per rejected message sent (copies of poison included)
+    messages: int  # shop messages sent
+    accepted_events: int  # distinct valid shop events (by event_id)
+    duplicate_messages: int  # valid messages that repeat an event already sent
     conversions: int
     policy: Policy
 
@@ -90,16 +90,28 @@ class Expected:
         }
 
 
-def expected(sent: Sequence[Sent], *, now: datetime, policy: Policy, base_currency: str = "EUR",
-             max_bytes: int = 65536, max_future_skew_hours: int = 24) -> Expected:
+def expected(
+    sent: Sequence[Sent],
+    *,
+    now: datetime,
+    policy: Policy,
+    base_currency: str = "EUR",
+    max_bytes: int = 65536,
+    max_future_skew_hours: int = 24,
+) -> Expected:
     """What the system must end with after every message in `sent` was processed."""
     facts: dict[tuple[str, str], Fact] = {}
     rejected: list[Rejected] = []
     event_ids: set[str] = set()
     duplicates = 0
     for msg in sent:
-        result = validate(msg.value, base_currency=base_currency, max_bytes=max_bytes, now=now,
-                          max_future_skew_hours=max_future_skew_hours)
+        result = validate(
+            msg.value,
+            base_currency=base_currency,
+            max_bytes=max_bytes,
+            now=now,
+            max_future_skew_hours=max_future_skew_hours,
+        )
         if isinstance(result, Rejection):
             rejected.append(Rejected(key=msg.key, value=msg.value, code=result.code.value))
             continue
@@ -122,9 +134,14 @@ def expected(sent: Sequence[Sent], *, now: datetime, policy: Policy, base_curren
                 if isinstance(change, StageChanged):
                     entered[change.customer_id].append(change.to_stage)
                 elif isinstance(change, ReferralConverted):
-                    conv = Fact(kind="referral_converted", event_id=change.referral_event_id, role="converted",
-                                customer_id=change.referrer_id, occurred_at=change.occurred_at,
-                                other_customer_id=change.referred_customer_id)
+                    conv = Fact(
+                        kind="referral_converted",
+                        event_id=change.referral_event_id,
+                        role="converted",
+                        customer_id=change.referrer_id,
+                        occurred_at=change.occurred_at,
+                        other_customer_id=change.referred_customer_id,
+                    )
                     if conv.dedupe_key not in facts:
                         facts[conv.dedupe_key] = conv
                         new.append(conv)
@@ -136,11 +153,19 @@ def expected(sent: Sequence[Sent], *, now: datetime, policy: Policy, base_curren
     for cid, state in final.items():
         got = tuple(entered[cid])
         # the domain announces each rung once, in ladder order, up to the stage it ends on
-        assert got == STAGES[1:RANK[state.stage] + 1], (cid, got, state.stage)
+        assert got == STAGES[1 : RANK[state.stage] + 1], (cid, got, state.stage)
         rungs[cid] = got
-    return Expected(states=final, rungs=rungs, keys=set(facts), rejected=rejected, messages=len(sent),
-                    accepted_events=len(event_ids), duplicate_messages=duplicates, conversions=conversions,
-                    policy=policy)
+    return Expected(
+        states=final,
+        rungs=rungs,
+        keys=set(facts),
+        rejected=rejected,
+        messages=len(sent),
+        accepted_events=len(event_ids),
+        duplicate_messages=duplicates,
+        conversions=conversions,
+        policy=policy,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -163,9 +188,9 @@ class Report:
     """The verdict: discrepancies (empty = pass) and what faults legitimately produced."""
 
     discrepancies: list[str] = field(default_factory=list)
-    republished: int = 0          # stage-change copies beyond the first (allowed under faults)
-    dead_letter_copies: int = 0   # dead letters beyond one per rejected message sent (allowed under faults)
-    stage_changes: int = 0        # distinct (customer, rung) on the topic
+    republished: int = 0  # stage-change copies beyond the first (allowed under faults)
+    dead_letter_copies: int = 0  # dead letters beyond one per rejected message sent (allowed under faults)
+    stage_changes: int = 0  # distinct (customer, rung) on the topic
     customers_checked: int = 0
 
     @property
@@ -180,15 +205,24 @@ class Report:
         self.discrepancies.append(f"{what} ({len(items)}):\n    {shown}{more}")
 
     def summary(self) -> str:
-        head = (f"{self.customers_checked} customers, {self.stage_changes} stage changes checked; "
-                f"{self.republished} re-published stage-change copies, {self.dead_letter_copies} extra dead-letter "
-                f"copies; {len(self.discrepancies)} discrepancies")
+        head = (
+            f"{self.customers_checked} customers, {self.stage_changes} stage changes checked; "
+            f"{self.republished} re-published stage-change copies, {self.dead_letter_copies} extra dead-letter "
+            f"copies; {len(self.discrepancies)} discrepancies"
+        )
         return "\n".join([head, *self.discrepancies])
 
 
-def check(exp: Expected, *, customer: Callable[[str], dict[str, Any] | None], stages_total: int,
-          stage_changes: Iterable[Record], dead_letters: Iterable[Record],
-          processed_keys: set[tuple[str, str]] | None = None, faults: bool = True) -> Report:
+def check(
+    exp: Expected,
+    *,
+    customer: Callable[[str], dict[str, Any] | None],
+    stages_total: int,
+    stage_changes: Iterable[Record],
+    dead_letters: Iterable[Record],
+    processed_keys: set[tuple[str, str]] | None = None,
+    faults: bool = True,
+) -> Report:
     """Compare the system with the oracle; `faults` allows the at-least-once copies a crash leaves on topics."""
     report = Report()
     _check_customers(exp, customer, stages_total, report)
@@ -202,8 +236,9 @@ def check(exp: Expected, *, customer: Callable[[str], dict[str, Any] | None], st
     return report
 
 
-def _check_customers(exp: Expected, customer: Callable[[str], dict[str, Any] | None], stages_total: int,
-                     report: Report) -> None:
+def _check_customers(
+    exp: Expected, customer: Callable[[str], dict[str, Any] | None], stages_total: int, report: Report
+) -> None:
     missing: list[str] = []
     wrong: list[str] = []
     for cid in sorted(exp.states):
@@ -256,21 +291,33 @@ def _check_stage_changes(exp: Expected, records: list[Record], report: Report, *
     report.add("malformed stage-change messages", bad)
     want = {(cid, rung) for cid, rungs in exp.rungs.items() for rung in rungs}
     report.stage_changes = len(ids)
-    report.add("stage changes missing from the topic",
-               [f"{cid} -> {rung}" for cid, rung in sorted(want - set(ids))])
-    report.add("stage changes the oracle does not expect",
-               [f"{cid} -> {rung} ({sorted(ids[(cid, rung)])})" for cid, rung in sorted(set(ids) - want)])
-    report.add("customer and rung announced with more than one event_id",
-               [f"{pair}: {sorted(v)}" for pair, v in sorted(ids.items()) if len(v) > 1])
-    report.add("one event_id used for several customers or rungs",
-               [f"{eid}: {sorted(v)}" for eid, v in sorted(owners.items()) if len(v) > 1])
-    report.add("stage changes of a customer not in ladder order (first appearance)",
-               [f"{cid}: {order}" for cid, order in sorted(first_order.items())
-                if order != sorted(order, key=lambda r: RANK.get(r, 99))])
+    report.add("stage changes missing from the topic", [f"{cid} -> {rung}" for cid, rung in sorted(want - set(ids))])
+    report.add(
+        "stage changes the oracle does not expect",
+        [f"{cid} -> {rung} ({sorted(ids[(cid, rung)])})" for cid, rung in sorted(set(ids) - want)],
+    )
+    report.add(
+        "customer and rung announced with more than one event_id",
+        [f"{pair}: {sorted(v)}" for pair, v in sorted(ids.items()) if len(v) > 1],
+    )
+    report.add(
+        "one event_id used for several customers or rungs",
+        [f"{eid}: {sorted(v)}" for eid, v in sorted(owners.items()) if len(v) > 1],
+    )
+    report.add(
+        "stage changes of a customer not in ladder order (first appearance)",
+        [
+            f"{cid}: {order}"
+            for cid, order in sorted(first_order.items())
+            if order != sorted(order, key=lambda r: RANK.get(r, 99))
+        ],
+    )
     report.republished = sum(n - 1 for n in copies.values())
     if report.republished and not faults:
-        report.add("stage changes published more than once without any fault",
-                   [f"{pair} x{n}" for pair, n in sorted(copies.items()) if n > 1])
+        report.add(
+            "stage changes published more than once without any fault",
+            [f"{pair} x{n}" for pair, n in sorted(copies.items()) if n > 1],
+        )
 
 
 def _check_dead_letters(exp: Expected, records: list[Record], report: Report, *, faults: bool) -> None:
@@ -289,18 +336,23 @@ def _check_dead_letters(exp: Expected, records: list[Record], report: Report, *,
         code = rec.headers.get("error.code", b"").decode(errors="replace")
         if code != code_of[ident]:
             wrong.append(f"{_show(ident[1])}: error.code {code!r}, expected {code_of[ident]!r}")
-        absent = [h for h in ("error.message", "source.topic", "source.partition", "source.offset")
-                  if h not in rec.headers]
+        absent = [
+            h for h in ("error.message", "source.topic", "source.partition", "source.offset") if h not in rec.headers
+        ]
         if absent:
             wrong.append(f"{_show(ident[1])}: headers missing {absent}")
-    report.add("rejected messages missing from the dead-letter topic",
-               [f"{_show(i[1])} ({code_of[i]}) x{n - got[i]}" for i, n in sent.items() if got[i] < n])
+    report.add(
+        "rejected messages missing from the dead-letter topic",
+        [f"{_show(i[1])} ({code_of[i]}) x{n - got[i]}" for i, n in sent.items() if got[i] < n],
+    )
     report.add("dead letters with wrong error code or headers", wrong)
     report.add("dead letters that are not rejected input (a valid event dead-lettered?)", unexpected)
     report.dead_letter_copies = sum(max(0, got[i] - n) for i, n in sent.items())
     if report.dead_letter_copies and not faults:
-        report.add("dead letters written more than once without any fault",
-                   [f"{_show(i[1])} x{got[i]}" for i, n in sent.items() if got[i] > n])
+        report.add(
+            "dead letters written more than once without any fault",
+            [f"{_show(i[1])} x{got[i]}" for i, n in sent.items() if got[i] > n],
+        )
 
 
 def _show(value: bytes | None) -> str:

@@ -15,16 +15,26 @@ from devstack.runner import Process, python_module, readyz, tail_of
 class Service:
     """One service process; `restart` = the harness starts it again whenever it dies."""
 
-    def __init__(self, name: str, module: str, env: dict[str, str], log_dir: Path, *, port: int,
-                 faults: str = "", fault_budget: int = 0, restart: bool = True) -> None:
+    def __init__(
+        self,
+        name: str,
+        module: str,
+        env: dict[str, str],
+        log_dir: Path,
+        *,
+        port: int,
+        faults: str = "",
+        fault_budget: int = 0,
+        restart: bool = True,
+    ) -> None:
         self.name, self.module, self.env, self.port = name, module, env, port
         self.log_path = log_dir / f"{name}.log"
         self.faults, self.fault_budget, self.restart = faults, fault_budget, restart
         self.proc: Process | None = None
         self.starts = 0
-        self.kills = 0            # deaths by SIGKILL (ours or FAULT_INJECTION's)
+        self.kills = 0  # deaths by SIGKILL (ours or FAULT_INJECTION's)
         self.other_deaths: list[int] = []  # exits we did not cause: a crash
-        self.stopped = False      # stopped on purpose: not restarted
+        self.stopped = False  # stopped on purpose: not restarted
         self._counted: Process | None = None
 
     @property
@@ -49,8 +59,10 @@ class Service:
             env["FAULT_INJECTION"] = self.faults
         else:
             env.pop("FAULT_INJECTION", None)
-        banner = (f"start #{self.starts + 1} (FAULT_INJECTION={env.get('FAULT_INJECTION', '')}) "
-                  f"at {datetime.now(UTC).isoformat()}")
+        banner = (
+            f"start #{self.starts + 1} (FAULT_INJECTION={env.get('FAULT_INJECTION', '')}) "
+            f"at {datetime.now(UTC).isoformat()}"
+        )
         self.proc = Process(python_module(self.module), env=env, log_path=self.log_path, name=self.name)
         self.proc.start(banner=banner)
         self.starts += 1

@@ -21,5 +21,7 @@ def system_env(pg: EmbeddedPostgres, broker: EmbeddedBroker, migrated_template: 
 
 
 def test_whatever_the_shop_sends_is_dead_lettered_or_applied_at_chaos_volume(
-        system: System, system_env: dict[str, str]) -> None:  # noqa: F811 - the fixture imported above
+    system: System,  # noqa: F811 - the imported fixture, requested by name
+    system_env: dict[str, str],
+) -> None:
     run_fuzz(system, system_env, examples=examples_from_env(2000))

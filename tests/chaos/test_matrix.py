@@ -52,11 +52,20 @@ def record(table: list[Outcome], outcome: Outcome) -> None:
     assert outcome.report.ok, outcome.failure()
 
 
-def start(h: Harness, *, scoring: int = 1, ingest_faults: str = "", scoring_faults: str = "",
-          budget: int = 0, scoring_env: dict[str, str] | None = None) -> None:
+def start(
+    h: Harness,
+    *,
+    scoring: int = 1,
+    ingest_faults: str = "",
+    scoring_faults: str = "",
+    budget: int = 0,
+    scoring_env: dict[str, str] | None = None,
+) -> None:
     svcs = [h.add("ingest", faults=ingest_faults, fault_budget=budget if ingest_faults else 0)]
-    svcs += [h.add("scoring", faults=scoring_faults, fault_budget=budget if scoring_faults else 0, env=scoring_env)
-             for _ in range(scoring)]
+    svcs += [
+        h.add("scoring", faults=scoring_faults, fault_budget=budget if scoring_faults else 0, env=scoring_env)
+        for _ in range(scoring)
+    ]
     for svc in svcs:
         h.wait_ready(svc)
 
@@ -93,13 +102,15 @@ def test_kill_9_at_random_moments(make_harness: MakeHarness, chaos_table: list[O
 # FAULT_INJECTION: SIGKILL at the named crash points
 
 
-@pytest.mark.parametrize(("kind", "point"), [
-    ("ingest", "ingest.after_flush"),
-    ("scoring", "scoring.after_db_commit"),
-    ("scoring", "relay.after_publish"),
-])
-def test_fault_injection_points(make_harness: MakeHarness, chaos_table: list[Outcome], kind: str,
-                                point: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "point"),
+    [
+        ("ingest", "ingest.after_flush"),
+        ("scoring", "scoring.after_db_commit"),
+        ("scoring", "relay.after_publish"),
+    ],
+)
+def test_fault_injection_points(make_harness: MakeHarness, chaos_table: list[Outcome], kind: str, point: str) -> None:
     """The process SIGKILLs itself at `point` (p=0.2 per pass, three times, restarted each time)."""
     h = make_harness()
     spec = f"{point}=0.2"
@@ -126,8 +137,9 @@ def own_postgres(state_dir: Path) -> Iterator[list[EmbeddedPostgres]]:
     servers[-1].stop()
 
 
-def test_postgres_restart_mid_stream(make_harness: MakeHarness, chaos_table: list[Outcome],
-                                     own_postgres: list[EmbeddedPostgres]) -> None:
+def test_postgres_restart_mid_stream(
+    make_harness: MakeHarness, chaos_table: list[Outcome], own_postgres: list[EmbeddedPostgres]
+) -> None:
     """Stop PostgreSQL mid-stream for ~12 s and start it again on the same data and port: scoring's /readyz is
     503 naming the database meanwhile, its committed offsets do not move, and it resumes by itself."""
     pg = own_postgres[0]
@@ -157,8 +169,7 @@ def test_postgres_restart_mid_stream(make_harness: MakeHarness, chaos_table: lis
 
     h.feed(h.workload(events=2500, seed=31), rate=100)
     h.run_feed(during=Script(scenario))
-    outcome = h.finish("PostgreSQL restart mid-stream",
-                       notes=[f"scoring /readyz while down: {seen['readyz_end']}"])
+    outcome = h.finish("PostgreSQL restart mid-stream", notes=[f"scoring /readyz while down: {seen['readyz_end']}"])
     assert seen["readyz_end"] == (503, ["database"])
     assert seen["ingest_ready_while_down"] == 200  # ingest has no database
     assert seen["offsets_at_end"] == seen["offsets_at_start"], "scoring committed offsets while the database was down"
@@ -184,8 +195,12 @@ def test_duplicates_and_replay_from_the_beginning(make_harness: MakeHarness, cha
     ingest_group, scoring_group = f"ingest-replay-{h.suffix}", f"scoring-replay-{h.suffix}"
     h.add("ingest", env={"INGEST_GROUP_ID": ingest_group})
     h.add("scoring", env={"SCORING_GROUP_ID": scoring_group})
-    outcome = h.finish("duplicates + replay of every input topic", ingest_groups=[ingest_group],
-                       scoring_groups=[scoring_group], republish_allowed=False)
+    outcome = h.finish(
+        "duplicates + replay of every input topic",
+        ingest_groups=[ingest_group],
+        scoring_groups=[scoring_group],
+        republish_allowed=False,
+    )
     outcome.faults_injected = 2  # two replays
     record(chaos_table, outcome)
 
@@ -194,8 +209,7 @@ def test_duplicates_and_replay_from_the_beginning(make_harness: MakeHarness, cha
 # several scoring instances
 
 
-def test_two_and_three_scoring_instances_with_rebalances(make_harness: MakeHarness,
-                                                          chaos_table: list[Outcome]) -> None:
+def test_two_and_three_scoring_instances_with_rebalances(make_harness: MakeHarness, chaos_table: list[Outcome]) -> None:
     """Scoring instances join and leave while events flow (1 -> 2 -> 3, one stopped, one killed, one more
     joins): the same results as one instance.
 
@@ -269,8 +283,13 @@ def test_paused_consumer_past_max_poll_interval(make_harness: MakeHarness, chaos
 
     h.feed(h.workload(events=2500, seed=61), rate=80)
     h.run_feed(during=Script(scenario))
-    record(chaos_table, h.finish("SIGSTOP scoring past max.poll.interval, then SIGCONT",
-                                 notes=[f"facts processed by the other instance while paused: {taken_over}"]))
+    record(
+        chaos_table,
+        h.finish(
+            "SIGSTOP scoring past max.poll.interval, then SIGCONT",
+            notes=[f"facts processed by the other instance while paused: {taken_over}"],
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -300,9 +319,16 @@ def test_poison_pill_in_every_position_of_a_batch(make_harness: MakeHarness, cha
     producer = KafkaProducer(bootstrap_servers=h.bootstrap, acks="all", linger_ms=100, batch_size=1024 * 1024)
     try:
         for i, (kind, position) in enumerate(itertools.product(POISON_PILLS, positions)):
-            batch = batch_with_pill(size=n, position=position, kind=kind, seed=1000 + i, now=h.now,
-                                    prefix=f"{h.name[:10]}{h.suffix[:4]}-{i}", topic=h.topics.purchase,
-                                    id_field=PILL_ID_FIELDS[i % len(PILL_ID_FIELDS)])
+            batch = batch_with_pill(
+                size=n,
+                position=position,
+                kind=kind,
+                seed=1000 + i,
+                now=h.now,
+                prefix=f"{h.name[:10]}{h.suffix[:4]}-{i}",
+                topic=h.topics.purchase,
+                id_field=PILL_ID_FIELDS[i % len(PILL_ID_FIELDS)],
+            )
             h.sent.extend(batch)  # counted by the oracle
             # one flush, lingering: the batch goes out as one produce request, so ingest polls it whole
             futures = [producer.send(m.topic, key=m.key, value=m.value) for m in batch]
@@ -312,8 +338,11 @@ def test_poison_pill_in_every_position_of_a_batch(make_harness: MakeHarness, cha
         producer.close(5)
     outcome = h.finish("poison pill at every position of a batch", faults=False)
     scoring = h.of("scoring")[0]
-    flows = [f"GET /v1/flows?bucket={b}: {r.status_code} {r.text[:200]}"
-             for b in ("week", "day", "month") if (r := h.get(scoring.url(f"/v1/flows?bucket={b}"))).status_code != 200]
+    flows = [
+        f"GET /v1/flows?bucket={b}: {r.status_code} {r.text[:200]}"
+        for b in ("week", "day", "month")
+        if (r := h.get(scoring.url(f"/v1/flows?bucket={b}"))).status_code != 200
+    ]
     outcome.report.add("flows queries that fail", flows)
     record(chaos_table, outcome)
 
@@ -328,9 +357,21 @@ def proxied_broker(state_dir: Path) -> Iterator[tuple[str, TcpProxy]]:
     listen, advertised = free_port(), free_port()
     log = open(state_dir / f"broker-proxied-{listen}.log", "ab")
     proc = subprocess.Popen(
-        [broker_binary(), "broker", "--listener-url", f"tcp://127.0.0.1:{listen}",
-         "--advertised-listener-url", f"tcp://127.0.0.1:{advertised}", "--storage-engine", "memory://tansu/"],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        [
+            broker_binary(),
+            "broker",
+            "--listener-url",
+            f"tcp://127.0.0.1:{listen}",
+            "--advertised-listener-url",
+            f"tcp://127.0.0.1:{advertised}",
+            "--storage-engine",
+            "memory://tansu/",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
+    )
     log.close()
     proxy = TcpProxy(advertised, listen)
     try:
@@ -347,8 +388,9 @@ def proxied_broker(state_dir: Path) -> Iterator[tuple[str, TcpProxy]]:
             proc.wait(5)
 
 
-def test_broker_unreachable_for_a_while(make_harness: MakeHarness, chaos_table: list[Outcome],
-                                        proxied_broker: tuple[str, TcpProxy]) -> None:
+def test_broker_unreachable_for_a_while(
+    make_harness: MakeHarness, chaos_table: list[Outcome], proxied_broker: tuple[str, TcpProxy]
+) -> None:
     """Every connection to the broker is cut (and new ones refused) for ~15 s mid-stream: both services' /readyz
     say 503 naming the broker meanwhile; afterwards nothing is lost."""
     bootstrap, proxy = proxied_broker
@@ -386,8 +428,9 @@ def test_broker_unreachable_for_a_while(make_harness: MakeHarness, chaos_table: 
 # bounded growth
 
 
-def test_retention_prunes_dedupe_and_the_outbox_keeps_nothing_published(make_harness: MakeHarness,
-                                                                         chaos_table: list[Outcome]) -> None:
+def test_retention_prunes_dedupe_and_the_outbox_keeps_nothing_published(
+    make_harness: MakeHarness, chaos_table: list[Outcome]
+) -> None:
     """`relay.prune` deletes dedupe records past their retention, and nothing else; the relay has deleted every row
     it published; a very late duplicate of a pruned event id is then counted again (documented), one of a kept id
     is not."""
@@ -402,15 +445,23 @@ def test_retention_prunes_dedupe_and_the_outbox_keeps_nothing_published(make_har
     if h.sql("SELECT count(*) FROM outbox")[0][0] != 0:
         problems.append("published rows remain in the outbox")
     # age every customer's dedupe records but one's past 30 days
-    purchases = [(m, f) for m in h.sent if m.value and b'"purchase"' in m.value
-                 for f in [_fact(m)] if f is not None and f["refund"] is False]
+    purchases = [
+        (m, f)
+        for m in h.sent
+        if m.value and b'"purchase"' in m.value
+        for f in [_fact(m)]
+        if f is not None and f["refund"] is False
+    ]
     old_msg, old = purchases[0]
     kept_msg, kept = next((m, f) for m, f in purchases if f["customer_id"] != old["customer_id"])
     with h.engine.begin() as conn:
-        aged = conn.execute(text("UPDATE processed_events SET processed_at = now() - interval '31 days' "
-                                 "WHERE customer_id <> :kept"), {"kept": kept["customer_id"]}).rowcount
-        kept_rows = conn.execute(text("SELECT count(*) FROM processed_events WHERE customer_id = :kept"),
-                                 {"kept": kept["customer_id"]}).scalar()
+        aged = conn.execute(
+            text("UPDATE processed_events SET processed_at = now() - interval '31 days' WHERE customer_id <> :kept"),
+            {"kept": kept["customer_id"]},
+        ).rowcount
+        kept_rows = conn.execute(
+            text("SELECT count(*) FROM processed_events WHERE customer_id = :kept"), {"kept": kept["customer_id"]}
+        ).scalar()
     removed = prune(engine=h.engine, dedupe_retention_days=30)
     if removed != aged:
         problems.append(f"prune removed {removed} dedupe records, expected {aged}")
@@ -422,8 +473,12 @@ def test_retention_prunes_dedupe_and_the_outbox_keeps_nothing_published(make_har
     before_old = _customer(h, old["customer_id"])
     before_kept = _customer(h, kept["customer_id"])
     h.send_now([Sent(old_msg.topic, old_msg.key, old_msg.value), Sent(kept_msg.topic, kept_msg.key, kept_msg.value)])
-    wait_until(lambda: _customer(h, old["customer_id"])["counts"]["orders"] == before_old["counts"]["orders"] + 1,
-             timeout_s=60, tick=h.tick, what="the late duplicate of a pruned id to count again")
+    wait_until(
+        lambda: _customer(h, old["customer_id"])["counts"]["orders"] == before_old["counts"]["orders"] + 1,
+        timeout_s=60,
+        tick=h.tick,
+        what="the late duplicate of a pruned id to count again",
+    )
     settle = h.settle(None, timeout_s=60)  # everything read (lag 0) before looking at the kept customer
     if settle:
         problems.append(settle)

@@ -37,29 +37,71 @@ def _faithful(exp: Expected) -> dict[str, Any]:
     """What a correct system shows for `exp`."""
     views = {}
     for cid, state in exp.states.items():
-        views[cid] = {"stage": state.stage, "counts": {n: getattr(state, n) for n in oracle.COUNT_NAMES},
-                      "profitability": profitability(state, policy=POLICY)}
-    stages = [Record(key=cid.encode(), value=json.dumps({
-        "event_id": stage_change_id(cid, rung), "customer_id": cid, "to_stage": rung,
-        "from_stage": STAGES[RANK[rung] - 1]}).encode())
-        for cid, rungs in exp.rungs.items() for rung in rungs]
-    dead = [Record(key=r.key, value=r.value, headers={
-        "error.code": r.code.encode(), "error.message": b"m", "source.topic": b"t", "source.partition": b"0",
-        "source.offset": b"1"}) for r in exp.rejected]
+        views[cid] = {
+            "stage": state.stage,
+            "counts": {n: getattr(state, n) for n in oracle.COUNT_NAMES},
+            "profitability": profitability(state, policy=POLICY),
+        }
+    stages = [
+        Record(
+            key=cid.encode(),
+            value=json.dumps(
+                {
+                    "event_id": stage_change_id(cid, rung),
+                    "customer_id": cid,
+                    "to_stage": rung,
+                    "from_stage": STAGES[RANK[rung] - 1],
+                }
+            ).encode(),
+        )
+        for cid, rungs in exp.rungs.items()
+        for rung in rungs
+    ]
+    dead = [
+        Record(
+            key=r.key,
+            value=r.value,
+            headers={
+                "error.code": r.code.encode(),
+                "error.message": b"m",
+                "source.topic": b"t",
+                "source.partition": b"0",
+                "source.offset": b"1",
+            },
+        )
+        for r in exp.rejected
+    ]
     return {"views": views, "stages": stages, "dead": dead, "keys": set(exp.keys)}
 
 
 def _check(exp: Expected, sys: dict[str, Any], *, faults: bool = False) -> oracle.Report:
-    return oracle.check(exp, customer=sys["views"].get, stages_total=len(sys["views"]),
-                        stage_changes=sys["stages"], dead_letters=sys["dead"], processed_keys=sys["keys"],
-                        faults=faults)
+    return oracle.check(
+        exp,
+        customer=sys["views"].get,
+        stages_total=len(sys["views"]),
+        stage_changes=sys["stages"],
+        dead_letters=sys["dead"],
+        processed_keys=sys["keys"],
+        faults=faults,
+    )
 
 
 def test_the_workload_has_every_ingredient(sent: list[Sent], exp: Expected) -> None:
     codes = {r.code for r in exp.rejected}
-    assert {"invalid_json", "invalid_encoding", "not_an_object", "too_large", "missing_field", "invalid_field",
-            "unknown_type", "invalid_amount", "wrong_currency", "self_referral", "invalid_timestamp",
-            "future_timestamp"} <= codes
+    assert {
+        "invalid_json",
+        "invalid_encoding",
+        "not_an_object",
+        "too_large",
+        "missing_field",
+        "invalid_field",
+        "unknown_type",
+        "invalid_amount",
+        "wrong_currency",
+        "self_referral",
+        "invalid_timestamp",
+        "future_timestamp",
+    } <= codes
     assert exp.duplicate_messages > 0 and exp.conversions > 0
     assert {s.stage for s in exp.states.values()} == {"visitor", "first_purchase", "regular", "advocate"}
     assert any(s.refunds for s in exp.states.values()) and any(s.complaints for s in exp.states.values())
@@ -68,8 +110,9 @@ def test_the_workload_has_every_ingredient(sent: list[Sent], exp: Expected) -> N
 def test_the_expectation_does_not_depend_on_send_order(sent: list[Sent], exp: Expected) -> None:
     valid_only = [m for m in sent if m.value is not None]
     backwards = oracle.expected(list(reversed(valid_only)), now=NOW, policy=POLICY)
-    assert {c: (s.stage, s.orders, s.sales, s.costs, s.referrals_converted) for c, s in backwards.states.items()} == \
-        {c: (s.stage, s.orders, s.sales, s.costs, s.referrals_converted) for c, s in exp.states.items()}
+    assert {c: (s.stage, s.orders, s.sales, s.costs, s.referrals_converted) for c, s in backwards.states.items()} == {
+        c: (s.stage, s.orders, s.sales, s.costs, s.referrals_converted) for c, s in exp.states.items()
+    }
     assert backwards.rungs == exp.rungs
 
 
@@ -128,6 +171,12 @@ def test_republished_copies_count_under_faults_and_fail_without(exp: Expected) -
 
 def test_an_unexpected_customer_is_named(exp: Expected) -> None:
     sys = _faithful(exp)
-    report = oracle.check(exp, customer=sys["views"].get, stages_total=len(sys["views"]) + 1,
-                          stage_changes=sys["stages"], dead_letters=sys["dead"], processed_keys=sys["keys"])
+    report = oracle.check(
+        exp,
+        customer=sys["views"].get,
+        stages_total=len(sys["views"]) + 1,
+        stage_changes=sys["stages"],
+        dead_letters=sys["dead"],
+        processed_keys=sys["keys"],
+    )
     assert "GET /v1/stages total" in report.summary()

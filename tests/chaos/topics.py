@@ -19,12 +19,19 @@ class Feeder(threading.Thread):
     def __init__(self, bootstrap: str, messages: Sequence[Sent], *, rate: float) -> None:
         super().__init__(name="feeder", daemon=True)
         self.messages, self.rate = messages, rate
-        self.producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all", retries=20,
-                                      retry_backoff_ms=300, request_timeout_ms=30000,
-                                      max_request_size=4 * 1024 * 1024, max_block_ms=120000)
+        self.producer = KafkaProducer(
+            bootstrap_servers=bootstrap,
+            linger_ms=5,
+            acks="all",
+            retries=20,
+            retry_backoff_ms=300,
+            request_timeout_ms=30000,
+            max_request_size=4 * 1024 * 1024,
+            max_block_ms=120000,
+        )
         self.sent = 0
         self.error: BaseException | None = None
-        self.hold = threading.Event()   # set: wait before sending more
+        self.hold = threading.Event()  # set: wait before sending more
         self.holding = threading.Event()  # set by the feeder while it waits on `hold`
         self.done = threading.Event()
         self._abort = threading.Event()
@@ -44,8 +51,7 @@ class Feeder(threading.Thread):
                 self.holding.clear()
                 if self._abort.is_set():
                     return
-                futures = [self.producer.send(m.topic, key=m.key, value=m.value)
-                           for m in self.messages[i:i + chunk]]
+                futures = [self.producer.send(m.topic, key=m.key, value=m.value) for m in self.messages[i : i + chunk]]
                 self.producer.flush(120)
                 for f in futures:
                     f.get(timeout=0)
@@ -69,8 +75,9 @@ class TopicDump:
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.topic = topic
-        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                      max_partition_fetch_bytes=8 * 1024 * 1024)
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024
+        )
         parts = wait_until(lambda: self.consumer.partitions_for_topic(topic), timeout_s=30, what=f"{topic} metadata")
         self.tps = [TopicPartition(topic, p) for p in sorted(parts)]
         self.consumer.assign(self.tps)
@@ -82,8 +89,10 @@ class TopicDump:
 
         def done() -> bool:
             for batch in self.consumer.poll(timeout_ms=200, max_records=20000).values():
-                self.records.extend(Record(key=r.key, value=r.value, headers=dict(r.headers), partition=r.partition,
-                                           offset=r.offset) for r in batch)
+                self.records.extend(
+                    Record(key=r.key, value=r.value, headers=dict(r.headers), partition=r.partition, offset=r.offset)
+                    for r in batch
+                )
             return all(self.consumer.position(tp) >= ends[tp] for tp in self.tps)
 
         wait_until(done, timeout_s=timeout_s, interval_s=0, what=f"reading {self.topic} to its end")

@@ -80,13 +80,18 @@ class Shop:
             return self.clamp(base + timedelta(hours=self.rng.randint(1, 48)))
         return base + timedelta(seconds=self.rng.randint(0, int((end - base).total_seconds())))
 
-    def purchase(self, cid: str, at: datetime, *, full_price: bool | None = None,
-                 refund: bool = False) -> dict[str, Any]:
+    def purchase(
+        self, cid: str, at: datetime, *, full_price: bool | None = None, refund: bool = False
+    ) -> dict[str, Any]:
         rng = self.rng
         full = rng.random() < 0.5 if full_price is None else full_price
         event: dict[str, Any] = {
-            "event_id": self.eid("p"), "type": "purchase", "customer_id": cid, "occurred_at": _ts(at, rng),
-            "amount": _money(rng, 5, 400), "currency": "EUR",
+            "event_id": self.eid("p"),
+            "type": "purchase",
+            "customer_id": cid,
+            "occurred_at": _ts(at, rng),
+            "amount": _money(rng, 5, 400),
+            "currency": "EUR",
         }
         if rng.random() < 0.8:
             event["cost"] = _money(rng, 1, 150)
@@ -105,16 +110,25 @@ class Shop:
         return event
 
     def referral(self, cid: str, referred: str, at: datetime) -> dict[str, Any]:
-        event: dict[str, Any] = {"event_id": self.eid("r"), "type": "referral", "customer_id": cid,
-                                 "referred_customer_id": referred, "occurred_at": _ts(at, self.rng)}
+        event: dict[str, Any] = {
+            "event_id": self.eid("r"),
+            "type": "referral",
+            "customer_id": cid,
+            "referred_customer_id": referred,
+            "occurred_at": _ts(at, self.rng),
+        }
         if self.rng.random() < 0.7:
             event["reward_cost"] = _money(self.rng, 1, 20)
         return event
 
     def complaint(self, cid: str, at: datetime) -> dict[str, Any]:
         rng = self.rng
-        event: dict[str, Any] = {"event_id": self.eid("k"), "type": "complaint", "customer_id": cid,
-                                 "occurred_at": _ts(at, rng)}
+        event: dict[str, Any] = {
+            "event_id": self.eid("k"),
+            "type": "complaint",
+            "customer_id": cid,
+            "occurred_at": _ts(at, rng),
+        }
         if rng.random() < 0.7:
             event["severity"] = rng.choice(("low", "medium", "high"))
         if rng.random() < 0.5:
@@ -128,14 +142,20 @@ class Shop:
         rng = self.rng
         cid = self.new_customer()
         out: list[tuple[datetime, dict[str, Any]]] = []
-        persona = rng.choices(("visitor", "once", "occasional", "regular", "advocate", "refunder"),
-                              weights=(8, 22, 20, 22, 18, 10))[0]
+        persona = rng.choices(
+            ("visitor", "once", "occasional", "regular", "advocate", "refunder"), weights=(8, 22, 20, 22, 18, 10)
+        )[0]
         first = self.when()
         if persona == "visitor":
             out.append((first, self.complaint(cid, first)))
         else:
-            n_orders = {"once": 1, "occasional": rng.randint(2, 3), "regular": rng.randint(3, 6),
-                        "advocate": rng.randint(4, 8), "refunder": rng.randint(1, 4)}[persona]
+            n_orders = {
+                "once": 1,
+                "occasional": rng.randint(2, 3),
+                "regular": rng.randint(3, 6),
+                "advocate": rng.randint(4, 8),
+                "refunder": rng.randint(1, 4),
+            }[persona]
             at = first
             for i in range(n_orders):
                 full = True if persona == "advocate" and rng.random() < 0.8 else None
@@ -178,8 +198,14 @@ class Shop:
 def poison(rng: random.Random, tag: str, topic: str, now: datetime) -> list[Sent]:
     """One of each bad input of contract section 3 (and a few more), each with its own bytes."""
     at = "2026-05-01T10:00:00Z"
-    base = {"event_id": f"{tag}-x", "type": "purchase", "customer_id": f"{tag}-pc", "occurred_at": at,
-            "amount": "10.00", "currency": "EUR"}
+    base = {
+        "event_id": f"{tag}-x",
+        "type": "purchase",
+        "customer_id": f"{tag}-pc",
+        "occurred_at": at,
+        "amount": "10.00",
+        "currency": "EUR",
+    }
 
     def obj(**changes: Any) -> bytes:
         body = {**base, **changes, "event_id": f"{tag}-{rng.getrandbits(40):x}"}
@@ -187,36 +213,36 @@ def poison(rng: random.Random, tag: str, topic: str, now: datetime) -> list[Sent
 
     future = (now + timedelta(days=10)).isoformat(timespec="seconds").replace("+00:00", "Z")
     values: list[bytes | None] = [
-        f"not json at all {tag}".encode(),                                  # not JSON
-        b"",                                                                 # empty value
-        b"\xff\xfe\x00garbage " + tag.encode(),                             # not UTF-8
-        "\ufeff".encode() + obj(),                                           # byte order mark
-        json.dumps(["purchase", tag]).encode(),                             # not an object
-        json.dumps(f"a string {tag}").encode(),                              # not an object
-        obj(padding="x" * 70_000),                                           # over 64 KiB
-        obj(amount=_DROP),                                                   # missing field
-        obj(customer_id=_DROP),                                              # missing field
-        obj(type=_DROP),                                                     # missing type
-        obj(customer_id=12345),                                              # wrong field type
-        json.dumps({**base, "event_id": "e" * 129 + tag}).encode(),          # id too long
-        obj(customer_id=""),                                                 # id too short
-        obj(refund="yes"),                                                   # wrong field type
-        obj(type="gift"),                                                    # unknown type
-        obj(amount="-5.00"),                                                 # negative amount
-        obj(amount=-1),                                                      # negative amount
-        obj(amount="ten euros"),                                             # non-numeric amount
-        obj(amount=True),                                                    # boolean amount
-        obj(amount="10.001"),                                                # 3 decimal places
-        obj(amount="NaN"),                                                   # NaN as a string
-        obj(amount="__NAN__").replace(b'"__NAN__"', b"NaN"),                # NaN as a JSON literal
-        obj(amount="__INF__").replace(b'"__INF__"', b"Infinity"),           # Infinity
-        obj(currency="USD"),                                                 # wrong currency
-        obj(type="referral", referred_customer_id=f"{tag}-pc"),              # self-referral
-        obj(occurred_at="2026-05-01T10:00:00"),                              # timestamp without offset
-        obj(occurred_at="yesterday"),                                        # not a timestamp
-        obj(occurred_at=future),                                             # in the future
-        obj(type="complaint", severity="apocalyptic"),                       # wrong enum
-        None,                                                                # tombstone (no value)
+        f"not json at all {tag}".encode(),  # not JSON
+        b"",  # empty value
+        b"\xff\xfe\x00garbage " + tag.encode(),  # not UTF-8
+        "\ufeff".encode() + obj(),  # byte order mark
+        json.dumps(["purchase", tag]).encode(),  # not an object
+        json.dumps(f"a string {tag}").encode(),  # not an object
+        obj(padding="x" * 70_000),  # over 64 KiB
+        obj(amount=_DROP),  # missing field
+        obj(customer_id=_DROP),  # missing field
+        obj(type=_DROP),  # missing type
+        obj(customer_id=12345),  # wrong field type
+        json.dumps({**base, "event_id": "e" * 129 + tag}).encode(),  # id too long
+        obj(customer_id=""),  # id too short
+        obj(refund="yes"),  # wrong field type
+        obj(type="gift"),  # unknown type
+        obj(amount="-5.00"),  # negative amount
+        obj(amount=-1),  # negative amount
+        obj(amount="ten euros"),  # non-numeric amount
+        obj(amount=True),  # boolean amount
+        obj(amount="10.001"),  # 3 decimal places
+        obj(amount="NaN"),  # NaN as a string
+        obj(amount="__NAN__").replace(b'"__NAN__"', b"NaN"),  # NaN as a JSON literal
+        obj(amount="__INF__").replace(b'"__INF__"', b"Infinity"),  # Infinity
+        obj(currency="USD"),  # wrong currency
+        obj(type="referral", referred_customer_id=f"{tag}-pc"),  # self-referral
+        obj(occurred_at="2026-05-01T10:00:00"),  # timestamp without offset
+        obj(occurred_at="yesterday"),  # not a timestamp
+        obj(occurred_at=future),  # in the future
+        obj(type="complaint", severity="apocalyptic"),  # wrong enum
+        None,  # tombstone (no value)
     ]
     out = []
     for i, value in enumerate(values):
@@ -232,9 +258,17 @@ class _Drop:
 _DROP: Any = _Drop()
 
 
-def generate(*, events: int, seed: int, prefix: str, topics: Topics, now: datetime,
-             duplicate_rate: float = 0.03, poison_sets: int | None = None,
-             start: datetime | None = None) -> list[Sent]:
+def generate(
+    *,
+    events: int,
+    seed: int,
+    prefix: str,
+    topics: Topics,
+    now: datetime,
+    duplicate_rate: float = 0.03,
+    poison_sets: int | None = None,
+    start: datetime | None = None,
+) -> list[Sent]:
     """About `events` shop messages (valid events in a jittered time order, exact duplicates, poison)."""
     rng = random.Random(seed)
     # eight months of history ending well before `now`
@@ -281,11 +315,23 @@ PILL_ID_FIELDS = ("customer_id", "event_id", "referred_customer_id", "order_id")
 def poison_pill(kind: str, tag: str, *, id_field: str = "customer_id") -> bytes:
     """The bytes of one pill of `kind`; the id kinds spoil `id_field` (a referral carries referred_customer_id)."""
     at = "2026-05-01T10:00:00Z"
-    event: dict[str, Any] = {"event_id": f"{tag}-e", "type": "purchase", "customer_id": f"{tag}-c", "occurred_at": at,
-                             "amount": "10.00", "currency": "EUR", "order_id": f"{tag}-o"}
+    event: dict[str, Any] = {
+        "event_id": f"{tag}-e",
+        "type": "purchase",
+        "customer_id": f"{tag}-c",
+        "occurred_at": at,
+        "amount": "10.00",
+        "currency": "EUR",
+        "order_id": f"{tag}-o",
+    }
     if id_field == "referred_customer_id":
-        event = {"event_id": f"{tag}-e", "type": "referral", "customer_id": f"{tag}-c",
-                 "referred_customer_id": f"{tag}-r", "occurred_at": at}
+        event = {
+            "event_id": f"{tag}-e",
+            "type": "referral",
+            "customer_id": f"{tag}-c",
+            "referred_customer_id": f"{tag}-r",
+            "occurred_at": at,
+        }
     if kind == "nul_id":
         event[id_field] += "\x00"
     elif kind == "lone_surrogate_id":
@@ -299,16 +345,26 @@ def poison_pill(kind: str, tag: str, *, id_field: str = "customer_id") -> bytes:
     return json.dumps(event).encode()
 
 
-def batch_with_pill(*, size: int, position: int, kind: str, seed: int, prefix: str, topic: str, now: datetime,
-                    id_field: str = "customer_id") -> list[Sent]:
+def batch_with_pill(
+    *,
+    size: int,
+    position: int,
+    kind: str,
+    seed: int,
+    prefix: str,
+    topic: str,
+    now: datetime,
+    id_field: str = "customer_id",
+) -> list[Sent]:
     """`size` messages for one partition (one key, one topic: the whole batch reaches ingest as one poll): valid
     events of a realistic shop with the pill of `kind` at index `position`."""
-    shop = Shop(seed=seed, prefix=prefix, start=(now - timedelta(days=300)).replace(hour=0, minute=0, second=0,
-                                                                                     microsecond=0))
+    shop = Shop(
+        seed=seed, prefix=prefix, start=(now - timedelta(days=300)).replace(hour=0, minute=0, second=0, microsecond=0)
+    )
     events: list[dict[str, Any]] = []
     while len(events) < size - 1:
         events.extend(event for _, event in shop.customer_story())
-    values = [json.dumps(event).encode() for event in events[:size - 1]]
+    values = [json.dumps(event).encode() for event in events[: size - 1]]
     values.insert(position, poison_pill(kind, f"{prefix}-pill", id_field=id_field))
     key = f"{prefix}-batch".encode()
     return [Sent(topic=topic, key=key, value=value) for value in values]

@@ -42,9 +42,14 @@ def system(system_env: dict[str, str], state_dir: Path) -> Iterator[System]:
 
 @pytest.fixture(scope="module")
 def shop(system_env: dict[str, str]) -> Iterator[Shop]:
-    s = Shop(system_env["KAFKA_BOOTSTRAP_SERVERS"], {
-        "purchase": system_env["TOPIC_PURCHASES"], "referral": system_env["TOPIC_REFERRALS"],
-        "complaint": system_env["TOPIC_COMPLAINTS"]})
+    s = Shop(
+        system_env["KAFKA_BOOTSTRAP_SERVERS"],
+        {
+            "purchase": system_env["TOPIC_PURCHASES"],
+            "referral": system_env["TOPIC_REFERRALS"],
+            "complaint": system_env["TOPIC_COMPLAINTS"],
+        },
+    )
     yield s
     s.close()
 

@@ -68,21 +68,65 @@ def fuzz_system_env(base: dict[str, str]) -> dict[str, str]:
 # characters at the edges of what an id or a text field may hold: NUL and the other C0 controls, DEL, C1
 # controls, lone surrogates (only expressible as JSON escapes, or as invalid UTF-8), bidi controls, BOM, a
 # noncharacter, the last code point, emoji with joiners, a combining mark, and what URLs and CSV care about
-EDGE_CHARS = ["\x00", "\x01", "\t", "\n", "\x1b", "\x1f", "\x7f", "\x80", "\x85", "\x9f", "\ud800", "\udbff",
-              "\udc00", "\udfff", "\u200e", "\u200f", "\u202e", "\u2066", "\u2028", "\ufeff", "\ufffd", "\uffff",
-              "\U0010ffff", "\U0001f600", "\U0001f469\u200d\U0001f469\u200d\U0001f467", "e\u0301", '"', "\\", "/",
-              "?", "#", "%", "%2F", " ", ",", ";", "..", "\u0663", "\uff11"]
+EDGE_CHARS = [
+    "\x00",
+    "\x01",
+    "\t",
+    "\n",
+    "\x1b",
+    "\x1f",
+    "\x7f",
+    "\x80",
+    "\x85",
+    "\x9f",
+    "\ud800",
+    "\udbff",
+    "\udc00",
+    "\udfff",
+    "\u200e",
+    "\u200f",
+    "\u202e",
+    "\u2066",
+    "\u2028",
+    "\ufeff",
+    "\ufffd",
+    "\uffff",
+    "\U0010ffff",
+    "\U0001f600",
+    "\U0001f469\u200d\U0001f469\u200d\U0001f467",
+    "e\u0301",
+    '"',
+    "\\",
+    "/",
+    "?",
+    "#",
+    "%",
+    "%2F",
+    " ",
+    ",",
+    ";",
+    "..",
+    "\u0663",
+    "\uff11",
+]
 
 edge_text = st.lists(st.one_of(st.sampled_from(EDGE_CHARS), st.characters()), max_size=12).map("".join)
 short_text = st.one_of(st.text(max_size=12), edge_text)
 # up to 60 KB: a unit repeated (drawing 60,000 characters one by one is slow and trips Hypothesis' size limits)
 huge_text = st.builds(lambda unit, n: (unit * n)[:60_000], short_text.filter(bool), st.integers(500, 60_000))
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(10**30), max_value=10**30),
-                    st.floats(allow_nan=True, allow_infinity=True), short_text)
-json_values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                            st.dictionaries(short_text, inner, max_size=4)),
-                           max_leaves=20)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=True, allow_infinity=True),
+    short_text,
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(short_text, inner, max_size=4)),
+    max_leaves=20,
+)
 
 
 @dataclass(frozen=True)
@@ -126,28 +170,122 @@ ID_EDGES = st.one_of(
 )
 # money at and past every bound: zero and minus zero, below a cent, 1e15 and just below, exponents no float
 # holds, 40 and 41 digits, NaN and infinities as strings and as literals, and spellings that are not numbers
-MONEY_EDGES = st.sampled_from([
-    0, "0", "-0", Raw("-0"), Raw("-0.0"), 0.001, "0.001", Raw("0.001"), "0.01", Raw("1e15"), "1e15",
-    "999999999999999.99", Raw("999999999999999.99"), "999999999999999.98", Raw("999999999999999.989"),
-    Raw(str(10**15 - 1)), "1e-400", Raw("1e-400"), "1e400", Raw("1e400"), Raw("1E+3"), "1E+3", "NaN",
-    Raw("NaN"), "Infinity", Raw("Infinity"), Raw("-Infinity"), "-Infinity", "4" * 40, "4" * 41, Raw("4" * 41),
-    "0." + "0" * 38 + "1", "0." + "0" * 39 + "1", Raw("1" + "0" * 40), "-1", Raw("-0.01"), "1,00", " 1", "+1",
-    ".5", "5.", "0x10", "\u0661\u0662", "1e", "", True, None, [], {},
-])
-TIMESTAMP_EDGES = st.sampled_from([
-    "2026-06-01T10:00:00", "2026-06-01T10:00:00Z", "0001-01-01T00:00:00Z", "0001-01-01T00:00:00+23:59",
-    "1969-12-31T23:59:59Z", "1969-12-31T23:59:59.999999Z", "1970-01-01T00:00:00Z", "1969-12-31T23:30:00-01:00",
-    "9999-12-31T23:59:59Z", "9999-12-31T23:59:59-23:59", "2999-01-01T00:00:00Z", "2026-06-01T10:00:00+24:00",
-    "2026-06-01T10:00:00-24:00", "2026-06-01T10:00:00+23:59", "2016-12-31T23:59:60Z", "2026-06-30T23:59:60Z",
-    "2026-02-29T10:00:00Z", "2024-02-29T10:00:00Z", "2026-06-01T10:00:00.123456789Z", "2026-06-01t10:00:00z",
-    "2026-06-01 10:00:00Z", "2026-06-01T10:00:00+05:30", "2026-13-01T00:00:00Z", "2026-06-01T24:00:00Z",
-    "\uff12\uff10\uff12\uff16-06-01T10:00:00Z", "2026-06-01T10:00:00Z\x00", "", 1780000000, None,
-])
+MONEY_EDGES = st.sampled_from(
+    [
+        0,
+        "0",
+        "-0",
+        Raw("-0"),
+        Raw("-0.0"),
+        0.001,
+        "0.001",
+        Raw("0.001"),
+        "0.01",
+        Raw("1e15"),
+        "1e15",
+        "999999999999999.99",
+        Raw("999999999999999.99"),
+        "999999999999999.98",
+        Raw("999999999999999.989"),
+        Raw(str(10**15 - 1)),
+        "1e-400",
+        Raw("1e-400"),
+        "1e400",
+        Raw("1e400"),
+        Raw("1E+3"),
+        "1E+3",
+        "NaN",
+        Raw("NaN"),
+        "Infinity",
+        Raw("Infinity"),
+        Raw("-Infinity"),
+        "-Infinity",
+        "4" * 40,
+        "4" * 41,
+        Raw("4" * 41),
+        "0." + "0" * 38 + "1",
+        "0." + "0" * 39 + "1",
+        Raw("1" + "0" * 40),
+        "-1",
+        Raw("-0.01"),
+        "1,00",
+        " 1",
+        "+1",
+        ".5",
+        "5.",
+        "0x10",
+        "\u0661\u0662",
+        "1e",
+        "",
+        True,
+        None,
+        [],
+        {},
+    ]
+)
+TIMESTAMP_EDGES = st.sampled_from(
+    [
+        "2026-06-01T10:00:00",
+        "2026-06-01T10:00:00Z",
+        "0001-01-01T00:00:00Z",
+        "0001-01-01T00:00:00+23:59",
+        "1969-12-31T23:59:59Z",
+        "1969-12-31T23:59:59.999999Z",
+        "1970-01-01T00:00:00Z",
+        "1969-12-31T23:30:00-01:00",
+        "9999-12-31T23:59:59Z",
+        "9999-12-31T23:59:59-23:59",
+        "2999-01-01T00:00:00Z",
+        "2026-06-01T10:00:00+24:00",
+        "2026-06-01T10:00:00-24:00",
+        "2026-06-01T10:00:00+23:59",
+        "2016-12-31T23:59:60Z",
+        "2026-06-30T23:59:60Z",
+        "2026-02-29T10:00:00Z",
+        "2024-02-29T10:00:00Z",
+        "2026-06-01T10:00:00.123456789Z",
+        "2026-06-01t10:00:00z",
+        "2026-06-01 10:00:00Z",
+        "2026-06-01T10:00:00+05:30",
+        "2026-13-01T00:00:00Z",
+        "2026-06-01T24:00:00Z",
+        "\uff12\uff10\uff12\uff16-06-01T10:00:00Z",
+        "2026-06-01T10:00:00Z\x00",
+        "",
+        1780000000,
+        None,
+    ]
+)
 TYPE_EDGES = st.sampled_from(["PURCHASE", "purchase ", "gift", "", "referral", "complaint", "purchase", None, 1])
-SWAPPED = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), short_text, st.just([]), st.just({}),
-                    st.lists(scalars, max_size=3), st.dictionaries(short_text, scalars, max_size=3), huge_text)
-FIELDS = ("event_id", "type", "customer_id", "occurred_at", "amount", "cost", "discount", "currency", "refund",
-          "order_id", "referred_customer_id", "reward_cost", "severity", "resolved", "handling_cost")
+SWAPPED = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    short_text,
+    st.just([]),
+    st.just({}),
+    st.lists(scalars, max_size=3),
+    st.dictionaries(short_text, scalars, max_size=3),
+    huge_text,
+)
+FIELDS = (
+    "event_id",
+    "type",
+    "customer_id",
+    "occurred_at",
+    "amount",
+    "cost",
+    "discount",
+    "currency",
+    "refund",
+    "order_id",
+    "referred_customer_id",
+    "reward_cost",
+    "severity",
+    "resolved",
+    "handling_cost",
+)
 MONEY_FIELDS = {"amount", "cost", "discount", "reward_cost", "handling_cost"}
 ID_FIELDS = {"event_id", "customer_id", "referred_customer_id", "order_id"}
 
@@ -156,8 +294,15 @@ def valid_event(kind: str) -> dict[str, Any]:
     at = "2026-06-01T10:00:00Z"
     base = {"event_id": f"{TAG}-e", "type": kind, "customer_id": f"{TAG}-c", "occurred_at": at}
     if kind == "purchase":
-        return {**base, "amount": "19.99", "cost": "5.00", "discount": "0", "currency": "EUR", "refund": False,
-                "order_id": f"{TAG}-o"}
+        return {
+            **base,
+            "amount": "19.99",
+            "cost": "5.00",
+            "discount": "0",
+            "currency": "EUR",
+            "refund": False,
+            "order_id": f"{TAG}-o",
+        }
     if kind == "referral":
         return {**base, "referred_customer_id": f"{TAG}-r", "reward_cost": "2.50"}
     return {**base, "severity": "high", "resolved": True, "handling_cost": "3.00"}
@@ -216,9 +361,14 @@ def near_valid(draw: st.DrawFn) -> bytes:
 
 @st.composite
 def arbitrary_json(draw: st.DrawFn) -> bytes:
-    value = draw(st.one_of(st.dictionaries(short_text, json_values, max_size=6), json_values,
-                           st.dictionaries(st.sampled_from(FIELDS), json_values, min_size=1, max_size=8),
-                           st.builds(lambda s: {"type": "purchase", "blob": s}, huge_text)))
+    value = draw(
+        st.one_of(
+            st.dictionaries(short_text, json_values, max_size=6),
+            json_values,
+            st.dictionaries(st.sampled_from(FIELDS), json_values, min_size=1, max_size=8),
+            st.builds(lambda s: {"type": "purchase", "blob": s}, huge_text),
+        )
+    )
     return to_json(value, ascii_only=draw(st.booleans()))
 
 
@@ -250,16 +400,39 @@ EXPLICIT = [
     [Msg(0, None, b"[" * 300 + b"]" * 300), Msg(1, None, _nested(300))],
     [Msg(0, None, _event_with(b"[" * 400 + b"]" * 400)), Msg(2, b"k", _event_with(_nested(350)))],
     [Msg(1, None, b"[" * 20_000 + b"]" * 20_000), Msg(0, None, _event_with(b"[" * 2000 + b"]" * 2000))],
-    [Msg(0, None, (b'{"type": "purchase", "pad": "' + b"x" * MAX_BYTES)[:MAX_BYTES - 2] + b'"}'),
-     Msg(0, None, (b'{"type": "purchase", "pad": "' + b"x" * MAX_BYTES)[:MAX_BYTES - 1] + b'"}')],
-    [Msg(2, None, b'{"event_id": "' + TAG.encode() + b'-e", "type": "purchase", "customer_id": "' + TAG.encode()
-         + b'-c\\ud800", "occurred_at": "2026-06-01T10:00:00Z", "amount": "1", "currency": "EUR"}')],
+    [
+        Msg(0, None, (b'{"type": "purchase", "pad": "' + b"x" * MAX_BYTES)[: MAX_BYTES - 2] + b'"}'),
+        Msg(0, None, (b'{"type": "purchase", "pad": "' + b"x" * MAX_BYTES)[: MAX_BYTES - 1] + b'"}'),
+    ],
+    [
+        Msg(
+            2,
+            None,
+            b'{"event_id": "'
+            + TAG.encode()
+            + b'-e", "type": "purchase", "customer_id": "'
+            + TAG.encode()
+            + b'-c\\ud800", "occurred_at": "2026-06-01T10:00:00Z", "amount": "1", "currency": "EUR"}',
+        )
+    ],
     # ids the API path must carry: a slash, and the dot segments "." and ".."
-    [Msg(0, None, to_json({**valid_event("purchase"), "customer_id": f"{TAG}/c"}, ascii_only=True)),
-     Msg(0, None, to_json({**valid_event("purchase"), "event_id": f"{TAG}-e1", "customer_id": "."}, ascii_only=True)),
-     Msg(0, None, to_json({**valid_event("purchase"), "event_id": f"{TAG}-e2", "customer_id": ".."}, ascii_only=True))],
-    [Msg(0, None, b'{"amount": "1", "amount": "-1", ' + to_json(valid_event("purchase"), ascii_only=True)[1:]
-         .replace(b'"amount": "19.99", ', b""))],
+    [
+        Msg(0, None, to_json({**valid_event("purchase"), "customer_id": f"{TAG}/c"}, ascii_only=True)),
+        Msg(
+            0, None, to_json({**valid_event("purchase"), "event_id": f"{TAG}-e1", "customer_id": "."}, ascii_only=True)
+        ),
+        Msg(
+            0, None, to_json({**valid_event("purchase"), "event_id": f"{TAG}-e2", "customer_id": ".."}, ascii_only=True)
+        ),
+    ],
+    [
+        Msg(
+            0,
+            None,
+            b'{"amount": "1", "amount": "-1", '
+            + to_json(valid_event("purchase"), ascii_only=True)[1:].replace(b'"amount": "19.99", ', b""),
+        )
+    ],
 ]
 
 
@@ -277,8 +450,8 @@ class Sent:
 class Verdicts:
     """What the system shows about each record sent, against `validate`."""
 
-    wrong: list[str] = field(default_factory=list)     # settled and wrong
-    pending: list[str] = field(default_factory=list)   # not (yet) as it must end
+    wrong: list[str] = field(default_factory=list)  # settled and wrong
+    pending: list[str] = field(default_factory=list)  # not (yet) as it must end
 
 
 def _show(value: bytes) -> str:
@@ -322,20 +495,25 @@ class FuzzRun:
     def send_example(self, msgs: list[Msg]) -> None:
         # a tag per message: two near-valid events of one example would otherwise share their event id, and the
         # second would only ever be a duplicate
-        base = uuid.uuid4().hex[:TAG_LEN - 1]
+        base = uuid.uuid4().hex[: TAG_LEN - 1]
 
         def sub(b: bytes | None, i: int) -> bytes | None:
             return None if b is None else b.replace(TAG.encode(), f"{base}{i}".encode())
 
         canary = uid("fz-canary-")
         records: list[tuple[str, bytes | None, bytes, int | None]] = [
-            (self.topics[m.topic], sub(m.key, i), sub(m.value, i) or b"", None) for i, m in enumerate(msgs)]
+            (self.topics[m.topic], sub(m.key, i), sub(m.value, i) or b"", None) for i, m in enumerate(msgs)
+        ]
         records.append((self.topics[0], canary.encode(), json.dumps(purchase(canary)).encode(), None))
         sent_at = datetime.now(UTC)
         placed = self.sender.send_all(records)
         self.sent.extend(Sent(p, sent_at) for p in placed)  # canaries too: they must be applied like any event
-        wait_until(lambda: self.exists(canary), timeout_s=CANARY_TIMEOUT_S, interval_s=0.05,
-                   what=f"canary {canary} after {[_show(p.value) for p in placed[:-1]]}")
+        wait_until(
+            lambda: self.exists(canary),
+            timeout_s=CANARY_TIMEOUT_S,
+            interval_s=0.05,
+            what=f"canary {canary} after {[_show(p.value) for p in placed[:-1]]}",
+        )
 
     def oracle(self, s: Sent) -> Any:
         """`validate` of the record as of when it was sent (facts, a Rejection, or what it raised); once each."""
@@ -369,10 +547,16 @@ class FuzzRun:
                 if "error.truncated" in h:
                     # a letter over DEAD_LETTER_MAX_BYTES is cut to that size and says how long it was: a near-valid
                     # event with several 60,000-character fields (escaped: 12 bytes each) can be that large
-                    if (h["error.truncated"] != str(len(p.value)).encode() or not p.value.startswith(got)
-                            or len(got) > self.dead_letter_max_bytes or len(p.value) <= self.dead_letter_max_bytes):
-                        v.wrong.append(f"truncated dead letter ({len(got)} bytes, error.truncated="
-                                       f"{h['error.truncated']!r}) is not the original's prefix: {where}")
+                    if (
+                        h["error.truncated"] != str(len(p.value)).encode()
+                        or not p.value.startswith(got)
+                        or len(got) > self.dead_letter_max_bytes
+                        or len(p.value) <= self.dead_letter_max_bytes
+                    ):
+                        v.wrong.append(
+                            f"truncated dead letter ({len(got)} bytes, error.truncated="
+                            f"{h['error.truncated']!r}) is not the original's prefix: {where}"
+                        )
                 elif got != p.value:
                     v.wrong.append(f"dead letter bytes differ ({_show(got)}): {where}")
                 if p.key is not None and letter.key != p.key:
@@ -383,8 +567,9 @@ class FuzzRun:
                     if code != verdict.code.value:
                         v.wrong.append(f"code {code}, validate says {verdict.code.value}: {where}")
                 elif not isinstance(verdict, Exception):
-                    v.wrong.append(f"valid event dead-lettered as {code} "
-                                   f"({h.get('error.message', b'')[:200]!r}): {where}")
+                    v.wrong.append(
+                        f"valid event dead-lettered as {code} ({h.get('error.message', b'')[:200]!r}): {where}"
+                    )
             elif isinstance(verdict, Rejection):
                 v.pending.append(f"rejected ({verdict.code.value}) but not in the dead letters: {where}")
             elif not isinstance(verdict, Exception):
@@ -414,13 +599,22 @@ def run_fuzz(system: System, env: dict[str, str], *, examples: int) -> None:
         case = given(msgs=messages)(_bound(run))
         for msgs in EXPLICIT:
             case = example(msgs=msgs)(case)
-        settings(max_examples=examples, deadline=None, database=None, derandomize=False,
-                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                        HealthCheck.data_too_large, HealthCheck.large_base_example],
-                 # every example is a round trip through one live system whose state only grows: shrinking
-                 # would replay dozens of them for minutes against a changed system, so the failing example is
-                 # reported whole, with the seed that draws it again
-                 phases=(Phase.explicit, Phase.generate))(seed(draw_seed)(case))()
+        settings(
+            max_examples=examples,
+            deadline=None,
+            database=None,
+            derandomize=False,
+            suppress_health_check=[
+                HealthCheck.function_scoped_fixture,
+                HealthCheck.too_slow,
+                HealthCheck.data_too_large,
+                HealthCheck.large_base_example,
+            ],
+            # every example is a round trip through one live system whose state only grows: shrinking
+            # would replay dozens of them for minutes against a changed system, so the failing example is
+            # reported whole, with the seed that draws it again
+            phases=(Phase.explicit, Phase.generate),
+        )(seed(draw_seed)(case))()
         final: list[Verdicts] = []
 
         def settled() -> bool:

@@ -38,13 +38,16 @@ class Sender:
     """A kafka-python producer that tells where each record landed (acks=all, so the offset is final)."""
 
     def __init__(self, bootstrap: str) -> None:
-        self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                                      max_request_size=4 * 1024 * 1024)
+        self.producer = KafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=4 * 1024 * 1024
+        )
 
     def send_all(self, records: Iterable[tuple[str, bytes | None, bytes, int | None]]) -> list[Placed]:
         """Send (topic, key, value, partition or None) in order with one flush; their placements, in order."""
-        pending = [(self.producer.send(topic, key=key, value=value, partition=partition), key, value)
-                   for topic, key, value, partition in records]
+        pending = [
+            (self.producer.send(topic, key=key, value=value, partition=partition), key, value)
+            for topic, key, value, partition in records
+        ]
         self.producer.flush(30)
         out = []
         for future, key, value in pending:
@@ -96,6 +99,7 @@ def start_times(system: System) -> dict[str, float | None]:
     """`process_start_time_seconds` of each service (None where /metrics does not show it)."""
     out: dict[str, float | None] = {}
     for service in SERVICES:
+
         def metrics(service: str = service) -> str | None:
             try:
                 r = system.get("/metrics", service=service)
@@ -113,8 +117,10 @@ def assert_no_restart(system: System, before: Mapping[str, float | None]) -> Non
     """Neither service was restarted since `before` was read: the same process answers, by its start time."""
     after = start_times(system)
     missing = [s for s in SERVICES if before[s] is None or after[s] is None]
-    assert not missing, (f"/metrics of {missing} has no process_start_time_seconds (prometheus_client's process "
-                         "collector), so a restart cannot be ruled out")
+    assert not missing, (
+        f"/metrics of {missing} has no process_start_time_seconds (prometheus_client's process "
+        "collector), so a restart cannot be ruled out"
+    )
     assert after == before, f"a service restarted: process start times {dict(before)} -> {after}"
 
 
@@ -137,8 +143,13 @@ def customer(system: System, customer_id: str) -> dict[str, Any] | None:
     return r.json()  # type: ignore[no-any-return]
 
 
-def wait_customer(system: System, customer_id: str, check: Callable[[dict[str, Any]], bool] = lambda c: True,
-                  *, timeout_s: float = 20.0) -> dict[str, Any]:
+def wait_customer(
+    system: System,
+    customer_id: str,
+    check: Callable[[dict[str, Any]], bool] = lambda c: True,
+    *,
+    timeout_s: float = 20.0,
+) -> dict[str, Any]:
     def probe() -> dict[str, Any] | None:
         got = customer(system, customer_id)
         return got if got is not None and check(got) else None

@@ -18,22 +18,40 @@ DEFAULT_ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]  # s
 # stay within 10 years and 5,000 buckets (422 invalid_range); a health fit or backtest needs enough customers
 # with orders and a cutoff in the past (422 too_few_customers, cutoff_in_future); a prospect import's body is
 # a CSV or NDJSON file whose header and lines the schema does not describe (400, 415).
-CONFIG = schemathesis.Config.from_dict({"operations": [
-    {"include-name": "POST /v1/health/model/fit",
-     "checks": {"positive_data_acceptance": {"expected-statuses": [*DEFAULT_ACCEPTED, "422"]}}},
-    {"include-name": "POST /v1/health/backtest",
-     "checks": {"positive_data_acceptance": {"expected-statuses": [*DEFAULT_ACCEPTED, "422"]}}},
-    {"include-name": "POST /v1/prospects",
-     "checks": {"positive_data_acceptance": {"expected-statuses": [*DEFAULT_ACCEPTED, "400", "415"]}}},
-    {"include-name": "GET /v1/customers",
-     "checks": {"positive_data_acceptance": {"expected-statuses": [*DEFAULT_ACCEPTED, "400"]}}},
-    {"include-name": "GET /v1/flows",
-     "checks": {"positive_data_acceptance": {"expected-statuses": [*DEFAULT_ACCEPTED, "422"]}}},
-]})
+CONFIG = schemathesis.Config.from_dict(
+    {
+        "operations": [
+            {
+                "include-name": "POST /v1/health/model/fit",
+                "checks": {"positive_data_acceptance": {"expected-statuses": [*DEFAULT_ACCEPTED, "422"]}},
+            },
+            {
+                "include-name": "POST /v1/health/backtest",
+                "checks": {"positive_data_acceptance": {"expected-statuses": [*DEFAULT_ACCEPTED, "422"]}},
+            },
+            {
+                "include-name": "POST /v1/prospects",
+                "checks": {"positive_data_acceptance": {"expected-statuses": [*DEFAULT_ACCEPTED, "400", "415"]}},
+            },
+            {
+                "include-name": "GET /v1/customers",
+                "checks": {"positive_data_acceptance": {"expected-statuses": [*DEFAULT_ACCEPTED, "400"]}},
+            },
+            {
+                "include-name": "GET /v1/flows",
+                "checks": {"positive_data_acceptance": {"expected-statuses": [*DEFAULT_ACCEPTED, "422"]}},
+            },
+        ]
+    }
+)
 SCORING = schemathesis.openapi.from_path(CONTRACTS / "openapi-scoring.json", config=CONFIG)
 INGEST = schemathesis.openapi.from_path(CONTRACTS / "openapi-ingest.json")
-BUDGET = settings(max_examples=25, deadline=None, derandomize=True,
-                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+BUDGET = settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 
 @SCORING.parametrize()

@@ -38,8 +38,14 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-READS = ["/v1/stages", "/v1/customers", "/v1/customers?stage=first_purchase&tier=middling",
-         "/v1/customers/{c}", "/v1/customers/{c}/next-rung", "/v1/flows?bucket=month"]
+READS = [
+    "/v1/stages",
+    "/v1/customers",
+    "/v1/customers?stage=first_purchase&tier=middling",
+    "/v1/customers/{c}",
+    "/v1/customers/{c}/next-rung",
+    "/v1/flows?bucket=month",
+]
 
 
 def get(system: System, path: str, customer: str, **kw: Any) -> httpx.Response:
@@ -54,17 +60,21 @@ def assert_json_error(r: httpx.Response, status: int, error: str) -> None:
 
 
 @pytest.mark.parametrize("path", [*READS, "/v1/policy", "/v1/no-such-endpoint"])
-@pytest.mark.parametrize("headers", [
-    pytest.param({}, id="no-header"),
-    pytest.param(bearer("not-a-known-token"), id="unknown-token"),
-    pytest.param(bearer(READ_TOKEN + "x"), id="token-with-extra-char"),
-    pytest.param(bearer(READ_TOKEN.split(":")[0]), id="token-prefix"),
-    pytest.param({"Authorization": f"Basic {READ_TOKEN}"}, id="not-bearer"),
-    pytest.param({"Authorization": "Bearer"}, id="empty-bearer"),
-    pytest.param(bearer(f"{READ_TOKEN}:read"), id="token-with-scope-suffix"),
-])
-def test_no_or_unknown_token_is_401_with_a_challenge(secured: System, customer: str, path: str,
-                                                     headers: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({}, id="no-header"),
+        pytest.param(bearer("not-a-known-token"), id="unknown-token"),
+        pytest.param(bearer(READ_TOKEN + "x"), id="token-with-extra-char"),
+        pytest.param(bearer(READ_TOKEN.split(":")[0]), id="token-prefix"),
+        pytest.param({"Authorization": f"Basic {READ_TOKEN}"}, id="not-bearer"),
+        pytest.param({"Authorization": "Bearer"}, id="empty-bearer"),
+        pytest.param(bearer(f"{READ_TOKEN}:read"), id="token-with-scope-suffix"),
+    ],
+)
+def test_no_or_unknown_token_is_401_with_a_challenge(
+    secured: System, customer: str, path: str, headers: dict[str, str]
+) -> None:
     r = get(secured, path, customer, headers=headers)
     assert_json_error(r, 401, "unauthorized")
     assert r.headers["www-authenticate"].startswith("Bearer")
@@ -102,8 +112,9 @@ def test_an_admin_token_sees_the_active_policy(secured: System, customer: str) -
     assert body["profitable_min"] == "100.00" and body["unprofitable_below"] == "0"
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/ui", "/ui/static/workspace.js",
-                                  "/ui/static/vendor/chart.umd.min.js"])
+@pytest.mark.parametrize(
+    "path", ["/healthz", "/readyz", "/metrics", "/ui", "/ui/static/workspace.js", "/ui/static/vendor/chart.umd.min.js"]
+)
 def test_platform_endpoints_and_the_page_stay_open(secured: System, path: str) -> None:
     assert secured.get(path).status_code == 200
 

@@ -93,8 +93,10 @@ def assert_dead_lettered(letter: Any, placed: Placed, code: str) -> dict[str, by
 def raw_purchase(customer_json: str, *, event_id: str | None = None, at: str = "2026-06-01T10:00:00Z") -> bytes:
     """A purchase whose customer_id is given as JSON text, so escapes such as \\ud800 reach the wire as written."""
     eid = json.dumps(event_id or uid("raw-"))
-    return (f'{{"event_id": {eid}, "type": "purchase", "customer_id": {customer_json}, "occurred_at": "{at}", '
-            f'"amount": "10.00", "currency": "EUR"}}').encode()
+    return (
+        f'{{"event_id": {eid}, "type": "purchase", "customer_id": {customer_json}, "occurred_at": "{at}", '
+        f'"amount": "10.00", "currency": "EUR"}}'
+    ).encode()
 
 
 Record = tuple[str, bytes | None, bytes, int | None]  # topic, key, value, partition (None: by key)
@@ -106,16 +108,16 @@ def canary_after(system_env: dict[str, str], bad: bytes, *, key: bytes | None) -
     canary = uid("canary-")
     topic = system_env["TOPIC_PURCHASES"]
     partition = None if key is not None else 0
-    return canary, [(topic, key, bad, partition),
-                    (topic, key, json.dumps(purchase(canary)).encode(), partition)]
+    return canary, [(topic, key, bad, partition), (topic, key, json.dumps(purchase(canary)).encode(), partition)]
 
 
 # ---------------------------------------------------------------------------------------------------------
 # every codec, through librdkafka
 
 
-def test_every_codec_with_headers_through_librdkafka(system: System, system_env: dict[str, str],
-                                                     letters: DeadLetters) -> None:
+def test_every_codec_with_headers_through_librdkafka(
+    system: System, system_env: dict[str, str], letters: DeadLetters
+) -> None:
     """A shop whose client is librdkafka (the usual one outside Java), one producer per compression codec, with
     record headers: every event is read and every customer's two stage changes are published; read back by a
     librdkafka consumer group, as marketing automation would."""
@@ -136,19 +138,37 @@ def test_every_codec_with_headers_through_librdkafka(system: System, system_env:
                 c = uid(f"codec-{codec}-{i}-")
                 customers[c] = codec
                 event = purchase(c, at="2026-06-01T10:00:00Z", amount="25.00")
-                producer.produce(topic, key=c.encode(), value=json.dumps(event).encode(), on_delivery=on_delivery,
-                                 headers=[("trace-id", uuid.uuid4().hex.encode()), ("producer", b"librdkafka"),
-                                          ("codec", codec.encode()), ("empty", b"")])
+                producer.produce(
+                    topic,
+                    key=c.encode(),
+                    value=json.dumps(event).encode(),
+                    on_delivery=on_delivery,
+                    headers=[
+                        ("trace-id", uuid.uuid4().hex.encode()),
+                        ("producer", b"librdkafka"),
+                        ("codec", codec.encode()),
+                        ("empty", b""),
+                    ],
+                )
             assert producer.flush(30) == 0, f"{codec}: messages left unsent"
         finally:
             producer.close()
     assert not errors, errors
     assert len(delivered) == len(customers)
 
-    consumer = Consumer(rd_conf(system_env, **{
-        "group.id": uid("marketing-"), "auto.offset.reset": "earliest", "enable.auto.commit": False,
-        # Tansu holds a JoinGroup for half the session timeout waiting for more members: 23 s with the default
-        "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}))
+    consumer = Consumer(
+        rd_conf(
+            system_env,
+            **{
+                "group.id": uid("marketing-"),
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                # Tansu holds a JoinGroup for half the session timeout waiting for more members: 23 s with the default
+                "session.timeout.ms": 6000,
+                "heartbeat.interval.ms": 1000,
+            },
+        )
+    )
     consumer.subscribe([system_env["TOPIC_STAGE_CHANGES"]])
     seen: dict[str, list[tuple[str, str]]] = {c: [] for c in customers}
     problems: list[str] = []
@@ -178,8 +198,9 @@ def test_every_codec_with_headers_through_librdkafka(system: System, system_env:
     want = [("potential", "visitor"), ("visitor", "first_purchase")]
     assert {c: v for c, v in seen.items() if v != want} == {}
     by_source = letters.by_source()
-    lettered = [(m.topic(), m.partition(), m.offset()) for m in delivered
-                if (m.topic(), m.partition(), m.offset()) in by_source]
+    lettered = [
+        (m.topic(), m.partition(), m.offset()) for m in delivered if (m.topic(), m.partition(), m.offset()) in by_source
+    ]
     assert lettered == [], "valid librdkafka records were dead-lettered"
     assert_no_restart(system, before)
 
@@ -188,8 +209,9 @@ def test_every_codec_with_headers_through_librdkafka(system: System, system_env:
 # regressions: each input once took a service down (or a query), each now a dead letter and nothing else
 
 
-def test_regression_lone_surrogate_in_customer_id(system: System, system_env: dict[str, str], sender: Sender,
-                                                  letters: DeadLetters) -> None:
+def test_regression_lone_surrogate_in_customer_id(
+    system: System, system_env: dict[str, str], sender: Sender, letters: DeadLetters
+) -> None:
     """`"\\ud800"` is a valid JSON escape but no UTF-8 encoding exists for it: the first `.encode()` of the id
     raised in ingest, which died, was restarted, read the same batch and died again."""
     before = start_times(system)
@@ -201,8 +223,9 @@ def test_regression_lone_surrogate_in_customer_id(system: System, system_env: di
     assert_no_restart(system, before)
 
 
-def test_regression_nul_in_customer_id(system: System, system_env: dict[str, str], sender: Sender,
-                                       letters: DeadLetters) -> None:
+def test_regression_nul_in_customer_id(
+    system: System, system_env: dict[str, str], sender: Sender, letters: DeadLetters
+) -> None:
     """PostgreSQL text cannot hold NUL: a `\\u0000` in an id failed scoring's whole transaction, for ever."""
     before = start_times(system)
     cid = f"nul-{uid()}"
@@ -235,8 +258,12 @@ def test_regression_snappy_batch(system: System, system_env: dict[str, str], let
 
     producer = Producer(rd_conf(system_env, **{"compression.type": "snappy", "linger.ms": 50}))
     try:
-        for value in [json.dumps(purchase(good[0])).encode(), bad, json.dumps(purchase(good[1])).encode(),
-                      json.dumps(purchase(good[2])).encode()]:
+        for value in [
+            json.dumps(purchase(good[0])).encode(),
+            bad,
+            json.dumps(purchase(good[1])).encode(),
+            json.dumps(purchase(good[2])).encode(),
+        ]:
             producer.produce(topic, key=key, value=value, on_delivery=on_delivery)
         assert producer.flush(30) == 0
         producer.produce(topic, key=key, value=json.dumps(purchase(canary)).encode(), on_delivery=on_delivery)
@@ -254,8 +281,9 @@ def test_regression_snappy_batch(system: System, system_env: dict[str, str], let
     assert_no_restart(system, before)
 
 
-def test_regression_year_0001_does_not_break_flows(system: System, system_env: dict[str, str], sender: Sender,
-                                                   letters: DeadLetters) -> None:
+def test_regression_year_0001_does_not_break_flows(
+    system: System, system_env: dict[str, str], sender: Sender, letters: DeadLetters
+) -> None:
     """One event of year 0001 put the first weekly bucket before `datetime.min`, and every flows query failed
     from then on: such a timestamp is refused at the door now."""
     before = start_times(system)
@@ -286,8 +314,9 @@ def same_partition_ids(prefix: str, partition: int, n: int) -> list[str]:
     return out
 
 
-def test_a_database_refusal_isolates_one_fact(system: System, system_env: dict[str, str], sender: Sender,
-                                              letters: DeadLetters, scoring_input: TopicReader) -> None:
+def test_a_database_refusal_isolates_one_fact(
+    system: System, system_env: dict[str, str], sender: Sender, letters: DeadLetters, scoring_input: TopicReader
+) -> None:
     """A real CHECK constraint refuses one customer: the transaction of the record holding that fact fails for a
     data reason. The fact is found (the record split until it is alone), the other facts of the record are
     applied, and the ORIGINAL shop event behind the refused fact is dead-lettered as `processing_failed`."""
@@ -305,17 +334,19 @@ def test_a_database_refusal_isolates_one_fact(system: System, system_env: dict[s
     # one key for all: one shop partition, so one ingest batch and one scoring-input record per partition
     key = uid("burst-").encode()
     with psycopg.connect(system_env["DATABASE_URL"], autocommit=True) as conn:
-        conn.execute("ALTER TABLE customers ADD CONSTRAINT no_poison CHECK (customer_id NOT LIKE 'poison-%') "
-                     "NOT VALID")
+        conn.execute("ALTER TABLE customers ADD CONSTRAINT no_poison CHECK (customer_id NOT LIKE 'poison-%') NOT VALID")
         try:
             placed = sender.send_all([(system_env["TOPIC_PURCHASES"], key, v, None) for v in events])
             for c in normal:
                 wait_orders(system, c, timeout_s=30)
             assert wait_customer(system, friend)["stage"] == "visitor"
             # the test proves something only if the refused fact shared its scoring-input record with others
-            shared = wait_until(lambda: next((r.value for r in scoring_input.poll()
-                                              if poison_event["event_id"].encode() in r.value), None),
-                                what="the scoring-input record of the poison fact")
+            shared = wait_until(
+                lambda: next(
+                    (r.value for r in scoring_input.poll() if poison_event["event_id"].encode() in r.value), None
+                ),
+                what="the scoring-input record of the poison fact",
+            )
             assert any(c.encode() in shared for c in normal), "the poison fact travelled alone: nothing to isolate"
             poison_placed = placed[3]
             h = assert_dead_lettered(letters.of(poison_placed, timeout_s=30), poison_placed, "processing_failed")
@@ -327,8 +358,16 @@ def test_a_database_refusal_isolates_one_fact(system: System, system_env: dict[s
 
 
 def good_fact(customer_id: str, event_id: str) -> bytes:
-    return encode(Fact(kind="order_placed", event_id=event_id, role="primary", customer_id=customer_id,
-                       occurred_at=datetime(2026, 6, 1, 10, tzinfo=UTC), amount=Decimal("10.00")))
+    return encode(
+        Fact(
+            kind="order_placed",
+            event_id=event_id,
+            role="primary",
+            customer_id=customer_id,
+            occurred_at=datetime(2026, 6, 1, 10, tzinfo=UTC),
+            amount=Decimal("10.00"),
+        )
+    )
 
 
 BAD_FACTS = {
@@ -341,7 +380,8 @@ BAD_FACTS = {
 
 @pytest.mark.parametrize("bad", list(BAD_FACTS))
 def test_a_bad_internal_fact_is_dead_lettered_and_the_rest_applied(
-        system: System, system_env: dict[str, str], sender: Sender, letters: DeadLetters, bad: str) -> None:
+    system: System, system_env: dict[str, str], sender: Sender, letters: DeadLetters, bad: str
+) -> None:
     """A record on the internal topic (only a bug or a foreign producer writes such a one) holding one fact that
     breaks the internal rules between good facts: the bad fact is dead-lettered `malformed_internal`, the good
     ones of the same record are applied."""
@@ -351,12 +391,22 @@ def test_a_bad_internal_fact_is_dead_lettered_and_the_rest_applied(
     first, last = same_partition_ids("int-ok-", p, 2)
     bad_customer = same_partition_ids("int-bad-", p, 1)[0]
     bad_event = uid("int-bad-e-")
-    fact: dict[str, Any] = {"v": 1, "kind": "order_placed", "event_id": bad_event, "role": "primary",
-                            "customer_id": bad_customer, "occurred_at": "2026-06-01T10:00:00Z", "amount": "10.00"}
+    fact: dict[str, Any] = {
+        "v": 1,
+        "kind": "order_placed",
+        "event_id": bad_event,
+        "role": "primary",
+        "customer_id": bad_customer,
+        "occurred_at": "2026-06-01T10:00:00Z",
+        "amount": "10.00",
+    }
     for name, value in BAD_FACTS[bad].items():
         fact[name] = value.format(uid=uid()) if isinstance(value, str) else value
-    value = b"[" + b",".join([good_fact(first, uid("int-e-")), json.dumps(fact).encode(),
-                              good_fact(last, uid("int-e-"))]) + b"]"
+    value = (
+        b"["
+        + b",".join([good_fact(first, uid("int-e-")), json.dumps(fact).encode(), good_fact(last, uid("int-e-"))])
+        + b"]"
+    )
     [placed] = sender.send_all([(scoring_topic, None, value, p)])
     wait_orders(system, first)
     wait_orders(system, last)
@@ -375,8 +425,9 @@ def test_a_bad_internal_fact_is_dead_lettered_and_the_rest_applied(
 # a dead letter too large for the topic
 
 
-def test_an_oversized_dead_letter_is_truncated(system: System, system_env: dict[str, str], sender: Sender,
-                                               letters: DeadLetters) -> None:
+def test_an_oversized_dead_letter_is_truncated(
+    system: System, system_env: dict[str, str], sender: Sender, letters: DeadLetters
+) -> None:
     """A dead letter over DEAD_LETTER_MAX_BYTES (2000 in this module) goes out as its first 2000 bytes with
     `error.truncated` = the original size: a letter the topic refuses must not block the batch behind it."""
     before = start_times(system)
@@ -394,4 +445,3 @@ def test_an_oversized_dead_letter_is_truncated(system: System, system_env: dict[
     assert letter.value == bad[:DEAD_LETTER_MAX_BYTES]
     assert (h["source.topic"].decode(), int(h["source.partition"]), int(h["source.offset"])) == placed[0].coords
     assert_no_restart(system, before)
-

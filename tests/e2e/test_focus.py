@@ -38,15 +38,19 @@ def rules(loyalty: dict[str, float], stage: str, weights: dict[str, float], acti
 
 
 def _three_orders(c: str, *, discount: str = "0", amount: str = "60.00") -> list[dict[str, Any]]:
-    return [purchase(c, at=at, amount=amount, discount=discount)
-            for at in ("2026-09-05T10:00:00Z", "2026-09-20T10:00:00Z", "2026-10-05T10:00:00Z")]
+    return [
+        purchase(c, at=at, amount=amount, discount=discount)
+        for at in ("2026-09-05T10:00:00Z", "2026-09-20T10:00:00Z", "2026-10-05T10:00:00Z")
+    ]
 
 
 @pytest.fixture(scope="module")
 def people(system: System, shop: Shop) -> dict[str, str]:
     """Customers on every rung with different profiles; each's id by role."""
-    p = {role: uid(f"{PREFIX}{role}-") for role in (
-        "complainer", "referrer", "buyer", "twin-a", "twin-b", "regular", "grumbling-regular", "advocate")}
+    p = {
+        role: uid(f"{PREFIX}{role}-")
+        for role in ("complainer", "referrer", "buyer", "twin-a", "twin-b", "regular", "grumbling-regular", "advocate")
+    }
     p["friend"] = uid(f"{PREFIX}friend-")
     events = [
         complaint(p["complainer"], at="2026-10-01T10:00:00Z"),
@@ -63,9 +67,17 @@ def people(system: System, shop: Shop) -> dict[str, str]:
         referral(p["advocate"], uid(f"{PREFIX}pal-"), at="2026-10-06T10:00:00Z"),
     ]
     shop.send_all(events)
-    expected_stage = {"complainer": "visitor", "referrer": "visitor", "friend": "visitor", "buyer": "first_purchase",
-                      "twin-a": "first_purchase", "twin-b": "first_purchase", "regular": "regular",
-                      "grumbling-regular": "regular", "advocate": "advocate"}
+    expected_stage = {
+        "complainer": "visitor",
+        "referrer": "visitor",
+        "friend": "visitor",
+        "buyer": "first_purchase",
+        "twin-a": "first_purchase",
+        "twin-b": "first_purchase",
+        "regular": "regular",
+        "grumbling-regular": "regular",
+        "advocate": "advocate",
+    }
     for role, stage in expected_stage.items():
         system.wait_customer(p[role], lambda c, s=stage: c["stage"] == s)
     system.wait_customer(p["grumbling-regular"], lambda c: c["counts"]["complaints"] == 2)
@@ -104,16 +116,19 @@ def ours(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 # ---- the policy and one customer ---------------------------------------------------------------------------
 
+
 def test_the_policy_shows_the_default_focus(policy: dict[str, Any]) -> None:
     assert policy["weights"] == dict.fromkeys(KINDS, 1.0)
     assert set(policy["actions"]) == set(KINDS)
     assert policy["actions"]["contact"] == (
-        "call after the order with the quality questions; a small gift for the answers")
+        "call after the order with the quality questions; a small gift for the answers"
+    )
     assert all(0 < len(a) <= 500 for a in policy["actions"].values())
 
 
-def test_each_customer_has_the_focus_the_rules_give(system: System, people: dict[str, str],
-                                                    policy: dict[str, Any]) -> None:
+def test_each_customer_has_the_focus_the_rules_give(
+    system: System, people: dict[str, str], policy: dict[str, Any]
+) -> None:
     seen_develop = set()
     for role, c in people.items():
         body = system.customer(c)
@@ -124,15 +139,19 @@ def test_each_customer_has_the_focus_the_rules_give(system: System, people: dict
     assert len(seen_develop) >= 3
 
 
-@pytest.mark.parametrize("role, encourage, develop", [
-    ("complainer", "evaluative", "consultative"),  # they gave feedback: encourage it; nobody recommended yet
-    ("referrer", "consultative", "evaluative"),
-    ("friend", "financial", "contact"),  # nothing shown yet: every score 0, the first kinds in order
-    ("buyer", "procedural", "evaluative"),
-    ("grumbling-regular", "evaluative", "consultative"),
-])
-def test_the_seeds_advice_for_typical_customers(system: System, people: dict[str, str], role: str, encourage: str,
-                                                develop: str) -> None:
+@pytest.mark.parametrize(
+    "role, encourage, develop",
+    [
+        ("complainer", "evaluative", "consultative"),  # they gave feedback: encourage it; nobody recommended yet
+        ("referrer", "consultative", "evaluative"),
+        ("friend", "financial", "contact"),  # nothing shown yet: every score 0, the first kinds in order
+        ("buyer", "procedural", "evaluative"),
+        ("grumbling-regular", "evaluative", "consultative"),
+    ],
+)
+def test_the_seeds_advice_for_typical_customers(
+    system: System, people: dict[str, str], role: str, encourage: str, develop: str
+) -> None:
     body = system.customer(people[role])
     assert body is not None
     assert (body["focus"]["encourage"], body["focus"]["develop"]) == (encourage, develop)
@@ -144,7 +163,8 @@ def test_a_new_customer_with_no_activity_has_index_0(system: System, people: dic
 
 
 def test_the_stage_change_message_carries_the_focus_the_list_stores(
-        system: System, people: dict[str, str], stage_changes: TopicReader) -> None:
+    system: System, people: dict[str, str], stage_changes: TopicReader
+) -> None:
     # each of these has one event, which made its stage changes: the stored focus is the one measured then
     single = [people[r] for r in ("complainer", "buyer", "twin-a")]
 
@@ -162,6 +182,7 @@ def test_the_stage_change_message_carries_the_focus_the_list_stores(
 
 # ---- lists: develop= and sort=index ----------------------------------------------------------------------------
 
+
 def test_every_customer_is_listed_under_exactly_one_kind_to_develop(system: System, people: dict[str, str]) -> None:
     everyone = {i["customer_id"]: i for i in ours(walk(system, limit=1000))}
     assert set(people.values()) <= set(everyone)
@@ -175,8 +196,15 @@ def test_every_customer_is_listed_under_exactly_one_kind_to_develop(system: Syst
     assert len([k for k, ids in by_kind.items() if ids]) >= 3
 
 
-@pytest.mark.parametrize("params", [{"stage": "regular"}, {"stage": "first_purchase", "tier": "profitable"},
-                                    {"tier": "middling"}, {"stage": "visitor"}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"stage": "regular"},
+        {"stage": "first_purchase", "tier": "profitable"},
+        {"tier": "middling"},
+        {"stage": "visitor"},
+    ],
+)
 def test_develop_combines_with_stage_and_tier(system: System, people: dict[str, str], params: dict[str, str]) -> None:
     whole = ours(walk(system, limit=1000, **params))
     for kind in KINDS:
@@ -199,12 +227,28 @@ def test_sort_index_lists_highest_first_ties_by_customer_id(system: System, peop
 
 def test_sort_index_combines_with_the_filters(system: System, people: dict[str, str]) -> None:
     whole = walk(system, limit=1000, sort="index")
-    for params in ({"develop": "evaluative"}, {"stage": "first_purchase"},
-                   {"stage": "regular", "develop": "consultative"}, {"tier": "middling", "develop": "contact"}):
+    for params in (
+        {"develop": "evaluative"},
+        {"stage": "first_purchase"},
+        {"stage": "regular", "develop": "consultative"},
+        {"tier": "middling", "develop": "contact"},
+    ):
         got = walk(system, limit=2, sort="index", **params)
-        want = [i for i in whole if all(
-            (i["focus"]["develop"] if k == "develop" else i["stage"] if k == "stage" else i["profitability"]["tier"])
-            == v for k, v in params.items())]
+        want = [
+            i
+            for i in whole
+            if all(
+                (
+                    i["focus"]["develop"]
+                    if k == "develop"
+                    else i["stage"]
+                    if k == "stage"
+                    else i["profitability"]["tier"]
+                )
+                == v
+                for k, v in params.items()
+            )
+        ]
         assert got == want, params
 
 
@@ -230,8 +274,11 @@ class Writer(threading.Thread):
         while not self.stop.is_set() and self.sent < 1000:
             for n in range(10):
                 c = uid("live-")
-                self.shop.send(purchase(c, at="2026-11-01T10:00:00Z", amount=f"{10 + 37 * n}.00")
-                               if n % 2 else complaint(c, at="2026-11-02T10:00:00Z"))
+                self.shop.send(
+                    purchase(c, at="2026-11-01T10:00:00Z", amount=f"{10 + 37 * n}.00")
+                    if n % 2
+                    else complaint(c, at="2026-11-02T10:00:00Z")
+                )
             self.shop.flush()
             self.sent += 10
             self.stop.wait(0.2)
@@ -245,10 +292,12 @@ def writer(shop: Shop) -> Iterator[Writer]:
     w.join(10)
 
 
-def test_index_pages_neither_repeat_nor_skip_while_customers_arrive(system: System, shop: Shop,
-                                                                     people: dict[str, str], writer: Writer) -> None:
-    base = [purchase(uid("base-"), at=f"2026-10-{1 + n % 28:02d}T10:00:00Z", amount=f"{5 + 11 * n}.00")
-            for n in range(120)]
+def test_index_pages_neither_repeat_nor_skip_while_customers_arrive(
+    system: System, shop: Shop, people: dict[str, str], writer: Writer
+) -> None:
+    base = [
+        purchase(uid("base-"), at=f"2026-10-{1 + n % 28:02d}T10:00:00Z", amount=f"{5 + 11 * n}.00") for n in range(120)
+    ]
     shop.send_all(base)
     wait_until(lambda: all(system.customer(e["customer_id"]) for e in base), what="base customers")
     before = {i["customer_id"] for i in walk(system, limit=1000, sort="index")}
@@ -277,6 +326,7 @@ def test_index_pages_neither_repeat_nor_skip_while_customers_arrive(system: Syst
 
 # ---- the ladder: customers to develop per rung -------------------------------------------------------------
 
+
 def test_stages_count_each_rungs_customers_by_the_kind_to_develop(system: System, people: dict[str, str]) -> None:
     def consistent() -> dict[str, Any] | None:
         body = system.get("/v1/stages").json()
@@ -300,15 +350,18 @@ def test_stages_count_each_rungs_customers_by_the_kind_to_develop(system: System
 
 # ---- bad input -------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("params, status, error", [
-    ({"develop": "unknown"}, 422, "invalid_request"),
-    ({"develop": "Contact"}, 422, "invalid_request"),
-    ({"sort": "loyalty"}, 422, "invalid_request"),
-    ({"sort": "index", "after": "%%%"}, 400, "invalid_cursor"),
-    ({"sort": "index", "after": "10001.YzE"}, 400, "invalid_cursor"),
-])
-def test_bad_focus_parameters_are_json_errors(system: System, params: dict[str, str], status: int,
-                                              error: str) -> None:
+
+@pytest.mark.parametrize(
+    "params, status, error",
+    [
+        ({"develop": "unknown"}, 422, "invalid_request"),
+        ({"develop": "Contact"}, 422, "invalid_request"),
+        ({"sort": "loyalty"}, 422, "invalid_request"),
+        ({"sort": "index", "after": "%%%"}, 400, "invalid_cursor"),
+        ({"sort": "index", "after": "10001.YzE"}, 400, "invalid_cursor"),
+    ],
+)
+def test_bad_focus_parameters_are_json_errors(system: System, params: dict[str, str], status: int, error: str) -> None:
     r = system.get("/v1/customers", params=params)
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/json")

@@ -14,6 +14,7 @@ STAGE_ORDER = ["potential", "visitor", "first_purchase", "regular", "advocate"]
 
 def changes_of(reader: TopicReader, customer_id: str, *, count: int, timeout_s: float = 20.0) -> list[Any]:
     """The stage-change records of one customer, once there are `count` of them."""
+
     def probe() -> list[Any] | None:
         mine = [r for r in reader.poll() if r.key == customer_id.encode()]
         return mine if len(mine) >= count else None
@@ -23,11 +24,13 @@ def changes_of(reader: TopicReader, customer_id: str, *, count: int, timeout_s: 
 
 def test_a_customer_climbs_all_five_rungs(system: System, shop: Shop, stage_changes: TopicReader) -> None:
     c = uid("climb-")
-    shop.send_all([
-        purchase(c, at="2026-06-03T10:00:00Z", amount="100.00", cost="60.00"),
-        purchase(c, at="2026-06-20T10:00:00Z", amount="100.00", cost="60.00"),
-        purchase(c, at="2026-07-02T10:00:00+02:00", amount="100.00", cost="60.00"),
-    ])
+    shop.send_all(
+        [
+            purchase(c, at="2026-06-03T10:00:00Z", amount="100.00", cost="60.00"),
+            purchase(c, at="2026-06-20T10:00:00Z", amount="100.00", cost="60.00"),
+            purchase(c, at="2026-07-02T10:00:00+02:00", amount="100.00", cost="60.00"),
+        ]
+    )
     got = system.wait_customer(c, lambda x: x["stage"] == "regular")
     assert got["counts"]["orders"] == 3
     assert got["profitability"] == {"sales": "300.00", "costs": "180.00", "profit": "120.00", "tier": "profitable"}
@@ -56,13 +59,16 @@ def test_a_customer_climbs_all_five_rungs(system: System, shop: Shop, stage_chan
 
 
 def test_several_rungs_on_one_event_give_one_message_each_in_ladder_order(
-        system: System, shop: Shop, stage_changes: TopicReader) -> None:
+    system: System, shop: Shop, stage_changes: TopicReader
+) -> None:
     c = uid("multi-")
     first = purchase(c, at="2026-05-01T09:00:00Z")
     shop.send_all([first])
     values = [json.loads(r.value) for r in changes_of(stage_changes, c, count=2)]
-    assert [(v["from_stage"], v["to_stage"]) for v in values] == [("potential", "visitor"),
-                                                                 ("visitor", "first_purchase")]
+    assert [(v["from_stage"], v["to_stage"]) for v in values] == [
+        ("potential", "visitor"),
+        ("visitor", "first_purchase"),
+    ]
     assert {v["cause_event_id"] for v in values} == {first["event_id"]}
 
 
@@ -124,8 +130,14 @@ def test_a_complaint_only_customer_is_a_visitor(system: System, shop: Shop) -> N
     shop.send_all([complaint(c, handling_cost="12.50", severity="high")])
     got = system.wait_customer(c)
     assert got["stage"] == "visitor"
-    assert got["counts"] == {"orders": 0, "refunds": 0, "full_price_orders": 0, "referrals_made": 0,
-                             "referrals_converted": 0, "complaints": 1}
+    assert got["counts"] == {
+        "orders": 0,
+        "refunds": 0,
+        "full_price_orders": 0,
+        "referrals_made": 0,
+        "referrals_converted": 0,
+        "complaints": 1,
+    }
     assert got["profitability"] == {"sales": "0.00", "costs": "12.50", "profit": "-12.50", "tier": "unprofitable"}
     assert got["loyalty"]["evaluative"] > 0 and got["loyalty"]["financial"] == 0
     assert [h["to_stage"] for h in got["history"]] == ["visitor"]
@@ -151,8 +163,12 @@ def test_referral_conversion_counts_whichever_arrives_first(system: System, shop
 
 def test_money_is_exact_two_place_strings(system: System, shop: Shop) -> None:
     c = uid("money-")
-    shop.send_all([purchase(c, amount="0.10", cost="0.05", at="2026-06-01T10:00:00Z"),
-                   purchase(c, amount=0.20, cost="0.015", at="2026-06-01T11:00:00Z")])  # type: ignore[arg-type]
+    shop.send_all(
+        [
+            purchase(c, amount="0.10", cost="0.05", at="2026-06-01T10:00:00Z"),
+            purchase(c, amount=0.20, cost="0.015", at="2026-06-01T11:00:00Z"),
+        ]
+    )  # type: ignore[arg-type]
     got = system.wait_customer(c, lambda x: x["counts"]["orders"] == 2)
     assert got["profitability"] == {"sales": "0.30", "costs": "0.06", "profit": "0.24", "tier": "middling"}
 

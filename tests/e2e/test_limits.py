@@ -33,8 +33,9 @@ def customers(system: System, shop: Shop) -> dict[str, str]:
     events.append(purchase(ids["ancient"], at="1970-01-02T00:00:00Z"))
     shop.send_all(events)
     for c in ids.values():
-        wait_until(lambda c=c: system.get(f"/v1/customers/{quote(c, safe='')}").status_code == 200,
-                   what=f"customer {c!r}")
+        wait_until(
+            lambda c=c: system.get(f"/v1/customers/{quote(c, safe='')}").status_code == 200, what=f"customer {c!r}"
+        )
     return ids
 
 
@@ -48,6 +49,7 @@ def assert_json_error(r: httpx.Response, status: int, error: str) -> dict[str, A
 
 # ---- every valid id is reachable ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("key", PATH_IDS)
 def test_an_id_with_a_slash_or_a_percent_is_reachable(system: System, customers: dict[str, str], key: str) -> None:
     c = customers[key]
@@ -58,8 +60,7 @@ def test_an_id_with_a_slash_or_a_percent_is_reachable(system: System, customers:
     assert rung.status_code == 200 and rung.json()["next_stage"] == "regular", rung.text
 
 
-def test_the_next_rung_of_x_is_not_the_customer_called_x_next_rung(system: System,
-                                                                   customers: dict[str, str]) -> None:
+def test_the_next_rung_of_x_is_not_the_customer_called_x_next_rung(system: System, customers: dict[str, str]) -> None:
     c = customers["x/next-rung"]  # "x/next-rung-<suffix>": the customer's own page, not a sub-resource
     assert system.get(f"/v1/customers/{quote(c, safe='')}").json()["customer_id"] == c
     exact = "x/next-rung"  # as an id it ends with the sub-resource's name; only the encoding tells them apart
@@ -69,17 +70,26 @@ def test_the_next_rung_of_x_is_not_the_customer_called_x_next_rung(system: Syste
 
 # ---- errors are JSON ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("path, params, status, error", [
-    ("/v1/customers/%00", {}, 404, "not_found"),
-    ("/v1/customers", {"after": "AA"}, 400, "invalid_cursor"),  # the cursor of "\x00"
-    ("/v1/flows", {"since": "0001-01-01T00:00:00+14:00"}, 422, "invalid_range"),
-    ("/v1/customers", {"limit": "1001"}, 422, "invalid_request"),
-    ("/v1/flows", {"bucket": "week", "since": "2000-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, 422,
-     "invalid_range"),
-    ("/no/such/path", {}, 404, "not_found"),
-])
-def test_what_were_plain_text_500s_and_every_refusal_are_json(system: System, path: str, params: dict[str, str],
-                                                              status: int, error: str) -> None:
+
+@pytest.mark.parametrize(
+    "path, params, status, error",
+    [
+        ("/v1/customers/%00", {}, 404, "not_found"),
+        ("/v1/customers", {"after": "AA"}, 400, "invalid_cursor"),  # the cursor of "\x00"
+        ("/v1/flows", {"since": "0001-01-01T00:00:00+14:00"}, 422, "invalid_range"),
+        ("/v1/customers", {"limit": "1001"}, 422, "invalid_request"),
+        (
+            "/v1/flows",
+            {"bucket": "week", "since": "2000-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
+            422,
+            "invalid_range",
+        ),
+        ("/no/such/path", {}, 404, "not_found"),
+    ],
+)
+def test_what_were_plain_text_500s_and_every_refusal_are_json(
+    system: System, path: str, params: dict[str, str], status: int, error: str
+) -> None:
     assert_json_error(system.get(path, params=params), status, error)
 
 
@@ -100,6 +110,7 @@ def test_all_time_flows_stay_within_ten_years_and_count_the_rest(system: System,
 
 # ---- CSV formula injection ---------------------------------------------------------------------------------
 
+
 def test_the_csv_export_defuses_formulas_and_keeps_numbers(system: System, customers: dict[str, str]) -> None:
     r = system.get("/v1/customers", headers={"Accept": "text/csv"})
     assert r.status_code == 200
@@ -115,6 +126,7 @@ def test_the_csv_export_defuses_formulas_and_keeps_numbers(system: System, custo
 
 
 # ---- headers, documents, probes -----------------------------------------------------------------------------
+
 
 def test_the_page_has_a_strict_policy_and_no_inline_code(system: System) -> None:
     page = system.get("/ui")

@@ -20,9 +20,19 @@ def _descendants(pid: int) -> list[psutil.Process]:
 
 def test_make_run_embedded_stack_end_to_end(tmp_path: Path) -> None:
     broker_port = free_port()
-    sut = System(env={"EMBEDDED_BROKER_PORT": str(broker_port)}, state_dir=tmp_path / "state",
-                 unset=("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS", "API_TOKENS", "TOPIC_PURCHASES",
-                        "TOPIC_SCORING_INPUT", "TOPIC_DEAD_LETTER", "TOPIC_STAGE_CHANGES"))
+    sut = System(
+        env={"EMBEDDED_BROKER_PORT": str(broker_port)},
+        state_dir=tmp_path / "state",
+        unset=(
+            "DATABASE_URL",
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "API_TOKENS",
+            "TOPIC_PURCHASES",
+            "TOPIC_SCORING_INPUT",
+            "TOPIC_DEAD_LETTER",
+            "TOPIC_STAGE_CHANGES",
+        ),
+    )
     started = time.monotonic()
     sut.start(timeout_s=60)
     print(f"make run: ready in {time.monotonic() - started:.1f}s")  # reported by the closing note
@@ -45,8 +55,10 @@ def test_make_run_embedded_stack_end_to_end(tmp_path: Path) -> None:
         got = sut.wait_customer(c, timeout_s=30)
         assert got["stage"] == "first_purchase"
         assert got["profitability"]["sales"] == "42.00"
-        facts = wait_until(lambda: [f for r in handed_on.poll() for f in decode_record(r.value)
-                                    if f.customer_id == c], what="handed-on fact")
+        facts = wait_until(
+            lambda: [f for r in handed_on.poll() for f in decode_record(r.value) if f.customer_id == c],
+            what="handed-on fact",
+        )
         assert [f.event_id for f in facts] == [good["event_id"]]
         letters = wait_until(lambda: len(dead.poll()) >= len(BAD) and dead.poll(), what="every dead letter")
         by_key = {r.key: r for r in letters}
@@ -64,12 +76,18 @@ def test_make_run_embedded_stack_end_to_end(tmp_path: Path) -> None:
         dead.close()
 
     assert sut.stop() == 0
-    assert wait_until(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in children),
-                      timeout_s=10, what="every child gone")
+    assert wait_until(
+        lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in children),
+        timeout_s=10,
+        what="every child gone",
+    )
 
     # the database lives in the state folder and survives a restart (the in-memory broker does not)
-    again = System(env={"EMBEDDED_BROKER_PORT": str(free_port())}, state_dir=tmp_path / "state",
-                   unset=("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"))
+    again = System(
+        env={"EMBEDDED_BROKER_PORT": str(free_port())},
+        state_dir=tmp_path / "state",
+        unset=("DATABASE_URL", "KAFKA_BOOTSTRAP_SERVERS"),
+    )
     again.start(timeout_s=60)
     try:
         assert again.customer(c) is not None

@@ -21,8 +21,15 @@ import pytest
 from tests.support import ROOT, Shop, System, complaint, purchase, referral, uid, wait_until
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SHOTS = ROOT / "test-artifacts" / "ui"
 STAGES = ["potential", "visitor", "first_purchase", "regular", "advocate"]
 TIERS = ["profitable", "middling", "unprofitable"]
@@ -43,8 +50,9 @@ def feed(shop: Shop, system: System, *, customers: int = 60, seed: int = 7) -> N
             at = f"{rng.choice(months)}-{rng.randint(1, 20):02d}T{rng.randint(8, 20):02d}:00:00Z"
             amount = rng.choice(["15.00", "40.00", "75.00", "120.00"])
             discount = rng.choice(["0", "0", "5.00"])
-            events.append(purchase(c, at=at, amount=amount, cost=rng.choice(["5.00", "30.00", "60.00"]),
-                                   discount=discount))
+            events.append(
+                purchase(c, at=at, amount=amount, cost=rng.choice(["5.00", "30.00", "60.00"]), discount=discount)
+            )
             expected[c] += 1
         if rng.random() < 0.15:
             events.append(complaint(c, at="2026-10-02T10:00:00Z", handling_cost=rng.choice(["0", "25.00"])))
@@ -69,8 +77,10 @@ def feed(shop: Shop, system: System, *, customers: int = 60, seed: int = 7) -> N
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's Chromium with `apt-get install -y chromium` "
-                    "(the browser test needs it and never downloads a browser)")
+        pytest.fail(
+            f"{CHROMIUM} is missing: install Debian's Chromium with `apt-get install -y chromium` "
+            "(the browser test needs it and never downloads a browser)"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -124,7 +134,8 @@ def test_the_page_draws_the_ladder_flows_list_and_a_customer(page: Any, fed_syst
             cell = page.text_content(f'#funnel-table td[data-stage="{stage}"][data-tier="{tier}"]')
             assert cell == str(stages["stages"][stage]["tiers"][tier]), (stage, tier)
         assert page.text_content(f'#funnel-table td[data-stage="{stage}"][data-tier="all"]') == str(
-            stages["stages"][stage]["customers"])
+            stages["stages"][stage]["customers"]
+        )
     bars = chart_data(page, "funnel-chart")  # datasets = tiers, bars = rungs from the top down
     assert bars == [[stages["stages"][s]["tiers"][t] for s in reversed(STAGES)] for t in TIERS]
     assert stages["customers"] > 0 and stages["stages"]["regular"]["customers"] > 0
@@ -151,7 +162,8 @@ def test_the_page_draws_the_ladder_flows_list_and_a_customer(page: Any, fed_syst
     rows = page.locator("#list-table tbody tr")
     assert rows.count() == len(api_list["items"]) > 0
     assert [rows.nth(i).get_attribute("data-customer-id") for i in range(rows.count())] == [
-        i["customer_id"] for i in api_list["items"]]
+        i["customer_id"] for i in api_list["items"]
+    ]
     assert all(rows.nth(i).get_attribute("data-stage") == "regular" for i in range(rows.count()))
 
     # one customer: radar, timeline, next-rung conditions
@@ -164,14 +176,20 @@ def test_the_page_draws_the_ladder_flows_list_and_a_customer(page: Any, fed_syst
     assert radar == pytest.approx([full["loyalty"][k] for k in KINDS], abs=1e-3)
     assert page.locator("#timeline li").count() == len(full["history"]) == 3
     assert [page.locator("#timeline li").nth(i).get_attribute("data-to-stage") for i in range(3)] == [
-        "visitor", "first_purchase", "regular"]
+        "visitor",
+        "first_purchase",
+        "regular",
+    ]
     conds = page.locator("#conditions li")
     assert conds.count() == len(nxt["conditions"]) == 2
     for i, cond in enumerate(nxt["conditions"]):
         li = conds.nth(i)
-        assert (li.get_attribute("data-name"), li.get_attribute("data-have"), li.get_attribute("data-need"),
-                li.get_attribute("data-met")) == (cond["name"], str(cond["have"]), str(cond["need"]),
-                                                  str(cond["met"]).lower())
+        assert (
+            li.get_attribute("data-name"),
+            li.get_attribute("data-have"),
+            li.get_attribute("data-need"),
+            li.get_attribute("data-met"),
+        ) == (cond["name"], str(cond["have"]), str(cond["need"]), str(cond["met"]).lower())
     assert page.get_attribute("#customer", "data-next-stage") == "advocate"
 
     # the focus on the card: the radar marks the kind to encourage and the kind to develop, the action is shown
@@ -199,8 +217,9 @@ def test_the_page_draws_the_ladder_flows_list_and_a_customer(page: Any, fed_syst
         bar = page.get_attribute(f'.develop-bar[data-stage="{stage}"]', "data-develop")
         assert json.loads(bar) == stages["stages"][stage]["develop"], stage
     regular_kinds = stages["stages"]["regular"]["develop"]
-    parts = page.eval_on_selector_all('.develop-bar[data-stage="regular"] span',
-                                      "spans => spans.map(s => [s.dataset.kind, Number(s.dataset.count)])")
+    parts = page.eval_on_selector_all(
+        '.develop-bar[data-stage="regular"] span', "spans => spans.map(s => [s.dataset.kind, Number(s.dataset.count)])"
+    )
     assert dict(parts) == {k: n for k, n in regular_kinds.items() if n}
 
     # the campaign list: the develop filter and the index column, and the index order
@@ -212,13 +231,14 @@ def test_the_page_draws_the_ladder_flows_list_and_a_customer(page: Any, fed_syst
     assert rows.count() == len(api_kind["items"]) == regular_kinds[kind]
     for i, item in enumerate(api_kind["items"]):
         assert rows.nth(i).get_attribute("data-develop") == kind
-        assert rows.nth(i).locator("td.index").text_content() == f'{item["focus"]["index"]:.4f}'
+        assert rows.nth(i).locator("td.index").text_content() == f"{item['focus']['index']:.4f}"
     page.select_option("#list-develop", "")
     page.select_option("#list-sort", "index")
     ready(page, "list", stage="regular", develop="", sort="index")
     by_index = system.get("/v1/customers", params={"stage": "regular", "sort": "index", "limit": 50}).json()
-    shown = page.eval_on_selector_all("#list-table tbody tr", "rows => rows.map(r => [r.dataset.customerId, "
-                                      "Number(r.dataset.index)])")
+    shown = page.eval_on_selector_all(
+        "#list-table tbody tr", "rows => rows.map(r => [r.dataset.customerId, Number(r.dataset.index)])"
+    )
     assert [c for c, _ in shown] == [i["customer_id"] for i in by_index["items"]]
     assert [x for _, x in shown] == sorted((x for _, x in shown), reverse=True)
     page.screenshot(path=str(SHOTS / "workspace.png"), full_page=True)
@@ -236,7 +256,8 @@ def test_the_cohort_table_and_the_import_box(page: Any, fed_system: System, tmp_
     first = page.query_selector_all("#cohorts-table tbody tr")[0]
     assert first.query_selector("th").text_content() == rows[0]["start"]
     assert [td.get_attribute("data-reached") for td in first.query_selector_all("td[data-reached]")] == [
-        str(rows[0]["reached"][r]) for r in STAGES[1:]]
+        str(rows[0]["reached"][r]) for r in STAGES[1:]
+    ]
 
     # a CSV file from the disk: two new prospects, one bad line, one customer the shop knows already
     known = system.get("/v1/customers", params={"limit": 1}).json()["items"][0]["customer_id"]
@@ -247,8 +268,11 @@ def test_the_cohort_table_and_the_import_box(page: Any, fed_system: System, tmp_
     page.click("#import-send")
     page.wait_for_selector('#import-result[data-outcome="ok"]', state="attached", timeout=15_000)
     answer = json.loads(page.get_attribute("#import-result", "data-answer"))
-    assert (answer["imported"], answer["existing"], answer["rejected"]) == (2, 1, [
-        {"line": 3, "error": "customer_id must be 1-128 characters without control characters"}])
+    assert (answer["imported"], answer["existing"], answer["rejected"]) == (
+        2,
+        1,
+        [{"line": 3, "error": "customer_id must be 1-128 characters without control characters"}],
+    )
     assert page.text_content("#import-rejected li").startswith("line 3:")
     for c in fresh:
         assert system.customer(c)["stage"] == "potential"
@@ -272,7 +296,9 @@ def test_clicking_a_funnel_bar_lists_that_rung_and_tier_and_pages(page: Any, fed
                               .data[rungs.indexOf(stage)];
              const box = chart.canvas.getBoundingClientRect();
              return [box.left + (bar.x + bar.base) / 2, box.top + bar.y];
-           }""", [stage, tier])
+           }""",
+        [stage, tier],
+    )
     page.mouse.click(x, y)
     ready(page, "list", stage=stage, tier=tier)
     assert page.input_value("#list-stage") == stage and page.input_value("#list-tier") == tier
@@ -309,8 +335,9 @@ def secured(system_env: dict[str, str], state_dir: Path, system: System) -> Iter
         yield sut
 
 
-def test_the_page_asks_for_a_token_and_keeps_it_for_the_session_only(page: Any, fed_system: System,
-                                                                     secured: System) -> None:
+def test_the_page_asks_for_a_token_and_keeps_it_for_the_session_only(
+    page: Any, fed_system: System, secured: System
+) -> None:
     page.goto(secured.url("scoring", "/ui"))
     page.wait_for_selector("#token-dialog[open]", timeout=15_000)
     page.screenshot(path=str(SHOTS / "token-prompt.png"))
@@ -353,8 +380,7 @@ def test_health_shows_in_the_funnel_the_list_and_the_customer_card(page: Any, fe
     rows.first.click()
     ready(page, "customer", customer_id=chosen, health="at_risk")
     health = system.get(f"/v1/customers/{chosen}").json()["health"]
-    assert float(page.get_attribute("#customer", "data-p-alive") or "nan") == pytest.approx(health["p_alive"],
-                                                                                         abs=1e-6)
+    assert float(page.get_attribute("#customer", "data-p-alive") or "nan") == pytest.approx(health["p_alive"], abs=1e-6)
     since = page.get_attribute("#customer", "data-at-risk-since") or ""
     assert datetime.fromisoformat(since) == datetime.fromisoformat(health["at_risk_since"])
     facts = page.locator("#customer-facts").inner_text()

@@ -35,8 +35,9 @@ class Population:
     expected: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def ids(self, *, stage: str | None = None, tier: str | None = None) -> set[str]:
-        return {c for c, (s, t) in self.expected.items()
-                if (stage is None or s == stage) and (tier is None or t == tier)}
+        return {
+            c for c, (s, t) in self.expected.items() if (stage is None or s == stage) and (tier is None or t == tier)
+        }
 
     def one(self, stage: str, tier: str) -> str:
         return sorted(self.ids(stage=stage, tier=tier))[0]
@@ -47,8 +48,9 @@ def events_for(c: str, stage: str, tier: str, pop: Population) -> list[dict[str,
     if stage == "visitor":
         return [complaint(c, at="2026-10-01T10:00:00Z", handling_cost="10.00" if tier == "unprofitable" else "0")]
     if stage == "first_purchase":
-        amount, cost = {"profitable": ("150.00", "0"), "middling": ("50.00", "0"),
-                        "unprofitable": ("10.00", "30.00")}[tier]
+        amount, cost = {"profitable": ("150.00", "0"), "middling": ("50.00", "0"), "unprofitable": ("10.00", "30.00")}[
+            tier
+        ]
         return [purchase(c, at="2026-10-01T10:00:00Z", amount=amount, cost=cost)]
     amount, cost = _THREE_ORDERS[tier]
     # regulars pay with a discount, so they are not advocates even with a referral's worth of orders
@@ -105,10 +107,12 @@ def ids_of(pages: list[list[dict[str, Any]]]) -> list[str]:
 
 # ---- lists ---------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("stage", [None, *STAGES])
 @pytest.mark.parametrize("tier", [None, *TIERS])
 def test_every_filter_and_combination_lists_exactly_its_customers(
-        system: System, population: Population, stage: str | None, tier: str | None) -> None:
+    system: System, population: Population, stage: str | None, tier: str | None
+) -> None:
     filters = {k: v for k, v in (("stage", stage), ("tier", tier)) if v is not None}
     items = [item for page in walk(system, limit=1000, **filters) for item in page]
     ids = [i["customer_id"] for i in items]
@@ -126,8 +130,11 @@ def test_list_items_carry_the_customers_measures(system: System, population: Pop
     full = system.customer(c)
     assert full is not None
     assert item["stage"] == "advocate"
-    assert item["profitability"] == full["profitability"] == {
-        "sales": "150.00", "costs": "0.00", "profit": "150.00", "tier": "profitable"}
+    assert (
+        item["profitability"]
+        == full["profitability"]
+        == {"sales": "150.00", "costs": "0.00", "profit": "150.00", "tier": "profitable"}
+    )
     assert item["stability"] == full["stability"] == pytest.approx(2 / 12, abs=1e-4)
     assert set(item["loyalty"]) == set(KINDS)
     for kind in KINDS:
@@ -135,10 +142,12 @@ def test_list_items_carry_the_customers_measures(system: System, population: Pop
     assert item["loyalty"]["consultative"] > 0 and item["loyalty"]["evaluative"] == 0
 
 
-@pytest.mark.parametrize("filters", [{}, {"stage": "visitor"}, {"tier": "middling"},
-                                     {"stage": "advocate", "tier": "unprofitable"}])
-def test_pages_of_seven_neither_repeat_nor_skip(system: System, population: Population,
-                                                 filters: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "filters", [{}, {"stage": "visitor"}, {"tier": "middling"}, {"stage": "advocate", "tier": "unprofitable"}]
+)
+def test_pages_of_seven_neither_repeat_nor_skip(
+    system: System, population: Population, filters: dict[str, str]
+) -> None:
     whole = ids_of(walk(system, limit=1000, **filters))
     pages = walk(system, limit=7, **filters)
     paged = ids_of(pages)
@@ -147,28 +156,35 @@ def test_pages_of_seven_neither_repeat_nor_skip(system: System, population: Popu
     assert all(len(p) == 7 for p in pages[:-1])
 
 
-def test_the_default_page_is_100_and_a_filter_without_customers_is_empty(system: System,
-                                                                         population: Population) -> None:
+def test_the_default_page_is_100_and_a_filter_without_customers_is_empty(
+    system: System, population: Population
+) -> None:
     body = system.get("/v1/customers").json()
     assert len(body["items"]) == min(100, system.get("/v1/stages").json()["customers"])
     assert system.get("/v1/customers", params={"stage": "potential"}).json() == {"items": [], "next": None}
     assert system.get("/v1/customers", params={"stage": "visitor", "tier": "profitable"}).json() == {
-        "items": [], "next": None}
+        "items": [],
+        "next": None,
+    }
 
 
-@pytest.mark.parametrize("params, status, error", [
-    ({"stage": "gold"}, 422, "invalid_request"),
-    ({"tier": "rich"}, 422, "invalid_request"),
-    ({"limit": "0"}, 422, "invalid_request"),
-    ({"limit": "1001"}, 422, "invalid_request"),
-    ({"limit": "ten"}, 422, "invalid_request"),
-    ({"after": "%%%"}, 400, "invalid_cursor"),
-    ({"after": "A"}, 400, "invalid_cursor"),
-    ({"after": "_w"}, 400, "invalid_cursor"),  # base64 of a byte that is not UTF-8
-    ({"after": ""}, 400, "invalid_cursor"),
-])
-def test_invalid_list_parameters_are_json_errors(system: System, params: dict[str, str], status: int,
-                                                 error: str) -> None:
+@pytest.mark.parametrize(
+    "params, status, error",
+    [
+        ({"stage": "gold"}, 422, "invalid_request"),
+        ({"tier": "rich"}, 422, "invalid_request"),
+        ({"limit": "0"}, 422, "invalid_request"),
+        ({"limit": "1001"}, 422, "invalid_request"),
+        ({"limit": "ten"}, 422, "invalid_request"),
+        ({"after": "%%%"}, 400, "invalid_cursor"),
+        ({"after": "A"}, 400, "invalid_cursor"),
+        ({"after": "_w"}, 400, "invalid_cursor"),  # base64 of a byte that is not UTF-8
+        ({"after": ""}, 400, "invalid_cursor"),
+    ],
+)
+def test_invalid_list_parameters_are_json_errors(
+    system: System, params: dict[str, str], status: int, error: str
+) -> None:
     r = system.get("/v1/customers", params=params)
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/json")
@@ -211,13 +227,16 @@ def writer(shop: Shop) -> Iterator[Writer]:
 
 @pytest.mark.parametrize("filters", [{}, {"stage": "visitor"}])
 def test_paging_while_new_customers_arrive_neither_repeats_nor_skips(
-        system: System, shop: Shop, population: Population, writer: Writer, filters: dict[str, str]) -> None:
+    system: System, shop: Shop, population: Population, writer: Writer, filters: dict[str, str]
+) -> None:
     # enough customers for many pages of seven; visitors stay visitors (nothing else is sent for them)
     base = [complaint(uid("base-"), at="2026-10-10T10:00:00Z") for _ in range(150)]
     shop.send_all(base)
     wait_until(lambda: all(system.customer(e["customer_id"]) for e in base[-5:]), what="base customers")
-    wait_until(lambda: system.get("/v1/stages").json()["customers"] >= len(population.expected) + 150,
-               what="every base customer")
+    wait_until(
+        lambda: system.get("/v1/stages").json()["customers"] >= len(population.expected) + 150,
+        what="every base customer",
+    )
     before = set(ids_of(walk(system, limit=1000, **filters)))
     total_before = system.get("/v1/stages").json()["customers"]
 
@@ -239,14 +258,23 @@ def test_paging_while_new_customers_arrive_neither_repeats_nor_skips(
 
 # ---- CSV -----------------------------------------------------------------------------------------------
 
+
 def read_csv(system: System, **filters: str) -> tuple[Any, list[list[str]]]:
     r = system.get("/v1/customers", params=filters, headers={"Accept": "text/csv"})
     assert r.status_code == 200, r.text
     return r, list(csv.reader(io.StringIO(r.text)))
 
 
-@pytest.mark.parametrize("filters", [{}, {"stage": "regular"}, {"stage": "advocate", "tier": "middling"},
-                                     {"tier": "unprofitable"}, {"stage": "potential"}])
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {},
+        {"stage": "regular"},
+        {"stage": "advocate", "tier": "middling"},
+        {"tier": "unprofitable"},
+        {"stage": "potential"},
+    ],
+)
 def test_csv_is_the_whole_filtered_list(system: System, population: Population, filters: dict[str, str]) -> None:
     json_ids = ids_of(walk(system, limit=1000, **filters))
     r, rows = read_csv(system, **filters, limit="1")  # limit does not cut a CSV export
@@ -283,16 +311,33 @@ def test_csv_values_match_the_json(system: System, population: Population) -> No
 
 # ---- next rung -----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("stage, next_stage, conditions", [
-    ("visitor", "first_purchase", [{"name": "orders", "have": 0, "need": 1, "met": False}]),
-    ("first_purchase", "regular", [{"name": "orders", "have": 1, "need": 3, "met": False},
-                                   {"name": "order_months", "have": 1, "need": 2, "met": False}]),
-    ("regular", "advocate", [{"name": "full_price_orders", "have": 0, "need": 3, "met": False},
-                             {"name": "referrals_made", "have": 0, "need": 1, "met": False}]),
-    ("advocate", None, []),
-])
-def test_next_rung_on_each_rung(system: System, population: Population, stage: str, next_stage: str | None,
-                                conditions: list[dict[str, Any]]) -> None:
+
+@pytest.mark.parametrize(
+    "stage, next_stage, conditions",
+    [
+        ("visitor", "first_purchase", [{"name": "orders", "have": 0, "need": 1, "met": False}]),
+        (
+            "first_purchase",
+            "regular",
+            [
+                {"name": "orders", "have": 1, "need": 3, "met": False},
+                {"name": "order_months", "have": 1, "need": 2, "met": False},
+            ],
+        ),
+        (
+            "regular",
+            "advocate",
+            [
+                {"name": "full_price_orders", "have": 0, "need": 3, "met": False},
+                {"name": "referrals_made", "have": 0, "need": 1, "met": False},
+            ],
+        ),
+        ("advocate", None, []),
+    ],
+)
+def test_next_rung_on_each_rung(
+    system: System, population: Population, stage: str, next_stage: str | None, conditions: list[dict[str, Any]]
+) -> None:
     c = population.one(stage, "middling")
     r = system.get(f"/v1/customers/{c}/next-rung")
     assert r.status_code == 200, r.text
@@ -306,9 +351,13 @@ def test_next_rung_shows_met_conditions(system: System, shop: Shop) -> None:
     shop.send_all([referral(c, uid("pal-"), at="2026-09-21T10:00:00Z")])
     system.wait_customer(c, lambda x: x["counts"]["referrals_made"] == 1)
     assert system.get(f"/v1/customers/{c}/next-rung").json() == {
-        "stage": "first_purchase", "next_stage": "regular",
-        "conditions": [{"name": "orders", "have": 2, "need": 3, "met": False},
-                       {"name": "order_months", "have": 1, "need": 2, "met": False}]}
+        "stage": "first_purchase",
+        "next_stage": "regular",
+        "conditions": [
+            {"name": "orders", "have": 2, "need": 3, "met": False},
+            {"name": "order_months", "have": 1, "need": 2, "met": False},
+        ],
+    }
 
 
 def test_next_rung_of_an_unknown_customer_is_404(system: System) -> None:
@@ -319,15 +368,18 @@ def test_next_rung_of_an_unknown_customer_is_404(system: System) -> None:
 
 # ---- flows ---------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def flow_customers(system: System, shop: Shop) -> dict[str, str]:
     """Customers whose rungs were all entered in January and February 2019, a window nobody else uses."""
     f = {k: uid(f"flow-{k}-") for k in ("sun", "tz", "mon", "complainer")}
-    shop.send_all([
-        purchase(f["sun"], at="2019-01-06T23:30:00Z"),  # a Sunday: the week of Monday 2018-12-31
-        purchase(f["tz"], at="2019-01-07T00:30:00+02:00"),  # Monday in Athens, still Sunday in UTC
-        complaint(f["complainer"], at="2019-01-15T12:00:00Z"),
-    ])
+    shop.send_all(
+        [
+            purchase(f["sun"], at="2019-01-06T23:30:00Z"),  # a Sunday: the week of Monday 2018-12-31
+            purchase(f["tz"], at="2019-01-07T00:30:00+02:00"),  # Monday in Athens, still Sunday in UTC
+            complaint(f["complainer"], at="2019-01-15T12:00:00Z"),
+        ]
+    )
     # one at a time: a rung is dated by the event that caused it, so these must arrive in this order
     for n, at in enumerate(("2019-01-07T08:00:00Z", "2019-01-20T08:00:00Z", "2019-02-02T08:00:00Z"), start=1):
         shop.send_all([purchase(f["mon"], at=at)])
@@ -347,8 +399,14 @@ def flows(system: System, **params: str) -> dict[str, Any]:
 def entered(**counts: int) -> dict[str, int]:
     """A bucket's entries; `potential` (first seen) defaults to `visitor`: these customers' first events make
     them visitors at once."""
-    return {"potential": counts.get("visitor", 0), "visitor": 0, "first_purchase": 0, "regular": 0, "advocate": 0,
-            **counts}
+    return {
+        "potential": counts.get("visitor", 0),
+        "visitor": 0,
+        "first_purchase": 0,
+        "regular": 0,
+        "advocate": 0,
+        **counts,
+    }
 
 
 WINDOW = {"since": "2019-01-01T00:00:00Z", "until": "2019-03-01T00:00:00Z"}
@@ -383,10 +441,13 @@ def test_weekly_flows_start_on_monday(system: System, flow_customers: dict[str, 
 
 def test_monthly_flows(system: System, flow_customers: dict[str, str]) -> None:
     body = flows(system, bucket="month", **WINDOW)
-    assert body == {"bucket": "month", "series": [
-        {"start": "2019-01-01", "entered": entered(visitor=4, first_purchase=3)},
-        {"start": "2019-02-01", "entered": entered(regular=1)},
-    ]}
+    assert body == {
+        "bucket": "month",
+        "series": [
+            {"start": "2019-01-01", "entered": entered(visitor=4, first_purchase=3)},
+            {"start": "2019-02-01", "entered": entered(regular=1)},
+        ],
+    }
     # until is exclusive and since inclusive; an offset is honoured
     narrow = flows(system, bucket="day", since="2019-01-07T01:00:00+01:00", until="2019-01-07T08:00:00Z")
     assert narrow["series"] == [{"start": "2019-01-07", "entered": entered()}]
@@ -394,10 +455,11 @@ def test_monthly_flows(system: System, flow_customers: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("bucket", ["day", "week", "month"])
 def test_all_time_flows_sum_to_the_customers_who_reached_each_rung(
-        system: System, population: Population, flow_customers: dict[str, str], bucket: str) -> None:
+    system: System, population: Population, flow_customers: dict[str, str], bucket: str
+) -> None:
     def reached() -> dict[str, int]:
         stages = system.get("/v1/stages").json()["stages"]
-        return {r: sum(stages[s]["customers"] for s in STAGES[STAGES.index(r):]) for r in STAGES}
+        return {r: sum(stages[s]["customers"] for s in STAGES[STAGES.index(r) :]) for r in STAGES}
 
     def sums() -> dict[str, int]:
         series = flows(system, bucket=bucket)["series"]
@@ -414,13 +476,16 @@ def test_flows_default_to_weeks(system: System) -> None:
     assert flows(system)["bucket"] == "week"
 
 
-@pytest.mark.parametrize("params, status", [
-    ({"bucket": "year"}, 422),
-    ({"since": "yesterday"}, 422),
-    ({"since": "2019-02-01T00:00:00Z", "until": "2019-01-01T00:00:00Z"}, 422),
-    ({"since": "2019-01-01T00:00:00Z", "until": "2019-01-01T00:00:00Z"}, 422),
-    ({"bucket": "day", "since": "1900-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, 422),
-])
+@pytest.mark.parametrize(
+    "params, status",
+    [
+        ({"bucket": "year"}, 422),
+        ({"since": "yesterday"}, 422),
+        ({"since": "2019-02-01T00:00:00Z", "until": "2019-01-01T00:00:00Z"}, 422),
+        ({"since": "2019-01-01T00:00:00Z", "until": "2019-01-01T00:00:00Z"}, 422),
+        ({"bucket": "day", "since": "1900-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}, 422),
+    ],
+)
 def test_invalid_flow_parameters_are_json_errors(system: System, params: dict[str, str], status: int) -> None:
     r = system.get("/v1/flows", params=params)
     assert r.status_code == status, r.text
@@ -428,6 +493,7 @@ def test_invalid_flow_parameters_are_json_errors(system: System, params: dict[st
 
 
 # ---- the page and the schema ---------------------------------------------------------------------------
+
 
 def test_the_page_and_its_assets_are_served(system: System) -> None:
     page = system.get("/ui")
@@ -439,8 +505,14 @@ def test_the_page_and_its_assets_are_served(system: System) -> None:
 
 def test_openapi_documents_the_workspace(system: System) -> None:
     spec = system.get("/openapi.json").json()
-    for path in ("/v1/customers", "/v1/customers/{customer_id}/next-rung", "/v1/flows", "/v1/funnel",
-                 "/v1/prospects", "/v1/policy"):
+    for path in (
+        "/v1/customers",
+        "/v1/customers/{customer_id}/next-rung",
+        "/v1/flows",
+        "/v1/funnel",
+        "/v1/prospects",
+        "/v1/policy",
+    ):
         assert path in spec["paths"], path
     schemas = spec["components"]["schemas"]
     assert {"CustomerListOut", "NextRungOut", "FlowsOut", "PolicyOut"} <= set(schemas)

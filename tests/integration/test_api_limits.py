@@ -49,13 +49,18 @@ def make_api(make_settings: Callable[..., Settings]) -> Iterator[Callable[..., A
 
     def build(**overrides: Any) -> Api:
         settings = make_settings(**overrides)
-        engine = make_engine(settings.database_url, pool_size=settings.api_pool_size, max_overflow=0,
-                             pool_timeout_s=settings.api_pool_timeout_s,
-                             statement_timeout_ms=settings.api_statement_timeout_ms,
-                             application_name="loyalty-scoring-api")
+        engine = make_engine(
+            settings.database_url,
+            pool_size=settings.api_pool_size,
+            max_overflow=0,
+            pool_timeout_s=settings.api_pool_timeout_s,
+            statement_timeout_ms=settings.api_statement_timeout_ms,
+            application_name="loyalty-scoring-api",
+        )
         engines.append(engine)
-        app = create_app(ctx=ApiContext(engine=engine, policy=POLICY, settings=settings),
-                         metrics=Metrics(service="scoring"))
+        app = create_app(
+            ctx=ApiContext(engine=engine, policy=POLICY, settings=settings), metrics=Metrics(service="scoring")
+        )
         return Api(settings, engine, TestClient(app, raise_server_exceptions=False))
 
     yield build
@@ -73,8 +78,17 @@ def assert_json_error(r: httpx.Response, status: int, error: str) -> dict[str, A
 
 # ---- errors that were plain-text 500s ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("path", ["/v1/customers/%00", "/v1/customers/%00/next-rung", "/v1/customers/a%0Ab",
-                                  "/v1/customers/" + "x" * 129, "/v1/customers/%ED%A0%80"])
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/customers/%00",
+        "/v1/customers/%00/next-rung",
+        "/v1/customers/a%0Ab",
+        "/v1/customers/" + "x" * 129,
+        "/v1/customers/%ED%A0%80",
+    ],
+)
 def test_an_id_no_event_can_carry_is_an_unknown_customer(make_api: Callable[..., Api], path: str) -> None:
     assert_json_error(make_api().client.get(path), 404, "not_found")
 
@@ -84,34 +98,45 @@ def test_a_cursor_naming_a_nul_is_refused_as_a_cursor(make_api: Callable[..., Ap
     assert_json_error(make_api().client.get("/v1/customers", params={"after": "AA"}), 400, "invalid_cursor")
 
 
-@pytest.mark.parametrize("params", [
-    {"since": "0001-01-01T00:00:00+14:00"},
-    {"until": "0001-01-01T00:00:00+14:00"},
-    {"since": "9999-12-31T23:00:00-05:00", "until": "9999-12-31T23:59:59Z"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"since": "0001-01-01T00:00:00+14:00"},
+        {"until": "0001-01-01T00:00:00+14:00"},
+        {"since": "9999-12-31T23:00:00-05:00", "until": "9999-12-31T23:59:59Z"},
+    ],
+)
 def test_moments_outside_the_utc_calendar_are_422(make_api: Callable[..., Api], params: dict[str, str]) -> None:
     assert_json_error(make_api().client.get("/v1/flows", params=params), 422, "invalid_range")
 
 
 # ---- bounds ------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("params, error", [
-    ({"limit": "1001"}, "invalid_request"),
-    ({"limit": "0"}, "invalid_request"),
-])
+
+@pytest.mark.parametrize(
+    "params, error",
+    [
+        ({"limit": "1001"}, "invalid_request"),
+        ({"limit": "0"}, "invalid_request"),
+    ],
+)
 def test_limit_is_bounded(make_api: Callable[..., Api], params: dict[str, str], error: str) -> None:
     body = assert_json_error(make_api().client.get("/v1/customers", params=params), 422, error)
     assert body["problems"][0]["loc"] == ["query", "limit"]
 
 
-@pytest.mark.parametrize("params", [
-    {"bucket": "month", "since": "2016-01-01T00:00:00Z", "until": "2026-01-01T00:00:01Z"},  # 10 years + 1 s
-    {"bucket": "day", "since": "1990-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
-    {"bucket": "week", "since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
-    {"bucket": "week", "since": "2026-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
-])
-def test_flow_ranges_out_of_bounds_are_refused_before_any_query(make_api: Callable[..., Api],
-                                                                params: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"bucket": "month", "since": "2016-01-01T00:00:00Z", "until": "2026-01-01T00:00:01Z"},  # 10 years + 1 s
+        {"bucket": "day", "since": "1990-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
+        {"bucket": "week", "since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
+        {"bucket": "week", "since": "2026-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
+    ],
+)
+def test_flow_ranges_out_of_bounds_are_refused_before_any_query(
+    make_api: Callable[..., Api], params: dict[str, str]
+) -> None:
     api = make_api()
     # with the tables locked, a query would hang until the statement timeout: a quick 422 shows none was made
     with psycopg.connect(libpq_url(api.settings.database_url)) as locker:
@@ -120,16 +145,22 @@ def test_flow_ranges_out_of_bounds_are_refused_before_any_query(make_api: Callab
 
 
 def test_exactly_ten_years_is_within_bounds(make_api: Callable[..., Api]) -> None:
-    r = make_api().client.get("/v1/flows", params={"bucket": "day", "since": "2016-01-01T00:00:00Z",
-                                                   "until": "2026-01-01T00:00:00Z"})
+    r = make_api().client.get(
+        "/v1/flows", params={"bucket": "day", "since": "2016-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}
+    )
     assert r.status_code == 200, r.text
     assert len(r.json()["series"]) == 3653
 
 
 def test_an_event_from_year_one_neither_breaks_nor_stretches_all_time_flows(make_api: Callable[..., Api]) -> None:
     api = make_api()
-    seed(api.engine, [order("o-old", datetime(1, 1, 1, tzinfo=UTC), customer="ancient"),
-                      order("o-new", at(2026, 3, 4), customer="recent")])
+    seed(
+        api.engine,
+        [
+            order("o-old", datetime(1, 1, 1, tzinfo=UTC), customer="ancient"),
+            order("o-new", at(2026, 3, 4), customer="recent"),
+        ],
+    )
     for bucket in ("day", "week", "month"):
         r = api.client.get("/v1/flows", params={"bucket": bucket})
         assert r.status_code == 200, r.text
@@ -144,8 +175,12 @@ def test_an_event_from_year_one_neither_breaks_nor_stretches_all_time_flows(make
     recent = api.client.get("/v1/flows", params={"bucket": "month", "since": "2026-01-01T00:00:00Z"}).json()
     assert "earlier" not in recent and recent["series"][-1]["entered"]["first_purchase"] == 1
     # asking for year 1 explicitly is a range like any other
-    assert api.client.get("/v1/flows", params={"since": "0001-01-01T00:00:00Z",
-                                               "until": "0002-01-01T00:00:00Z"}).status_code == 200
+    assert (
+        api.client.get(
+            "/v1/flows", params={"since": "0001-01-01T00:00:00Z", "until": "0002-01-01T00:00:00Z"}
+        ).status_code
+        == 200
+    )
     assert_json_error(api.client.get("/v1/flows", params={"since": "2000-01-01T00:00:00Z"}), 422, "invalid_range")
 
 
@@ -157,6 +192,7 @@ def test_a_request_body_over_the_limit_is_413_json(make_api: Callable[..., Api])
 
 
 # ---- the read side's own resources ---------------------------------------------------------------------------
+
 
 def test_api_connections_carry_the_statement_timeout_and_a_slow_query_is_503(make_api: Callable[..., Api]) -> None:
     api = make_api(api_statement_timeout_ms=300)
@@ -188,14 +224,18 @@ def test_a_full_api_pool_answers_503_busy_and_never_grows(make_api: Callable[...
 
 
 def api_connections(conn: psycopg.Connection[Any]) -> int:
-    row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'loyalty-scoring-api' "
-                       "AND datname = current_database()").fetchone()
+    row = conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'loyalty-scoring-api' "
+        "AND datname = current_database()"
+    ).fetchone()
     return int(row[0]) if row else 0
 
 
 def waiting_api_connections(conn: psycopg.Connection[Any]) -> int:
-    row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'loyalty-scoring-api' "
-                       "AND datname = current_database() AND wait_event_type = 'Lock'").fetchone()
+    row = conn.execute(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'loyalty-scoring-api' "
+        "AND datname = current_database() AND wait_event_type = 'Lock'"
+    ).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -216,8 +256,9 @@ def test_expensive_requests_beyond_the_gate_are_503_at_once(make_api: Callable[.
             with psycopg.connect(libpq_url(api.settings.database_url)) as locker:
                 locker.execute("LOCK TABLE customers IN ACCESS EXCLUSIVE MODE")
                 got: list[httpx.Response] = []
-                first = threading.Thread(target=lambda: got.append(httpx.get(f"{base}/v1/customers", headers=csv,
-                                                                             timeout=30)))
+                first = threading.Thread(
+                    target=lambda: got.append(httpx.get(f"{base}/v1/customers", headers=csv, timeout=30))
+                )
                 first.start()
                 wait_until(lambda: waiting_api_connections(probe) == 1, what="the export waiting on the lock")
                 assert_json_error(httpx.get(f"{base}/v1/customers", headers=csv, timeout=5), 503, "busy")
@@ -241,6 +282,7 @@ def _ok(url: str) -> bool:
 
 
 # ---- documentation pages behind a setting ----------------------------------------------------------------------
+
 
 def test_documentation_pages_are_served_only_when_enabled(make_api: Callable[..., Api]) -> None:
     on, off = make_api(), make_api(api_docs_enabled=False)

@@ -20,15 +20,22 @@ Records = dict[int, list[tuple[bytes | None, bytes]]]
 
 
 def _read_all(bootstrap: str, topic: str, expected: int) -> Records:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             group_id=f"read-{uuid.uuid4().hex[:8]}", enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"read-{uuid.uuid4().hex[:8]}",
+        enable_auto_commit=False,
+    )
     got: Records = defaultdict(list)
     try:
+
         def drained() -> bool:
             for records in consumer.poll(timeout_ms=200).values():
                 for r in records:
                     got[r.partition].append((r.key, r.value))
             return sum(map(len, got.values())) >= expected
+
         wait_until(drained, timeout_s=60, interval_s=0, what=f"{expected} records on {topic}")
     finally:
         consumer.close()

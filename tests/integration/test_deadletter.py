@@ -17,8 +17,10 @@ def _letters(settings: Settings) -> list[object]:
         reader.assign(tps)
         reader.seek_to_beginning(*tps)
         seen: list[object] = []
-        return wait_until(lambda: seen.extend(r for rs in reader.poll(timeout_ms=200).values() for r in rs) or seen,
-                          what="the dead letter")
+        return wait_until(
+            lambda: seen.extend(r for rs in reader.poll(timeout_ms=200).values() for r in rs) or seen,
+            what="the dead letter",
+        )
     finally:
         reader.close()
 
@@ -27,8 +29,16 @@ def test_a_letter_over_the_producers_request_limit_is_sent_cut_to_1_kib(settings
     producer = make_producer(settings, max_request_size=8000)
     try:
         writer = DeadLetterWriter(producer, settings.topic_dead_letter)
-        letter = dead_letter(key=b"k", value=b"v" * 50_000, code="too_large", message="m", topic="shop.purchases",
-                             partition=1, offset=7, max_bytes=1_000_000)
+        letter = dead_letter(
+            key=b"k",
+            value=b"v" * 50_000,
+            code="too_large",
+            message="m",
+            topic="shop.purchases",
+            partition=1,
+            offset=7,
+            max_bytes=1_000_000,
+        )
         assert dict(letter.headers).get("error.truncated") is None  # within DEAD_LETTER_MAX_BYTES
         writer.send(letter)
         assert writer.delivered()

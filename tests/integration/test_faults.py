@@ -40,11 +40,14 @@ def _start(h: Harness, *, ingest_faults: str = "", scoring_faults: str = "", bud
     h.wait_ready(scoring)
 
 
-@pytest.mark.parametrize(("service", "point"), [
-    ("ingest", "ingest.after_flush"),
-    ("scoring", "scoring.after_db_commit"),
-    ("scoring", "relay.after_publish"),
-])
+@pytest.mark.parametrize(
+    ("service", "point"),
+    [
+        ("ingest", "ingest.after_flush"),
+        ("scoring", "scoring.after_db_commit"),
+        ("scoring", "relay.after_publish"),
+    ],
+)
 def test_fault_point_kills_lose_and_double_nothing(harness: Harness, service: str, point: str) -> None:
     """FAULT_INJECTION SIGKILLs the process at `point` (up to twice; restarted each time): nothing lost or doubled."""
     spec = f"{point}=0.3"

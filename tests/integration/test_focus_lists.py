@@ -37,16 +37,18 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 def _write(engine: Engine, facts: list[Fact]) -> None:
     with session(engine) as conn:
-        process_batch(conn, facts=facts, policy=POLICY, stage_topic="s", conversion_topic="f",
-                      cache=StateCache(capacity=0))
+        process_batch(
+            conn, facts=facts, policy=POLICY, stage_topic="s", conversion_topic="f", cache=StateCache(capacity=0)
+        )
 
 
 def _walk(engine: Engine, flt: ListFilter, *, limit: int) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     cursor = None
     while True:
-        page: dict[str, Any] = customer_page(engine, flt, cursor=cursor, limit=limit, policy=POLICY, at=NOW,
-                                             order="index")
+        page: dict[str, Any] = customer_page(
+            engine, flt, cursor=cursor, limit=limit, policy=POLICY, at=NOW, order="index"
+        )
         items.extend(page["items"])
         cursor = page["next"]
         if cursor is None:
@@ -60,13 +62,18 @@ def test_rows_from_before_the_migration_keep_null_until_their_next_event(databas
     for fact in (order("o1", at(2026, 1, 5), customer="old-1"), order("o2", at(2026, 1, 6), customer="old-2")):
         state, _ = apply(None, fact, policy=POLICY)
         with engine.begin() as conn:
-            conn.execute(text(
-                "INSERT INTO customers (customer_id, stage, stage_rank, stage_entered_at, tier, sales, costs, profit, "
-                "first_seen_at, last_event_at, state, version) VALUES (:id, :stage, 2, :at, 'middling', 100, 0, 100, "
-                ":at, :at, :state, 1)"), {"id": state.customer_id, "stage": state.stage, "at": fact.occurred_at,
-                                          "state": to_text(state)})
-            conn.execute(text("INSERT INTO processed_events (event_id, role, customer_id) VALUES (:e, 'primary', :c)"),
-                         {"e": fact.event_id, "c": fact.customer_id})
+            conn.execute(
+                text(
+                    "INSERT INTO customers (customer_id, stage, stage_rank, stage_entered_at, tier, sales, costs, "
+                    "profit, first_seen_at, last_event_at, state, version) "
+                    "VALUES (:id, :stage, 2, :at, 'middling', 100, 0, 100, :at, :at, :state, 1)"
+                ),
+                {"id": state.customer_id, "stage": state.stage, "at": fact.occurred_at, "state": to_text(state)},
+            )
+            conn.execute(
+                text("INSERT INTO processed_events (event_id, role, customer_id) VALUES (:e, 'primary', :c)"),
+                {"e": fact.event_id, "c": fact.customer_id},
+            )
     command.upgrade(cfg, "head")
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT customer_id, develop, loyalty_index FROM customers ORDER BY 1")).all()
@@ -83,8 +90,9 @@ def test_rows_from_before_the_migration_keep_null_until_their_next_event(databas
     assert [i["customer_id"] for i in items][-1] == "old-1"  # no stored index: last
     assert items[-1]["focus"] is None and all(i["focus"] is not None for i in items[:-1])
     for kind in LOYALTY_KINDS:
-        listed: dict[str, Any] = customer_page(engine, ListFilter(develop=kind), cursor=None, limit=10,
-                                               policy=POLICY, at=NOW)
+        listed: dict[str, Any] = customer_page(
+            engine, ListFilter(develop=kind), cursor=None, limit=10, policy=POLICY, at=NOW
+        )
         assert "old-1" not in {i["customer_id"] for i in listed["items"]}
 
     command.downgrade(cfg, "0004")  # and back: the columns and indexes go, the rows stay
@@ -118,7 +126,8 @@ def test_index_pages_are_in_index_order_ties_by_id_and_neither_repeat_nor_skip(e
         assert _walk(engine, ListFilter(stage=stage), limit=4) == [i for i in whole if i["stage"] == stage]
     # CSV in the same order
     assert [r[0] for r in csv_rows(engine, ListFilter(), policy=POLICY, at=NOW, order="index")] == [
-        i["customer_id"] for i in whole]
+        i["customer_id"] for i in whole
+    ]
 
 
 def test_an_index_page_after_a_cursor_walks_the_index(engine: Engine) -> None:

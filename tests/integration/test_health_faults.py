@@ -45,8 +45,9 @@ def _sweep_until_done(url: str, spec: str) -> int:
     """Run the sweep in a process until one run ends by itself; the number of runs that were killed."""
     kills = 0
     while True:
-        done = subprocess.run([sys.executable, "-c", SWEEP, url, spec, NOW.isoformat()], cwd=ROOT, timeout=120,
-                              check=False)
+        done = subprocess.run(
+            [sys.executable, "-c", SWEEP, url, spec, NOW.isoformat()], cwd=ROOT, timeout=120, check=False
+        )
         if done.returncode == 0:
             return kills
         assert done.returncode == -9, f"the sweep failed for another reason: {done.returncode}"
@@ -57,29 +58,50 @@ def _sweep_until_done(url: str, spec: str) -> int:
 def _outcome(url: str) -> tuple[dict[str, tuple[str, int]], list[tuple[str, str]]]:
     engine = make_engine(url)
     with engine.connect() as conn:
-        customers = {r.customer_id: (r.health_status, r.health_transitions, r.health_model_version) for r in
-                     conn.execute(text("SELECT customer_id, health_status, health_transitions, health_model_version "
-                                       "FROM customers"))}
-        messages = [(r.key, r.message_id) for r in conn.execute(
-            text("SELECT key, message_id FROM outbox WHERE topic = 'health' ORDER BY id"))]
+        customers = {
+            r.customer_id: (r.health_status, r.health_transitions, r.health_model_version)
+            for r in conn.execute(
+                text("SELECT customer_id, health_status, health_transitions, health_model_version FROM customers")
+            )
+        }
+        messages = [
+            (r.key, r.message_id)
+            for r in conn.execute(text("SELECT key, message_id FROM outbox WHERE topic = 'health' ORDER BY id"))
+        ]
     engine.dispose()
     assert {v for _, _, v in customers.values()} == {1}, "every customer on the new model"
     return {c: (s, n) for c, (s, n, _) in customers.items()}, messages
 
 
-def test_a_sweep_killed_again_and_again_ends_where_an_unharmed_one_does(pg: EmbeddedPostgres,
-                                                                        database_url: str) -> None:
+def test_a_sweep_killed_again_and_again_ends_where_an_unharmed_one_does(
+    pg: EmbeddedPostgres, database_url: str
+) -> None:
     engine = make_engine(database_url)
-    facts = [order(f"cd-{i}", datetime(d.year, d.month, d.day, 12, tzinfo=UTC), customer=c)
-             for i, (c, d, _) in enumerate(purchases()) if d <= date(1997, 12, 31)]
+    facts = [
+        order(f"cd-{i}", datetime(d.year, d.month, d.day, 12, tzinfo=UTC), customer=c)
+        for i, (c, d, _) in enumerate(purchases())
+        if d <= date(1997, 12, 31)
+    ]
     for i in range(0, len(facts), 3000):
         with session(engine) as conn:
-            process_batch(conn, facts=facts[i:i + 3000], policy=POLICY, stage_topic="stage",
-                          conversion_topic="facts", health=_ctx(NOW))
+            process_batch(
+                conn,
+                facts=facts[i : i + 3000],
+                policy=POLICY,
+                stage_topic="stage",
+                conversion_topic="facts",
+                health=_ctx(NOW),
+            )
     with session(engine) as conn:
         # a model under which P(alive) is far lower than under the priors: many customers change status
-        save_model(conn, kind="mbg_nbd", params=Params(r=0.3, alpha=3.0, a=2.0, b=1.0), customers=2357,
-                   log_likelihood=-1.0, fitted_at=NOW)
+        save_model(
+            conn,
+            kind="mbg_nbd",
+            params=Params(r=0.3, alpha=3.0, a=2.0, b=1.0),
+            customers=2357,
+            log_likelihood=-1.0,
+            fitted_at=NOW,
+        )
     engine.dispose()
     name = database_url.rpartition("/")[2]
     copy = create_database(pg.url, f"t_{uid()}", template=name)

@@ -32,19 +32,28 @@ def _ctx(now: datetime, model: Model | None = None) -> HealthContext:
     return HealthContext(model=model or POLICY.health.prior_model, at_risk_below=0.5, now=now, topic=TOPIC)
 
 
-def _batch(engine: Engine, facts: list[Fact], now: datetime, cache: StateCache | None = None,
-           model: Model | None = None) -> None:
+def _batch(
+    engine: Engine, facts: list[Fact], now: datetime, cache: StateCache | None = None, model: Model | None = None
+) -> None:
     with session(engine) as conn:
-        outcome = process_batch(conn, facts=facts, policy=POLICY, stage_topic="stage", conversion_topic="facts",
-                                cache=cache, health=_ctx(now, model))
+        outcome = process_batch(
+            conn,
+            facts=facts,
+            policy=POLICY,
+            stage_topic="stage",
+            conversion_topic="facts",
+            cache=cache,
+            health=_ctx(now, model),
+        )
     if cache is not None:
         cache.remember(outcome.written, outcome.marks)
 
 
 def _messages(engine: Engine) -> list[dict[str, Any]]:
     with session(engine) as conn:
-        rows = run_sql(conn, "SELECT message_id, payload FROM outbox WHERE topic = %(t)b::text ORDER BY id",
-                       {"t": TOPIC})
+        rows = run_sql(
+            conn, "SELECT message_id, payload FROM outbox WHERE topic = %(t)b::text ORDER BY id", {"t": TOPIC}
+        )
     out = []
     for message_id, payload in rows:
         body = orjson.loads(payload)
@@ -57,14 +66,21 @@ def _messages(engine: Engine) -> list[dict[str, Any]]:
 def _row(engine: Engine, customer_id: str) -> dict[str, Any]:
     with engine.connect() as conn:
         from sqlalchemy import text
+
         row = conn.execute(text("SELECT * FROM customers WHERE customer_id = :c"), {"c": customer_id}).one()
     return dict(row._mapping)
 
 
 def test_old_orders_turn_a_customer_at_risk_at_once_and_a_new_order_recovers_them(database_url: str) -> None:
     engine = make_engine(database_url)
-    _batch(engine, [order("o1", datetime(2025, 1, 5, tzinfo=UTC), customer="c"),
-                    order("o2", datetime(2025, 2, 5, tzinfo=UTC), customer="c")], NOW)
+    _batch(
+        engine,
+        [
+            order("o1", datetime(2025, 1, 5, tzinfo=UTC), customer="c"),
+            order("o2", datetime(2025, 2, 5, tzinfo=UTC), customer="c"),
+        ],
+        NOW,
+    )
     row = _row(engine, "c")
     assert row["health_status"] == "at_risk" and row["health_transitions"] == 1 and row["at_risk_since"] == NOW
     assert row["health_due_at"] is None and row["p_alive"] < 0.5 and row["order_day_count"] == 2
@@ -102,8 +118,9 @@ def test_a_new_active_customer_announces_nothing_and_turns_at_risk_when_due(data
 
 def test_a_scan_in_small_batches_takes_every_customer_due_once(database_url: str) -> None:
     engine = make_engine(database_url)
-    facts = [order(f"{c}-{i}", NOW - timedelta(days=40 - 20 * i), customer=f"c{c:02d}") for c in range(23)
-             for i in range(2)]
+    facts = [
+        order(f"{c}-{i}", NOW - timedelta(days=40 - 20 * i), customer=f"c{c:02d}") for c in range(23) for i in range(2)
+    ]
     _batch(engine, facts, NOW)
     later = NOW + timedelta(days=3650)
     outcome = scan_due(engine, _ctx(later), batch=5)
@@ -114,8 +131,9 @@ def test_a_scan_in_small_batches_takes_every_customer_due_once(database_url: str
 def test_a_status_change_by_the_scan_makes_a_cached_state_conflict(database_url: str) -> None:
     engine = make_engine(database_url)
     cache = StateCache(capacity=10)
-    _batch(engine, [order("k1", NOW - timedelta(days=20), customer="k"), order("k2", NOW, customer="k")], NOW,
-           cache=cache)
+    _batch(
+        engine, [order("k1", NOW - timedelta(days=20), customer="k"), order("k2", NOW, customer="k")], NOW, cache=cache
+    )
     due = _row(engine, "k")["health_due_at"]
     scan_due(engine, _ctx(due), batch=10)
     with pytest.raises(ConcurrentUpdate):
@@ -129,18 +147,25 @@ def test_refit_needs_enough_customers_then_fits_and_the_sweep_moves_everyone(dat
     engine = make_engine(database_url)
     policy = parse_policy('[health]\nmodel = "bg_nbd"\nmin_customers = 100\n')
     end = datetime(1997, 9, 30, 12, tzinfo=UTC)
-    facts = [order(f"cd-{i}", datetime(d.year, d.month, d.day, 12, tzinfo=UTC), customer=c)
-             for i, (c, d, _) in enumerate(purchases()) if d <= date(1997, 9, 30)]
+    facts = [
+        order(f"cd-{i}", datetime(d.year, d.month, d.day, 12, tzinfo=UTC), customer=c)
+        for i, (c, d, _) in enumerate(purchases())
+        if d <= date(1997, 9, 30)
+    ]
     few = {f.customer_id for f in facts[:150]}
     _batch(engine, [f for f in facts if f.customer_id in sorted(few)[:50]], end)
     assert refit(engine, policy=policy, now=end) == TooFew(customers=50, needed=100)
     for i in range(0, len(facts), 2000):
-        _batch(engine, facts[i:i + 2000], end)
+        _batch(engine, facts[i : i + 2000], end)
     result = refit(engine, policy=policy, now=end)
     assert not isinstance(result, TooFew)
     assert result.model.version == 1 and result.customers == 2357
-    assert {k: f"{v:.3g}" for k, v in result.model.params.as_dict().items()} == \
-        {"r": "0.243", "alpha": "4.41", "a": "0.793", "b": "2.43"}
+    assert {k: f"{v:.3g}" for k, v in result.model.params.as_dict().items()} == {
+        "r": "0.243",
+        "alpha": "4.41",
+        "a": "0.793",
+        "b": "2.43",
+    }
     assert f"{result.log_likelihood:.5g}" == "-9582.4"
     with engine.connect() as conn:
         assert active_model(conn, policy=policy).model == result.model
@@ -151,6 +176,7 @@ def test_refit_needs_enough_customers_then_fits_and_the_sweep_moves_everyone(dat
     assert sweep(engine, source.context(end), batch=400).assessed == 0  # done: resumable by the version stamp
     with engine.connect() as conn:
         from sqlalchemy import text
+
         versions = conn.execute(text("SELECT DISTINCT health_model_version FROM customers")).scalars().all()
     assert versions == [1]
     assert len(_messages(engine)) == before + swept.changes

@@ -69,8 +69,9 @@ class Reader:
         return self.records
 
     def wait_for(self, count: int, *, timeout_s: float = 30.0) -> list[Any]:
-        return wait_until(lambda: self.records if len(self.read()) >= count else None, timeout_s=timeout_s,
-                          what=f"{count} records")
+        return wait_until(
+            lambda: self.records if len(self.read()) >= count else None, timeout_s=timeout_s, what=f"{count} records"
+        )
 
     def close(self) -> None:
         self.consumer.close()
@@ -82,8 +83,7 @@ class Shop:
     def __init__(self, bootstrap: str) -> None:
         self.producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=1)
 
-    def send(self, topic: str, value: bytes | None, *, key: bytes | None = None,
-             partition: int | None = None) -> Any:
+    def send(self, topic: str, value: bytes | None, *, key: bytes | None = None, partition: int | None = None) -> Any:
         return self.producer.send(topic, value=value, key=key, partition=partition).get(timeout=10)
 
     def close(self) -> None:
@@ -92,8 +92,12 @@ class Shop:
 
 def event(kind: str, **fields: Any) -> dict[str, Any]:
     eid = fields.pop("event_id", f"{kind[0]}-{uuid.uuid4().hex[:8]}")
-    base: dict[str, Any] = {"event_id": eid, "type": kind, "customer_id": f"c-{uuid.uuid4().hex[:8]}",
-                            "occurred_at": WHEN}
+    base: dict[str, Any] = {
+        "event_id": eid,
+        "type": kind,
+        "customer_id": f"c-{uuid.uuid4().hex[:8]}",
+        "occurred_at": WHEN,
+    }
     if kind == "purchase":
         base.update(amount="19.99", currency="EUR")
     if kind == "referral":
@@ -173,8 +177,12 @@ def headers_of(record: Any) -> dict[str, str]:
 
 BAD: list[tuple[str, bytes | None, str]] = [
     ("not-json", b"this is not json", "invalid_json"),
-    ("nan", b'{"event_id":"n-1","type":"purchase","customer_id":"c","occurred_at":"2026-01-01T00:00:00Z",'
-            b'"amount":NaN,"currency":"EUR"}', "invalid_json"),
+    (
+        "nan",
+        b'{"event_id":"n-1","type":"purchase","customer_id":"c","occurred_at":"2026-01-01T00:00:00Z",'
+        b'"amount":NaN,"currency":"EUR"}',
+        "invalid_json",
+    ),
     ("tombstone", None, "invalid_json"),
     ("latin-1", '{"event_id":"é"}'.encode("latin-1"), "invalid_encoding"),
     ("array", b"[1,2,3]", "not_an_object"),
@@ -192,8 +200,8 @@ BAD: list[tuple[str, bytes | None, str]] = [
 
 
 def test_valid_events_become_facts_and_bad_ones_dead_letters(
-        settings: Settings, shop: Shop, readers: tuple[Reader, Reader],
-        start_ingest: Callable[..., Running]) -> None:
+    settings: Settings, shop: Shop, readers: tuple[Reader, Reader], start_ingest: Callable[..., Running]
+) -> None:
     facts_reader, dead_reader = readers
     running = start_ingest()
     purchase = event("purchase", cost="5.125", order_id="o-1")
@@ -202,9 +210,13 @@ def test_valid_events_become_facts_and_bad_ones_dead_letters(
     complaint = event("complaint", severity="high")
     # the type decides, not the topic: a referral and a complaint on the purchases topic too
     stray = event("referral")
-    valid = [(settings.topic_purchases, purchase), (settings.topic_purchases, refund),
-             (settings.topic_referrals, referral), (settings.topic_complaints, complaint),
-             (settings.topic_purchases, stray)]
+    valid = [
+        (settings.topic_purchases, purchase),
+        (settings.topic_purchases, refund),
+        (settings.topic_referrals, referral),
+        (settings.topic_complaints, complaint),
+        (settings.topic_purchases, stray),
+    ]
     for topic, ev in valid:
         shop.send(topic, j(ev), key=b"shop-key")
 
@@ -237,7 +249,12 @@ def test_valid_events_become_facts_and_bad_ones_dead_letters(
     key, fact = facts[(purchase["event_id"], "primary")]
     assert key == home(purchase["customer_id"])
     assert (fact.kind, fact.customer_id, str(fact.amount), str(fact.cost), fact.order_id) == (
-        "order_placed", purchase["customer_id"], "19.99", "5.125", "o-1")
+        "order_placed",
+        purchase["customer_id"],
+        "19.99",
+        "5.125",
+        "o-1",
+    )
     assert fact.source["topic"] == settings.topic_purchases
     assert fact.occurred_at.isoformat() == "2026-01-15T09:00:00+00:00"
     assert facts[(refund["event_id"], "primary")][1].kind == "order_refunded"
@@ -260,19 +277,24 @@ def test_valid_events_become_facts_and_bad_ones_dead_letters(
         assert h["error.code"] == code, (name, h)
         assert h["error.message"]
         assert (h["source.topic"], h["source.partition"], h["source.offset"]) == (
-            meta.topic, str(meta.partition), str(meta.offset))
+            meta.topic,
+            str(meta.partition),
+            str(meta.offset),
+        )
     unkeyed = by_key[None]
     assert headers_of(unkeyed)["error.code"] == "missing_field"
     assert headers_of(unkeyed)["source.offset"] == str(unkeyed_bad.offset)
 
     # counted in the metrics once the batches are committed
-    wait_until(lambda: running.sample("loyalty_events_total",
-                                      {"service": "ingest", "type": "purchase", "outcome": "accepted"}) == 5,
-               what="accepted purchases counted")
-    assert running.sample("loyalty_events_total",
-                          {"service": "ingest", "type": "referral", "outcome": "accepted"}) == 2
-    assert running.sample("loyalty_events_total",
-                          {"service": "ingest", "type": "unknown", "outcome": "rejected"}) >= 5
+    wait_until(
+        lambda: (
+            running.sample("loyalty_events_total", {"service": "ingest", "type": "purchase", "outcome": "accepted"})
+            == 5
+        ),
+        what="accepted purchases counted",
+    )
+    assert running.sample("loyalty_events_total", {"service": "ingest", "type": "referral", "outcome": "accepted"}) == 2
+    assert running.sample("loyalty_events_total", {"service": "ingest", "type": "unknown", "outcome": "rejected"}) >= 5
     assert running.sample("loyalty_dead_letters_total", {"error_code": "invalid_amount"}) == 2
     assert running.sample("loyalty_dead_letters_total", {"error_code": "missing_field"}) == 2
     assert running.sample("loyalty_batch_size_messages_count", {"service": "ingest"}) >= 1
@@ -284,8 +306,8 @@ def test_valid_events_become_facts_and_bad_ones_dead_letters(
 
 
 def test_offsets_are_committed_after_the_hand_on(
-        settings: Settings, shop: Shop, readers: tuple[Reader, Reader],
-        start_ingest: Callable[..., Running]) -> None:
+    settings: Settings, shop: Shop, readers: tuple[Reader, Reader], start_ingest: Callable[..., Running]
+) -> None:
     facts_reader, dead_reader = readers
     first = start_ingest()
     batch = [event("purchase") for _ in range(20)]
@@ -295,25 +317,28 @@ def test_offsets_are_committed_after_the_hand_on(
     facts_reader.wait_for(len(batch))
     dead_reader.wait_for(1)
     # the commit follows the flush within the same batch; the metrics are counted after the commit
-    wait_until(lambda: first.sample("loyalty_events_total",
-                                    {"service": "ingest", "type": "purchase", "outcome": "accepted"}) == 20,
-               what="batch committed")
+    wait_until(
+        lambda: (
+            first.sample("loyalty_events_total", {"service": "ingest", "type": "purchase", "outcome": "accepted"}) == 20
+        ),
+        what="batch committed",
+    )
     first.stop()
 
     # same group again: nothing is re-delivered, only what is new
     second = start_ingest()
     marker = event("complaint")
     shop.send(settings.topic_complaints, j(marker))
-    wait_until(lambda: any(f.event_id == marker["event_id"] for _, f in facts_reader.read()),
-               what="marker handed on")
+    wait_until(lambda: any(f.event_id == marker["event_id"] for _, f in facts_reader.read()), what="marker handed on")
     second.stop()
     event_ids = [f.event_id for _, f in facts_reader.read()]
     assert sorted(event_ids) == sorted([ev["event_id"] for ev in batch] + [marker["event_id"]])
     assert len(dead_reader.read()) == 1
 
     # the group's committed offsets are the end of every shop partition that got messages
-    probe = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers,
-                          group_id=settings.ingest_group_id, enable_auto_commit=False)
+    probe = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, group_id=settings.ingest_group_id, enable_auto_commit=False
+    )
     try:
         tps = [TopicPartition(t, p) for t in settings.shop_topics for p in probe.partitions_for_topic(t) or ()]
         committed = {tp: probe.committed(tp) for tp in tps}
@@ -371,8 +396,8 @@ class FlakyProducer:
 
 @pytest.mark.parametrize("mode", ["raise", "failed-future"])
 def test_a_failed_send_retries_the_batch_and_skips_nothing(
-        settings: Settings, shop: Shop, readers: tuple[Reader, Reader],
-        start_ingest: Callable[..., Running], mode: str) -> None:
+    settings: Settings, shop: Shop, readers: tuple[Reader, Reader], start_ingest: Callable[..., Running], mode: str
+) -> None:
     facts_reader, _ = readers
     # queue the events before the group joins, so they come as one batch and the first send fails
     batch = [event("purchase") for _ in range(10)]
@@ -380,27 +405,34 @@ def test_a_failed_send_retries_the_batch_and_skips_nothing(
         shop.send(settings.topic_purchases, j(ev), partition=0)
     flaky = FlakyProducer(make_producer(settings), mode)
     running = start_ingest(producer=flaky)
-    wait_until(lambda: {f.event_id for _, f in facts_reader.read()} >= {e["event_id"] for e in batch},
-               what="every event after the retry")
+    wait_until(
+        lambda: {f.event_id for _, f in facts_reader.read()} >= {e["event_id"] for e in batch},
+        what="every event after the retry",
+    )
     assert flaky.failed
     assert running.sample("loyalty_batch_retries_total", {"service": "ingest"}) >= 1
-    wait_until(lambda: running.sample("loyalty_events_total",
-                                      {"service": "ingest", "type": "purchase", "outcome": "accepted"}) == 10,
-               what="counted once")
+    wait_until(
+        lambda: (
+            running.sample("loyalty_events_total", {"service": "ingest", "type": "purchase", "outcome": "accepted"})
+            == 10
+        ),
+        what="counted once",
+    )
     running.stop()
 
 
 def test_a_batch_goes_out_as_one_record_per_partition_each_on_its_customers_partition(
-        settings: Settings, shop: Shop, readers: tuple[Reader, Reader],
-        start_ingest: Callable[..., Running]) -> None:
+    settings: Settings, shop: Shop, readers: tuple[Reader, Reader], start_ingest: Callable[..., Running]
+) -> None:
     facts_reader, _ = readers
     # queued before the group joins, so the first poll returns them all as one batch
     batch = [event("purchase") for _ in range(60)] + [event("referral") for _ in range(20)]
     for ev in batch:
         shop.send(settings.topic_purchases, j(ev), partition=0)
     running = start_ingest()
-    got = wait_until(lambda: (lambda items: items if len(items) >= 100 else None)(facts_reader.read()),
-                     what="100 facts")
+    got = wait_until(
+        lambda: (lambda items: items if len(items) >= 100 else None)(facts_reader.read()), what="100 facts"
+    )
     running.stop()
     assert len(got) == 100
     records = {(rec.partition, rec.offset): rec for rec, _ in got}
@@ -439,8 +471,14 @@ class FakeProducer:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
 
-    def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
-             headers: list[tuple[str, bytes]] | None = None, partition: int | None = None) -> Future:
+    def send(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
+    ) -> Future:
         if value is None and key is None:
             raise ValueError("Need at least one: key or value")
         self.sent.append((topic, key, value, headers or []))
@@ -456,21 +494,23 @@ class FakeProducer:
 
 
 def record(topic: str, partition: int, offset: int, value: bytes | None, key: bytes | None = None) -> Any:
-    return ConsumerRecord(topic, partition, -1, offset, int(time.time() * 1000), 0, key, value, [], None,
-                          -1, -1, -1)
+    return ConsumerRecord(topic, partition, -1, offset, int(time.time() * 1000), 0, key, value, [], None, -1, -1, -1)
 
 
 def test_poison_corners_are_dead_lettered_and_committed(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings()
     consumer, producer = FakeConsumer(), FakeProducer()
-    pipeline = Pipeline(settings=settings, metrics=Metrics(service="ingest"),
-                        consumer=consumer, producer=producer)
+    pipeline = Pipeline(settings=settings, metrics=Metrics(service="ingest"), consumer=consumer, producer=producer)
     tp = TopicPartition(settings.topic_purchases, 2)
     consumer.tps = {tp}
     good = event("purchase")
-    batch = {tp: [record(tp.topic, 2, 40, None, None),   # neither key nor value
-                  record(tp.topic, 2, 41, b"\x00" * 10, b"k"),
-                  record(tp.topic, 2, 42, j(good), None)]}
+    batch = {
+        tp: [
+            record(tp.topic, 2, 40, None, None),  # neither key nor value
+            record(tp.topic, 2, 41, b"\x00" * 10, b"k"),
+            record(tp.topic, 2, 42, j(good), None),
+        ]
+    }
     result = pipeline.process(batch)
     assert (result.records, result.facts, result.rejected, result.committed) == (3, 1, 2, True)
     dead = [s for s in producer.sent if s[0] == settings.topic_dead_letter]
@@ -480,7 +520,8 @@ def test_poison_corners_are_dead_lettered_and_committed(make_settings: Callable[
 
 
 def test_a_bug_in_validation_dead_letters_instead_of_stopping(
-        make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import services.ingest.pipeline as module
 
     def broken(*_args: Any, **_kwargs: Any) -> Any:
@@ -489,8 +530,7 @@ def test_a_bug_in_validation_dead_letters_instead_of_stopping(
     monkeypatch.setattr(module, "validate", broken)
     settings = make_settings()
     consumer, producer = FakeConsumer(), FakeProducer()
-    pipeline = Pipeline(settings=settings, metrics=Metrics(service="ingest"),
-                        consumer=consumer, producer=producer)
+    pipeline = Pipeline(settings=settings, metrics=Metrics(service="ingest"), consumer=consumer, producer=producer)
     tp = TopicPartition(settings.topic_referrals, 0)
     result = pipeline.process({tp: [record(tp.topic, 0, 7, j(event("referral")), b"k")]})
     assert result.committed and result.rejected == 1
@@ -501,7 +541,8 @@ def test_a_bug_in_validation_dead_letters_instead_of_stopping(
 
 
 def test_a_record_whose_facts_cannot_be_encoded_is_dead_lettered_whole_and_the_batch_goes_on(
-        make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch) -> None:
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A referral yields two facts; the second raising must not leave the first handed on alone."""
     import services.ingest.pipeline as module
 
@@ -529,8 +570,7 @@ def test_a_record_whose_facts_cannot_be_encoded_is_dead_lettered_whole_and_the_b
     assert consumer.commits == [{tp: OffsetAndMetadata(9, "", -1)}]
 
 
-def test_a_dead_letter_over_the_limit_is_cut_with_its_size_in_a_header(
-        make_settings: Callable[..., Settings]) -> None:
+def test_a_dead_letter_over_the_limit_is_cut_with_its_size_in_a_header(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings(dead_letter_max_bytes=2000)
     consumer, producer = FakeConsumer(), FakeProducer()
     pipeline = Pipeline(settings=settings, metrics=Metrics(service="ingest"), consumer=consumer, producer=producer)
@@ -569,9 +609,19 @@ def test_readyz_is_ok_with_the_broker_up(settings: Settings) -> None:
 
 def _env(settings: Settings, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "TOPIC_", "DATABASE_"))}
-    for name in ("kafka_bootstrap_servers", "topic_purchases", "topic_referrals", "topic_complaints",
-                 "topic_stage_changes", "topic_dead_letter", "topic_scoring_input", "ingest_group_id",
-                 "topic_partitions", "consumer_poll_timeout_ms", "log_format"):
+    for name in (
+        "kafka_bootstrap_servers",
+        "topic_purchases",
+        "topic_referrals",
+        "topic_complaints",
+        "topic_stage_changes",
+        "topic_dead_letter",
+        "topic_scoring_input",
+        "ingest_group_id",
+        "topic_partitions",
+        "consumer_poll_timeout_ms",
+        "log_format",
+    ):
         env[name.upper()] = str(getattr(settings, name))
     env["INGEST_PORT"] = str(port)
     env["HTTP_HOST"] = "127.0.0.1"
@@ -580,16 +630,23 @@ def _env(settings: Settings, port: int) -> dict[str, str]:
     return env
 
 
-def test_the_service_process_end_to_end(settings: Settings, shop: Shop, readers: tuple[Reader, Reader],
-                                        tmp_path: Path) -> None:
+def test_the_service_process_end_to_end(
+    settings: Settings, shop: Shop, readers: tuple[Reader, Reader], tmp_path: Path
+) -> None:
     facts_reader, dead_reader = readers
     port = free_port()
     log_path = tmp_path / "ingest.log"
     with log_path.open("wb") as log_file:
-        proc = subprocess.Popen([sys.executable, "-m", "services.ingest"], cwd=ROOT,
-                                env=_env(settings, port), stdout=log_file, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.ingest"],
+            cwd=ROOT,
+            env=_env(settings, port),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
     base = f"http://127.0.0.1:{port}"
     try:
+
         def get(path: str) -> httpx.Response | None:
             try:
                 return httpx.get(base + path, timeout=5)
@@ -610,16 +667,21 @@ def test_the_service_process_end_to_end(settings: Settings, shop: Shop, readers:
         def metrics_show_both() -> str | None:
             response = get("/metrics")
             text = response.text if response is not None else ""
-            wanted = ('loyalty_events_total{outcome="accepted",service="ingest",type="purchase"} 1.0',
-                      'loyalty_events_total{outcome="rejected",service="ingest",type="purchase"} 1.0',
-                      'loyalty_dead_letters_total{error_code="wrong_currency"} 1.0')
+            wanted = (
+                'loyalty_events_total{outcome="accepted",service="ingest",type="purchase"} 1.0',
+                'loyalty_events_total{outcome="rejected",service="ingest",type="purchase"} 1.0',
+                'loyalty_dead_letters_total{error_code="wrong_currency"} 1.0',
+            )
             return text if all(w in text for w in wanted) else None
 
         text = wait_until(metrics_show_both, what="metrics of both events")
         assert "loyalty_processing_latency_seconds_bucket" in text
         assert "loyalty_batch_duration_seconds_count" in text
-        lag = wait_until(lambda: "loyalty_consumer_lag_messages{" in ((get("/metrics") or httpx.Response(500)).text),
-                         timeout_s=15, what="consumer lag per partition")
+        lag = wait_until(
+            lambda: "loyalty_consumer_lag_messages{" in ((get("/metrics") or httpx.Response(500)).text),
+            timeout_s=15,
+            what="consumer lag per partition",
+        )
         assert lag
 
         proc.send_signal(signal.SIGTERM)

@@ -24,16 +24,23 @@ def test_every_array_type_round_trips_through_the_engines_connections(database_u
     with engine.connect() as conn:
         pg = conn.connection.driver_connection
         with pg.cursor(binary=True) as cur:  # type: ignore[union-attr]
-            cur.execute("SELECT %(text)b::text[], %(bytes)b::bytea[], %(small)b::smallint[], %(big)b::bigint[], "
-                        "%(money)b::text[]::numeric[], %(empty)b::text[], cardinality(%(empty)b::text[])", params)
+            cur.execute(
+                "SELECT %(text)b::text[], %(bytes)b::bytea[], %(small)b::smallint[], %(big)b::bigint[], "
+                "%(money)b::text[]::numeric[], %(empty)b::text[], cardinality(%(empty)b::text[])",
+                params,
+            )
             row = cur.fetchone()
     assert row is not None
     text, raw, small, big, money, empty, size = row
     assert text == params["text"] and "NULL" in text  # the string, never a null
     assert raw == params["bytes"]
     assert small == params["small"] and big == params["big"]
-    assert money == [Decimal("1.5"), Decimal("100"), Decimal("-0.01"),
-                     Decimal("123456789012345678901234567890.123456789")]
+    assert money == [
+        Decimal("1.5"),
+        Decimal("100"),
+        Decimal("-0.01"),
+        Decimal("123456789012345678901234567890.123456789"),
+    ]
     assert empty == [] and size == 0
 
 

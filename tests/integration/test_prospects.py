@@ -22,8 +22,10 @@ NDJSON = {"content-type": "application/x-ndjson"}
 
 def stored(api: Api) -> dict[str, tuple[str, datetime]]:
     with api.engine.connect() as conn:
-        return {r.customer_id: (r.stage, r.first_seen_at)
-                for r in conn.execute(text("SELECT customer_id, stage, first_seen_at FROM customers"))}
+        return {
+            r.customer_id: (r.stage, r.first_seen_at)
+            for r in conn.execute(text("SELECT customer_id, stage, first_seen_at FROM customers"))
+        }
 
 
 def test_a_csv_file_imports_prospects_on_potential(make_api: Callable[..., Api]) -> None:
@@ -46,21 +48,37 @@ def test_a_csv_file_imports_prospects_on_potential(make_api: Callable[..., Api])
 
 def test_bad_lines_are_reported_with_their_numbers_and_the_rest_imports(make_api: Callable[..., Api]) -> None:
     api = make_api()
-    lines = ["customer_id,occurred_at", "ok-1,", "x" * 129 + ",", "ok-2,yesterday", "ok-3,2026-06-01T10:00:00",
-             "", "ok-1,", "a,b,c", "ok-4,2026-06-01T10:00:00Z"]
+    lines = [
+        "customer_id,occurred_at",
+        "ok-1,",
+        "x" * 129 + ",",
+        "ok-2,yesterday",
+        "ok-3,2026-06-01T10:00:00",
+        "",
+        "ok-1,",
+        "a,b,c",
+        "ok-4,2026-06-01T10:00:00Z",
+    ]
     r = api.client.post("/v1/prospects", content="\n".join(lines).encode(), headers=CSV)
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["imported"], body["existing"], body["rejected_total"]) == (2, 0, 5)
     assert [(x["line"], x["error"].split(":")[0].split(" ")[0]) for x in body["rejected"]] == [
-        (3, "customer_id"), (4, "occurred_at"), (5, "occurred_at"), (7, "duplicate"), (8, "3")]
+        (3, "customer_id"),
+        (4, "occurred_at"),
+        (5, "occurred_at"),
+        (7, "duplicate"),
+        (8, "3"),
+    ]
     assert set(stored(api)) == {"ok-1", "ok-4"}
 
 
 def test_ndjson_lines_are_numbered_from_one(make_api: Callable[..., Api]) -> None:
     api = make_api()
-    body = b'{"customer_id": "n-1", "source": "form"}\n[1]\n{"customer_id": 7}\n{"source": "x"}\nnot json\n' \
-           b'{"customer_id": "n-2", "occurred_at": "2026-01-01T00:00:00Z"}'
+    body = (
+        b'{"customer_id": "n-1", "source": "form"}\n[1]\n{"customer_id": 7}\n{"source": "x"}\nnot json\n'
+        b'{"customer_id": "n-2", "occurred_at": "2026-01-01T00:00:00Z"}'
+    )
     r = api.client.post("/v1/prospects", content=body, headers=NDJSON)
     assert r.status_code == 200, r.text
     assert [x["line"] for x in r.json()["rejected"]] == [2, 3, 4, 5]
@@ -70,8 +88,7 @@ def test_ndjson_lines_are_numbered_from_one(make_api: Callable[..., Api]) -> Non
 def test_a_known_customer_is_left_as_is(make_api: Callable[..., Api]) -> None:
     api = make_api()
     seed(api.engine, [order("o1", at(2026, 3, 1), customer="buyer")])
-    r = api.client.post("/v1/prospects", content=b"customer_id,occurred_at\nbuyer,2020-01-01T00:00:00Z\n",
-                        headers=CSV)
+    r = api.client.post("/v1/prospects", content=b"customer_id,occurred_at\nbuyer,2020-01-01T00:00:00Z\n", headers=CSV)
     assert r.json()["existing"] == 1
     assert stored(api)["buyer"] == ("first_purchase", at(2026, 3, 1))
 
@@ -90,22 +107,30 @@ def test_a_crash_mid_import_and_a_retry_give_each_prospect_once(make_api: Callab
         assert conn.execute(text("SELECT count(*) FROM customers")).scalar_one() == 25_000
         claims = conn.execute(text("SELECT count(*) FROM processed_events WHERE event_id LIKE 'import:%'"))
         assert claims.scalar_one() == 25_000
-        assert conn.execute(text("SELECT customer_id FROM processed_events WHERE event_id = :e"),
-                            {"e": import_event_id("c-00042")}).scalar_one() == "c-00042"
+        assert (
+            conn.execute(
+                text("SELECT customer_id FROM processed_events WHERE event_id = :e"), {"e": import_event_id("c-00042")}
+            ).scalar_one()
+            == "c-00042"
+        )
 
 
-@pytest.mark.parametrize(("body", "headers", "status", "error"), [
-    (b"customer_id,email\nx,y\n", CSV, 400, "invalid_header"),
-    (b"id\nx\n", CSV, 400, "invalid_header"),
-    (b"customer_id,customer_id\nx,y\n", CSV, 400, "invalid_header"),
-    (b"", CSV, 400, "empty_body"),
-    (b"\n\n", CSV, 400, "empty_body"),
-    (b"", NDJSON, 400, "empty_body"),
-    (b"customer_id\nx\n", {"content-type": "application/json"}, 415, "unsupported_media_type"),
-    (b"customer_id\nx\n", {}, 415, "unsupported_media_type"),
-])
-def test_a_body_that_cannot_be_imported_is_a_json_error(make_api: Callable[..., Api], body: bytes,
-                                                         headers: dict[str, str], status: int, error: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "error"),
+    [
+        (b"customer_id,email\nx,y\n", CSV, 400, "invalid_header"),
+        (b"id\nx\n", CSV, 400, "invalid_header"),
+        (b"customer_id,customer_id\nx,y\n", CSV, 400, "invalid_header"),
+        (b"", CSV, 400, "empty_body"),
+        (b"\n\n", CSV, 400, "empty_body"),
+        (b"", NDJSON, 400, "empty_body"),
+        (b"customer_id\nx\n", {"content-type": "application/json"}, 415, "unsupported_media_type"),
+        (b"customer_id\nx\n", {}, 415, "unsupported_media_type"),
+    ],
+)
+def test_a_body_that_cannot_be_imported_is_a_json_error(
+    make_api: Callable[..., Api], body: bytes, headers: dict[str, str], status: int, error: str
+) -> None:
     api = make_api()
     assert_json_error(api.client.post("/v1/prospects", content=body, headers=headers), status, error)
     assert stored(api) == {}
@@ -116,8 +141,11 @@ def test_the_import_needs_an_admin_token(make_api: Callable[..., Api]) -> None:
     api = make_api(api_tokens=f"{reader}:read,{admin}:admin")
     body = b"customer_id\nx\n"
     assert_json_error(api.client.post("/v1/prospects", content=body, headers=CSV), 401, "unauthorized")
-    assert_json_error(api.client.post("/v1/prospects", content=body,
-                                      headers={**CSV, "authorization": f"Bearer {reader}"}), 403, "forbidden")
+    assert_json_error(
+        api.client.post("/v1/prospects", content=body, headers={**CSV, "authorization": f"Bearer {reader}"}),
+        403,
+        "forbidden",
+    )
     ok = api.client.post("/v1/prospects", content=body, headers={**CSV, "authorization": f"Bearer {admin}"})
     assert ok.json()["imported"] == 1
 
@@ -131,7 +159,7 @@ def test_a_body_over_the_limit_is_413(make_api: Callable[..., Api]) -> None:
 
     def pieces() -> Iterator[bytes]:  # no Content-Length: the limit is found while reading
         for start in range(0, len(rows), 100):
-            yield rows[start:start + 100]
+            yield rows[start : start + 100]
 
     streamed = api.client.post("/v1/prospects", content=pieces(), headers=CSV)
     body = assert_json_error(streamed, 413, "payload_too_large")
@@ -142,28 +170,60 @@ def test_a_body_over_the_limit_is_413(make_api: Callable[..., Api]) -> None:
 
 def test_the_funnel_counts_each_cohort_on_or_above_each_rung(make_api: Callable[..., Api]) -> None:
     api = make_api()
-    seed(api.engine, [order("o1", at(2026, 5, 3), customer="may-buyer"),
-                      touch("t1", at(2026, 5, 20), customer="may-visitor"),
-                      order("o2", at(2026, 7, 1), customer="jul-buyer")])
-    ndjson = b"\n".join(orjson.dumps({"customer_id": c, "occurred_at": t}) for c, t in [
-        ("may-prospect", "2026-05-09T00:00:00Z"), ("jun-prospect", "2026-06-30T23:59:59Z")])
+    seed(
+        api.engine,
+        [
+            order("o1", at(2026, 5, 3), customer="may-buyer"),
+            touch("t1", at(2026, 5, 20), customer="may-visitor"),
+            order("o2", at(2026, 7, 1), customer="jul-buyer"),
+        ],
+    )
+    ndjson = b"\n".join(
+        orjson.dumps({"customer_id": c, "occurred_at": t})
+        for c, t in [("may-prospect", "2026-05-09T00:00:00Z"), ("jun-prospect", "2026-06-30T23:59:59Z")]
+    )
     assert api.client.post("/v1/prospects", content=ndjson, headers=NDJSON).json()["imported"] == 2
     r = api.client.get("/v1/funnel", params={"cohort": "month"})
     assert r.status_code == 200, r.text
-    assert r.json() == {"cohort": "month", "rows": [
-        {"start": "2026-05-01", "customers": 3,
-         "reached": {"visitor": 2, "first_purchase": 1, "regular": 0, "advocate": 0}},
-        {"start": "2026-06-01", "customers": 1,
-         "reached": {"visitor": 0, "first_purchase": 0, "regular": 0, "advocate": 0}},
-        {"start": "2026-07-01", "customers": 1,
-         "reached": {"visitor": 1, "first_purchase": 1, "regular": 0, "advocate": 0}}]}
-    weeks = api.client.get("/v1/funnel", params={"cohort": "week", "since": "2026-05-04T00:00:00Z",
-                                                 "until": "2026-05-18T00:00:00Z"}).json()
+    assert r.json() == {
+        "cohort": "month",
+        "rows": [
+            {
+                "start": "2026-05-01",
+                "customers": 3,
+                "reached": {"visitor": 2, "first_purchase": 1, "regular": 0, "advocate": 0},
+            },
+            {
+                "start": "2026-06-01",
+                "customers": 1,
+                "reached": {"visitor": 0, "first_purchase": 0, "regular": 0, "advocate": 0},
+            },
+            {
+                "start": "2026-07-01",
+                "customers": 1,
+                "reached": {"visitor": 1, "first_purchase": 1, "regular": 0, "advocate": 0},
+            },
+        ],
+    }
+    weeks = api.client.get(
+        "/v1/funnel", params={"cohort": "week", "since": "2026-05-04T00:00:00Z", "until": "2026-05-18T00:00:00Z"}
+    ).json()
     assert [(w["start"], w["customers"]) for w in weeks["rows"]] == [("2026-05-04", 1), ("2026-05-11", 0)]
     flows = api.client.get("/v1/flows", params={"bucket": "month"}).json()
     assert [(b["start"], b["entered"]["potential"], b["entered"]["visitor"]) for b in flows["series"]] == [
-        ("2026-05-01", 3, 2), ("2026-06-01", 1, 0), ("2026-07-01", 1, 1)]
-    assert_json_error(api.client.get("/v1/funnel", params={"since": "2000-01-01T00:00:00Z",
-                                                           "until": "2026-01-01T00:00:00Z"}), 422, "invalid_range")
-    assert_json_error(api.client.get("/v1/funnel", params={"cohort": "week", "since": "1930-01-01T00:00:00Z",
-                                                           "until": "2026-01-01T00:00:00Z"}), 422, "invalid_range")
+        ("2026-05-01", 3, 2),
+        ("2026-06-01", 1, 0),
+        ("2026-07-01", 1, 1),
+    ]
+    assert_json_error(
+        api.client.get("/v1/funnel", params={"since": "2000-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}),
+        422,
+        "invalid_range",
+    )
+    assert_json_error(
+        api.client.get(
+            "/v1/funnel", params={"cohort": "week", "since": "1930-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}
+        ),
+        422,
+        "invalid_range",
+    )

@@ -24,27 +24,48 @@ def _publish(engine: Engine, settings: Settings, *, limit: int, record_bytes: in
     """One relay pass with a producer of its own."""
     producer = make_batch_producer(settings)
     try:
-        return publish_once(engine=engine, producer=producer, limit=limit,
-                            facts_topic=settings.topic_scoring_input, record_bytes=record_bytes)
+        return publish_once(
+            engine=engine,
+            producer=producer,
+            limit=limit,
+            facts_topic=settings.topic_scoring_input,
+            record_bytes=record_bytes,
+        )
     finally:
         producer.close()
 
 
 def _conversion(referral: str, referrer: str) -> Fact:
-    return Fact(kind="referral_converted", event_id=referral, role="converted", customer_id=referrer,
-                occurred_at=AT, other_customer_id=f"new-{referral}")
+    return Fact(
+        kind="referral_converted",
+        event_id=referral,
+        role="converted",
+        customer_id=referrer,
+        occurred_at=AT,
+        other_customer_id=f"new-{referral}",
+    )
 
 
 def test_conversions_travel_as_facts_per_partition_and_stage_changes_one_by_one(settings: Settings) -> None:
     engine = make_engine(settings.database_url)
     conversions = [_conversion(f"r{i}", f"referrer-{i % 7}") for i in range(40)]
-    rows = [{"id": f"conversion:{f.event_id}", "topic": settings.topic_scoring_input, "key": f.customer_id,
-             "payload": encode(f)} for f in conversions]
-    rows += [{"id": f"stage-{i}", "topic": settings.topic_stage_changes, "key": f"c{i}",
-              "payload": b'{"n":%d}' % i} for i in range(5)]
+    rows = [
+        {
+            "id": f"conversion:{f.event_id}",
+            "topic": settings.topic_scoring_input,
+            "key": f.customer_id,
+            "payload": encode(f),
+        }
+        for f in conversions
+    ]
+    rows += [
+        {"id": f"stage-{i}", "topic": settings.topic_stage_changes, "key": f"c{i}", "payload": b'{"n":%d}' % i}
+        for i in range(5)
+    ]
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO outbox (message_id, topic, key, payload) VALUES (:id, :topic, :key, :payload)"),
-                     rows)
+        conn.execute(
+            text("INSERT INTO outbox (message_id, topic, key, payload) VALUES (:id, :topic, :key, :payload)"), rows
+        )
     # a small record size: the 40 facts need several records on some partitions
     published = _publish(engine, settings, limit=1000, record_bytes=1500)
     assert published == {settings.topic_scoring_input: 40, settings.topic_stage_changes: 5}
@@ -54,10 +75,13 @@ def test_conversions_travel_as_facts_per_partition_and_stage_changes_one_by_one(
     facts_reader = TopicReader(settings.kafka_bootstrap_servers, settings.topic_scoring_input)
     stage_reader = TopicReader(settings.kafka_bootstrap_servers, settings.topic_stage_changes)
     try:
-        records = wait_until(lambda: (lambda r: r if sum(len(decode_record(x.value)) for x in r) >= 40 else None)(
-            facts_reader.poll()), what="the conversion facts")
-        stage = wait_until(lambda: (lambda r: r if len(r) >= 5 else None)(stage_reader.poll()),
-                           what="the stage changes")
+        records = wait_until(
+            lambda: (lambda r: r if sum(len(decode_record(x.value)) for x in r) >= 40 else None)(facts_reader.poll()),
+            what="the conversion facts",
+        )
+        stage = wait_until(
+            lambda: (lambda r: r if len(r) >= 5 else None)(stage_reader.poll()), what="the stage changes"
+        )
     finally:
         facts_reader.close()
         stage_reader.close()
@@ -71,8 +95,7 @@ def test_conversions_travel_as_facts_per_partition_and_stage_changes_one_by_one(
             by_partition.setdefault(r.partition, []).append(fact)
     for p, facts in by_partition.items():
         assert facts == [f for f in conversions if partition_for(f.customer_id.encode(), partitions) == p]
-    assert sorted((r.key, r.value) for r in stage) == sorted(
-        (f"c{i}".encode(), b'{"n":%d}' % i) for i in range(5))
+    assert sorted((r.key, r.value) for r in stage) == sorted((f"c{i}".encode(), b'{"n":%d}' % i) for i in range(5))
     assert all(r.partition == partition_for(r.key, partitions) for r in stage)
 
 
@@ -80,8 +103,10 @@ def test_the_backlog_is_the_number_of_rows_waiting(settings: Settings) -> None:
     """The gauge comes from PostgreSQL's live-row count of the outbox (never a scan of a heap full of deleted rows)."""
     writer = make_engine(settings.database_url)
     with writer.begin() as conn:
-        conn.execute(text("INSERT INTO outbox (message_id, topic, key, payload) VALUES (:id, :topic, 'k', 'x')"),
-                     [{"id": f"m{i}", "topic": settings.topic_stage_changes} for i in range(7)])
+        conn.execute(
+            text("INSERT INTO outbox (message_id, topic, key, payload) VALUES (:id, :topic, 'k', 'x')"),
+            [{"id": f"m{i}", "topic": settings.topic_stage_changes} for i in range(7)],
+        )
     writer.dispose()  # a backend flushes its statistics when it ends (an idle one within ~10 s)
     reader = make_engine(settings.database_url)
 
@@ -96,11 +121,14 @@ def test_the_backlog_is_the_number_of_rows_waiting(settings: Settings) -> None:
 
 
 def _fill_outbox(conn: Connection, topic: str, n: int) -> None:
-    conn.execute(text("""
+    conn.execute(
+        text("""
         INSERT INTO outbox (message_id, topic, key, payload)
         SELECT 'm' || g || '-' || gen_random_uuid(), :topic, 'c' || g, convert_to(repeat('x', 300), 'UTF8')
         FROM generate_series(1, :n) g
-    """), {"topic": topic, "n": n})
+    """),
+        {"topic": topic, "n": n},
+    )
 
 
 def _analyze_outbox(engine: Engine) -> None:
@@ -140,7 +168,8 @@ def test_a_claim_takes_at_most_its_limit_when_the_statistics_say_the_outbox_is_e
 
 
 def test_the_claim_walks_the_primary_key_even_when_the_statistics_say_the_outbox_is_nearly_empty(
-        settings: Settings) -> None:
+    settings: Settings,
+) -> None:
     """An ANALYZE between two drains records a few rows in many pages of deleted ones: the claim must not turn
     into a sorted scan of the whole heap, which costs every pass time in proportion to what was ever deleted."""
     engine = make_engine(settings.database_url)
@@ -167,11 +196,13 @@ def test_housekeeping_removes_the_dedupe_records_past_their_retention_and_keeps_
         conn.execute(_analyze)
         conn.commit()
     with engine.begin() as conn:
-        conn.execute(text("""
+        conn.execute(
+            text("""
             INSERT INTO processed_events (event_id, role, customer_id, processed_at)
             SELECT 'e' || g, 'primary', 'c' || g, now() - make_interval(days => CASE WHEN g <= 12000 THEN 40 ELSE 1 END)
             FROM generate_series(1, 15000) g
-        """))
+        """)
+        )
     with engine.connect() as conn:
         plan = "\n".join(r[0] for r in conn.execute(text("EXPLAIN (COSTS OFF) " + _PRUNE_DEDUPE.text), {"days": 30}))
     assert "Join" not in plan and "Nested Loop" not in plan, plan

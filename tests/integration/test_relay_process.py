@@ -32,9 +32,13 @@ def _env(settings: Settings) -> dict[str, str]:
 
 def _insert(engine: Engine, settings: Settings, ids: range) -> None:
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO outbox (message_id, topic, key, payload) VALUES (:id, :topic, :key, :body)"),
-                     [{"id": f"stage-{i}", "topic": settings.topic_stage_changes, "key": f"c{i}",
-                       "body": b'{"n":%d}' % i} for i in ids])
+        conn.execute(
+            text("INSERT INTO outbox (message_id, topic, key, payload) VALUES (:id, :topic, :key, :body)"),
+            [
+                {"id": f"stage-{i}", "topic": settings.topic_stage_changes, "key": f"c{i}", "body": b'{"n":%d}' % i}
+                for i in ids
+            ],
+        )
 
 
 def _published(metrics: Metrics, topic: str) -> float:
@@ -57,25 +61,33 @@ def test_publishes_when_woken_reports_metrics_and_comes_back_after_kill_9(settin
     reader = TopicReader(settings.kafka_bootstrap_servers, settings.topic_stage_changes)
     try:
         relay.start()
-        wait_until(lambda: metrics.registry.get_sample_value("loyalty_outbox_backlog") == 0 or None,
-                   what="the first pass's backlog report")
+        wait_until(
+            lambda: metrics.registry.get_sample_value("loyalty_outbox_backlog") == 0 or None,
+            what="the first pass's backlog report",
+        )
         first = relay.pid
         assert first is not None
         _insert(engine, settings, range(5))
         relay.wake()  # the relay now waits 30 s between passes: only the wake-up publishes within the deadline
-        wait_until(lambda: _published(metrics, settings.topic_stage_changes) == 5 or None, timeout_s=10,
-                   what="5 published, in scoring's metrics")
+        wait_until(
+            lambda: _published(metrics, settings.topic_stage_changes) == 5 or None,
+            timeout_s=10,
+            what="5 published, in scoring's metrics",
+        )
 
         os.kill(first, signal.SIGKILL)
-        second = wait_until(lambda: (relay.pid if relay.pid not in (None, first) else None),
-                            what="a new relay process")
+        second = wait_until(lambda: relay.pid if relay.pid not in (None, first) else None, what="a new relay process")
         assert relay.restarts == 1
         _insert(engine, settings, range(5, 8))
         relay.wake()
-        wait_until(lambda: _published(metrics, settings.topic_stage_changes) == 8 or None, timeout_s=10,
-                   what="3 more published by the new relay")
-        seen = wait_until(lambda: (lambda r: r if len(r) >= 8 else None)(reader.poll()),
-                          what="8 stage changes on the topic")
+        wait_until(
+            lambda: _published(metrics, settings.topic_stage_changes) == 8 or None,
+            timeout_s=10,
+            what="3 more published by the new relay",
+        )
+        seen = wait_until(
+            lambda: (lambda r: r if len(r) >= 8 else None)(reader.poll()), what="8 stage changes on the topic"
+        )
     finally:
         relay.stop()
         reader.close()

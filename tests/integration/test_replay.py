@@ -47,8 +47,14 @@ def ms(iso: str) -> int:
     return int(datetime.fromisoformat(iso).timestamp() * 1000)
 
 
-def rec(partition: int, offset: int, code: str, *, source: str | None = "shop.purchases",
-        at: str = "2026-06-01T12:00:00+00:00") -> Rec:
+def rec(
+    partition: int,
+    offset: int,
+    code: str,
+    *,
+    source: str | None = "shop.purchases",
+    at: str = "2026-06-01T12:00:00+00:00",
+) -> Rec:
     headers: list[tuple[str, bytes | None]] = [("error.code", code.encode()), ("error.message", b"why")]
     if source is not None:
         headers += [("source.topic", source.encode()), ("source.partition", b"0"), ("source.offset", b"7")]
@@ -72,16 +78,26 @@ def test_select_without_criteria_takes_everything_and_reads_the_headers() -> Non
     letters = list(select(RECORDS, criteria=Criteria()))
     assert [(x.partition, x.offset) for x in letters] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
     first = letters[0]
-    assert (first.error_code, first.error_message, first.source_topic, first.source_partition,
-            first.source_offset, first.key, first.value) == (
-        "wrong_currency", "why", "shop.purchases", "0", "7", b"key", b"value")
+    assert (
+        first.error_code,
+        first.error_message,
+        first.source_topic,
+        first.source_partition,
+        first.source_offset,
+        first.key,
+        first.value,
+    ) == ("wrong_currency", "why", "shop.purchases", "0", "7", b"key", b"value")
     assert letters[3].source_topic is None
 
 
 def test_select_by_code_source_time_and_offsets() -> None:
     assert positions(Criteria(error_codes=frozenset({"wrong_currency"}))) == [(0, 0), (0, 2), (1, 0)]
     assert positions(Criteria(error_codes=frozenset({"wrong_currency", "too_large"}))) == [
-        (0, 0), (0, 2), (1, 0), (1, 1)]
+        (0, 0),
+        (0, 2),
+        (1, 0),
+        (1, 1),
+    ]
     assert positions(Criteria(source_topics=frozenset({"shop.referrals"}))) == [(0, 1)]
     # since inclusive, until exclusive
     june_1 = datetime(2026, 6, 1, tzinfo=UTC)
@@ -90,8 +106,9 @@ def test_select_by_code_source_time_and_offsets() -> None:
     assert positions(Criteria(partitions=frozenset({1}))) == [(1, 0), (1, 1)]
     # offsets are per partition and inclusive at both ends
     assert positions(Criteria(from_offsets={0: 1}, to_offsets={0: 1})) == [(0, 1), (1, 0), (1, 1)]
-    assert positions(Criteria(error_codes=frozenset({"wrong_currency"}), from_offsets={0: 1},
-                              partitions=frozenset({0}))) == [(0, 2)]
+    assert positions(
+        Criteria(error_codes=frozenset({"wrong_currency"}), from_offsets={0: 1}, partitions=frozenset({0}))
+    ) == [(0, 2)]
 
 
 def test_select_leaves_out_records_without_timestamp_when_a_time_range_is_given() -> None:
@@ -115,8 +132,15 @@ def env_of(settings: Settings) -> dict[str, str]:
 
 
 def run_replay(settings: Settings, *args: str, timeout_s: float = 90.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services.ingest.replay", *args], cwd=ROOT, env=env_of(settings),
-                          capture_output=True, text=True, timeout=timeout_s, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "services.ingest.replay", *args],
+        cwd=ROOT,
+        env=env_of(settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
 
 
 def read_all(settings: Settings, topic: str) -> list[Any]:
@@ -151,8 +175,16 @@ def headers_of(record: Any) -> dict[str, str]:
 
 
 def purchase(currency: str = "EUR") -> bytes:
-    return json.dumps({"event_id": f"p-{uuid.uuid4().hex[:8]}", "type": "purchase", "customer_id": "c-1",
-                       "occurred_at": "2026-01-15T10:00:00Z", "amount": "10.00", "currency": currency}).encode()
+    return json.dumps(
+        {
+            "event_id": f"p-{uuid.uuid4().hex[:8]}",
+            "type": "purchase",
+            "customer_id": "c-1",
+            "occurred_at": "2026-01-15T10:00:00Z",
+            "amount": "10.00",
+            "currency": currency,
+        }
+    ).encode()
 
 
 class Ingest:
@@ -205,8 +237,10 @@ def dlq(settings: Settings) -> Iterator[TopicReader]:
 def fed(settings: Settings, producer: KafkaProducer, ingest: Ingest, dlq: TopicReader) -> Fed:
     """Two wrong-currency purchases, one non-JSON referral, one array complaint and one good purchase."""
     bad: dict[str, list[tuple[str, bytes | None, bytes]]] = {
-        "wrong_currency": [(settings.topic_purchases, b"cust-1", purchase("USD")),
-                           (settings.topic_purchases, b"cust-2", purchase("GBP"))],
+        "wrong_currency": [
+            (settings.topic_purchases, b"cust-1", purchase("USD")),
+            (settings.topic_purchases, b"cust-2", purchase("GBP")),
+        ],
         "invalid_json": [(settings.topic_referrals, None, b"{not json")],
         "not_an_object": [(settings.topic_complaints, b"cust-3", b"[1, 2]")],
     }
@@ -241,7 +275,8 @@ def test_dry_run_prints_the_summary_and_publishes_nothing(settings: Settings, fe
 
 
 def test_replay_by_error_code_republishes_the_original_bytes_and_key(
-        settings: Settings, fed: Fed, ingest: Ingest, dlq: TopicReader) -> None:
+    settings: Settings, fed: Fed, ingest: Ingest, dlq: TopicReader
+) -> None:
     before = contents(settings)
     assert len(before[settings.topic_purchases]) == 3
 
@@ -277,11 +312,21 @@ def test_replay_by_time_and_offset_range(settings: Settings, producer: KafkaProd
     days = ["2026-01-01T00:00:00+00:00", "2026-02-01T00:00:00+00:00", "2026-03-01T00:00:00+00:00"]
     values = [f"{{bad {i}".encode() for i in range(3)]
     for i, (day, value) in enumerate(zip(days, values, strict=True)):
-        headers = [("error.code", b"invalid_json"), ("error.message", b"not JSON"),
-                   ("source.topic", settings.topic_complaints.encode()), ("source.partition", b"1"),
-                   ("source.offset", str(100 + i).encode())]
-        producer.send(settings.topic_dead_letter, key=f"k{i}".encode(), value=value, headers=headers,
-                      partition=0, timestamp_ms=ms(day))
+        headers = [
+            ("error.code", b"invalid_json"),
+            ("error.message", b"not JSON"),
+            ("source.topic", settings.topic_complaints.encode()),
+            ("source.partition", b"1"),
+            ("source.offset", str(100 + i).encode()),
+        ]
+        producer.send(
+            settings.topic_dead_letter,
+            key=f"k{i}".encode(),
+            value=value,
+            headers=headers,
+            partition=0,
+            timestamp_ms=ms(day),
+        )
     producer.flush(10)
     complaints = TopicReader(settings.kafka_bootstrap_servers, settings.topic_complaints)
     try:
@@ -293,15 +338,17 @@ def test_replay_by_time_and_offset_range(settings: Settings, producer: KafkaProd
         assert headers_of(got[0])["replay.of"] == f"{settings.topic_dead_letter}:0:1"
 
         # an offset range: only offset 2 (reads stop there), sent to an explicit topic
-        result = run_replay(settings, "--from-offset", "0:2", "--to-offset", "0:2", "--to-topic",
-                            settings.topic_referrals)
+        result = run_replay(
+            settings, "--from-offset", "0:2", "--to-offset", "0:2", "--to-topic", settings.topic_referrals
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         assert "read 1, selected 1" in result.stdout
         referrals = TopicReader(settings.kafka_bootstrap_servers, settings.topic_referrals)
         try:
             got = wait_until(lambda: referrals.poll() or None, what="the replayed letter on the referrals topic")
             assert [(r.key, r.value, headers_of(r)) for r in got] == [
-                (b"k2", values[2], {"replay.of": f"{settings.topic_dead_letter}:0:2"})]
+                (b"k2", values[2], {"replay.of": f"{settings.topic_dead_letter}:0:2"})
+            ]
         finally:
             referrals.close()
         assert len(complaints.poll()) == 1
@@ -309,18 +356,21 @@ def test_replay_by_time_and_offset_range(settings: Settings, producer: KafkaProd
         complaints.close()
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--error-code", "bogus"], "argument --error-code: invalid choice: 'bogus'"),
-    (["--since", "2026-06-01T00:00:00"], "has no UTC offset"),
-    (["--since", "yesterday"], "not an ISO 8601 date-time"),
-    (["--since", "2026-06-02T00:00:00Z", "--until", "2026-06-01T00:00:00Z"], "--until must be later than --since"),
-    (["--from-offset", "12"], "expected PARTITION:OFFSET"),
-    (["--from-offset", "0:10", "--to-offset", "0:5"], "--to-offset 5 is before --from-offset 10"),
-    (["--partition", "1", "--from-offset", "0:3"], "not chosen by --partition"),
-    (["--limit", "0"], "must be at least 1"),
-    (["--dry-run", "--partition", "7"], "no partition [7]"),
-    (["--dry-run", "--to-topic", "no.such.topic"], "--to-topic 'no.such.topic' is not a shop topic"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--error-code", "bogus"], "argument --error-code: invalid choice: 'bogus'"),
+        (["--since", "2026-06-01T00:00:00"], "has no UTC offset"),
+        (["--since", "yesterday"], "not an ISO 8601 date-time"),
+        (["--since", "2026-06-02T00:00:00Z", "--until", "2026-06-01T00:00:00Z"], "--until must be later than --since"),
+        (["--from-offset", "12"], "expected PARTITION:OFFSET"),
+        (["--from-offset", "0:10", "--to-offset", "0:5"], "--to-offset 5 is before --from-offset 10"),
+        (["--partition", "1", "--from-offset", "0:3"], "not chosen by --partition"),
+        (["--limit", "0"], "must be at least 1"),
+        (["--dry-run", "--partition", "7"], "no partition [7]"),
+        (["--dry-run", "--to-topic", "no.such.topic"], "--to-topic 'no.such.topic' is not a shop topic"),
+    ],
+)
 def test_bad_arguments_exit_2_with_a_clear_message(settings: Settings, args: list[str], message: str) -> None:
     result = run_replay(settings, *args)
     assert result.returncode == 2, result.stdout + result.stderr
@@ -328,14 +378,19 @@ def test_bad_arguments_exit_2_with_a_clear_message(settings: Settings, args: lis
 
 
 def test_letters_that_cannot_be_routed_are_reported_and_fail_the_run(
-        settings: Settings, producer: KafkaProducer) -> None:
+    settings: Settings, producer: KafkaProducer
+) -> None:
     """No source.topic header, or a source topic that is not a shop topic: exit 1, and nothing is created."""
     base = [("error.code", b"invalid_json"), ("error.message", b"not JSON")]
     gone = f"gone.{uuid.uuid4().hex[:8]}"
     producer.send(settings.topic_dead_letter, key=b"a", value=b"{", headers=base, partition=0)
-    producer.send(settings.topic_dead_letter, key=b"b", value=b"{", partition=0,
-                  headers=[*base, ("source.topic", gone.encode()), ("source.partition", b"0"),
-                           ("source.offset", b"1")])
+    producer.send(
+        settings.topic_dead_letter,
+        key=b"b",
+        value=b"{",
+        partition=0,
+        headers=[*base, ("source.topic", gone.encode()), ("source.partition", b"0"), ("source.offset", b"1")],
+    )
     producer.flush(10)
 
     dry = run_replay(settings, "--dry-run")
@@ -354,13 +409,18 @@ def test_letters_that_cannot_be_routed_are_reported_and_fail_the_run(
 
 
 def test_a_header_cannot_send_a_letter_to_a_topic_other_than_the_shop_topics(
-        settings: Settings, producer: KafkaProducer) -> None:
+    settings: Settings, producer: KafkaProducer
+) -> None:
     """Anyone who can write the dead-letter topic writes its headers: a letter whose source.topic names the stage
     changes (or any topic but the three shop topics) is skipped, and --to-topic must name a shop topic."""
     forged = b'{"event_id": "x", "type": "stage_changed", "customer_id": "c-1", "to_stage": "advocate"}'
-    headers = [("error.code", b"invalid_json"), ("error.message", b"not JSON"),
-               ("source.topic", settings.topic_stage_changes.encode()), ("source.partition", b"0"),
-               ("source.offset", b"1")]
+    headers = [
+        ("error.code", b"invalid_json"),
+        ("error.message", b"not JSON"),
+        ("source.topic", settings.topic_stage_changes.encode()),
+        ("source.partition", b"0"),
+        ("source.offset", b"1"),
+    ]
     producer.send(settings.topic_dead_letter, key=b"c-1", value=forged, headers=headers, partition=0)
     producer.flush(10)
     before = len(read_all(settings, settings.topic_stage_changes))
@@ -374,8 +434,15 @@ def test_a_header_cannot_send_a_letter_to_a_topic_other_than_the_shop_topics(
 
 def test_a_bad_setting_is_reported_without_the_database_password(settings: Settings) -> None:
     env = {**env_of(settings), "DATABASE_URL": "mysql://loyalty:s3cr3t-pw@db.example/loyalty"}
-    result = subprocess.run([sys.executable, "-m", "services.ingest.replay", "--dry-run"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "services.ingest.replay", "--dry-run"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 2
     assert "database_url" in result.stderr and "s3cr3t-pw" not in result.stderr + result.stdout
 

@@ -13,8 +13,9 @@ import pytest
 from devstack.embedded import free_port
 from devstack.runner import Process, group_members, port_block, readyz, tail_of, wait_until
 
-IGNORES_SIGTERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); " \
-                  "time.sleep(60)"
+IGNORES_SIGTERM = (
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"
+)
 
 
 def child(code: str, tmp_path: Path, **kw: bool) -> Process:
@@ -63,9 +64,11 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_timeout(tmp_path: Path
 
 
 def test_kill_takes_the_whole_group_of_a_child_in_its_own_group(tmp_path: Path) -> None:
-    spawns = ("import subprocess, sys, time; "
-              f"p = subprocess.Popen([sys.executable, '-c', {IGNORES_SIGTERM!r}]); print(p.pid, flush=True); "
-              "time.sleep(60)")
+    spawns = (
+        "import subprocess, sys, time; "
+        f"p = subprocess.Popen([sys.executable, '-c', {IGNORES_SIGTERM!r}]); print(p.pid, flush=True); "
+        "time.sleep(60)"
+    )
     proc = child(spawns, tmp_path, own_group=True).start()
     grandchild = int(wait_until(lambda: proc.log_tail().split()[0] if proc.log_tail() else None, what="a pid"))
     assert proc.pgid == proc.pid and set(group_members(proc.pid)) == {proc.pid, grandchild}
@@ -75,8 +78,10 @@ def test_kill_takes_the_whole_group_of_a_child_in_its_own_group(tmp_path: Path) 
 
 
 def test_reap_group_kills_what_the_leader_left_behind(tmp_path: Path) -> None:
-    leaves = ("import subprocess, sys; "
-              f"p = subprocess.Popen([sys.executable, '-c', {IGNORES_SIGTERM!r}]); print(p.pid, flush=True)")
+    leaves = (
+        "import subprocess, sys; "
+        f"p = subprocess.Popen([sys.executable, '-c', {IGNORES_SIGTERM!r}]); print(p.pid, flush=True)"
+    )
     proc = child(leaves, tmp_path, own_group=True).start()
     wait_until(lambda: proc.exit_code is not None, what="the leader to exit")
     orphan = int(proc.log_tail().split()[0])

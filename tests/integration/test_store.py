@@ -32,8 +32,9 @@ NOW = datetime(2026, 11, 1, tzinfo=UTC)
 
 def _batch(engine: Engine, facts: list[Fact], cache: StateCache | None) -> BatchOutcome:
     with session(engine) as conn:
-        outcome = process_batch(conn, facts=facts, policy=POLICY, stage_topic="stage", conversion_topic="facts",
-                                cache=cache)
+        outcome = process_batch(
+            conn, facts=facts, policy=POLICY, stage_topic="stage", conversion_topic="facts", cache=cache
+        )
     if cache is not None:
         cache.remember(outcome.written)
     return outcome
@@ -41,8 +42,9 @@ def _batch(engine: Engine, facts: list[Fact], cache: StateCache | None) -> Batch
 
 def _table(engine: Engine) -> dict[str, tuple[CustomerState, int]]:
     with session(engine) as conn:
-        return {c: (from_text(s), v) for c, s, v in run_sql(conn, "SELECT customer_id, state, version FROM customers",
-                                                              {})}
+        return {
+            c: (from_text(s), v) for c, s, v in run_sql(conn, "SELECT customer_id, state, version FROM customers", {})
+        }
 
 
 def test_a_stale_cached_state_is_refused_not_written(settings: Settings) -> None:
@@ -54,9 +56,19 @@ def test_a_stale_cached_state_is_refused_not_written(settings: Settings) -> None
         _batch(engine, [order("o3", at(2026, 2, 7))], cache)
     assert _table(engine)["c-1"][0].orders == 2  # nothing of the refused batch was written
     # the worker's own path: the refusal empties the cache and the retry reads the table
-    worker = ScoringWorker(consumer=None, engine=engine, policy=POLICY, metrics=Metrics(service="scoring"),  # type: ignore[arg-type]
-                           dead_letter=None, dead_letter_topic="dl", stage_topic="stage",  # type: ignore[arg-type]
-                           conversion_topic="facts", poll_timeout_ms=100, max_records=16, cache=cache)
+    worker = ScoringWorker(
+        consumer=None,
+        engine=engine,
+        policy=POLICY,
+        metrics=Metrics(service="scoring"),  # type: ignore[arg-type]
+        dead_letter=None,
+        dead_letter_topic="dl",
+        stage_topic="stage",  # type: ignore[arg-type]
+        conversion_topic="facts",
+        poll_timeout_ms=100,
+        max_records=16,
+        cache=cache,
+    )
     outcome = worker._transact([order("o3", at(2026, 2, 7))])
     state, version = _table(engine)["c-1"]
     assert state.orders == 3 and version == 3
@@ -64,8 +76,9 @@ def test_a_stale_cached_state_is_refused_not_written(settings: Settings) -> None
     assert cache.get("c-1") == (state, version)
 
 
-def test_a_refusal_in_a_late_chunk_rolls_back_the_earlier_chunks(settings: Settings,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_refusal_in_a_late_chunk_rolls_back_the_earlier_chunks(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(store, "_CHUNK_MIN_CUSTOMERS", 2)  # six customers: three chunks of two
     engine = make_engine(settings.database_url)
     customers = [f"c-{i}" for i in range(6)]
@@ -87,17 +100,28 @@ def test_the_worker_fills_the_cache_it_was_given_empty(settings: Settings) -> No
     """The cache a scoring process starts with is empty: the worker must use that one, not a stand-in."""
     engine = make_engine(settings.database_url)
     cache = StateCache(capacity=100)
-    worker = ScoringWorker(consumer=None, engine=engine, policy=POLICY, metrics=Metrics(service="scoring"),  # type: ignore[arg-type]
-                           dead_letter=None, dead_letter_topic="dl", stage_topic="stage",  # type: ignore[arg-type]
-                           conversion_topic="facts", poll_timeout_ms=100, max_records=16, cache=cache)
+    worker = ScoringWorker(
+        consumer=None,
+        engine=engine,
+        policy=POLICY,
+        metrics=Metrics(service="scoring"),  # type: ignore[arg-type]
+        dead_letter=None,
+        dead_letter_topic="dl",
+        stage_topic="stage",  # type: ignore[arg-type]
+        conversion_topic="facts",
+        poll_timeout_ms=100,
+        max_records=16,
+        cache=cache,
+    )
     worker._transact([order("o1", at(2026, 1, 5))])
     assert worker.cache is cache
     assert cache.get("c-1") == _table(engine)["c-1"]
 
 
 @pytest.mark.parametrize("chunk_min", [250, 7])
-def test_cached_or_not_the_table_ends_where_the_domain_says(settings: Settings, monkeypatch: pytest.MonkeyPatch,
-                                                             chunk_min: int) -> None:
+def test_cached_or_not_the_table_ends_where_the_domain_says(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, chunk_min: int
+) -> None:
     monkeypatch.setattr(store, "_CHUNK_MIN_CUSTOMERS", chunk_min)
     engine = make_engine(settings.database_url)
     facts: list[Fact] = []
@@ -107,7 +131,7 @@ def test_cached_or_not_the_table_ends_where_the_domain_says(settings: Settings, 
         facts.extend(result)
     cache = StateCache(capacity=25)  # smaller than the customers: hits, misses and evictions
     for i in range(0, len(facts), 120):
-        _batch(engine, facts[i:i + 120], cache)
+        _batch(engine, facts[i : i + 120], cache)
     expected: dict[str, CustomerState] = {}
     for fact in facts:
         expected[fact.customer_id], _ = apply(expected.get(fact.customer_id), fact, policy=POLICY)
@@ -121,12 +145,15 @@ def test_cached_or_not_the_table_ends_where_the_domain_says(settings: Settings, 
 
 def _stored_focus(engine: Engine) -> dict[str, tuple[str | None, Decimal | None, CustomerState]]:
     with session(engine) as conn:
-        return {c: (d, i, from_text(s)) for c, d, i, s in run_sql(
-            conn, "SELECT customer_id, develop, loyalty_index, state FROM customers", {})}
+        return {
+            c: (d, i, from_text(s))
+            for c, d, i, s in run_sql(conn, "SELECT customer_id, develop, loyalty_index, state FROM customers", {})
+        }
 
 
-def test_every_written_customer_stores_its_focus_as_of_its_last_event(settings: Settings,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_every_written_customer_stores_its_focus_as_of_its_last_event(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(store, "_CHUNK_MIN_CUSTOMERS", 7)  # several chunks per batch
     engine = make_engine(settings.database_url)
     facts: list[Fact] = []
@@ -135,7 +162,7 @@ def test_every_written_customer_stores_its_focus_as_of_its_last_event(settings: 
         assert isinstance(result, list)
         facts.extend(result)
     for i in range(0, len(facts), 90):
-        _batch(engine, facts[i:i + 90], StateCache(capacity=0))
+        _batch(engine, facts[i : i + 90], StateCache(capacity=0))
     stored = _stored_focus(engine)
     assert len(stored) >= 40
     for customer_id, (develop, index, state) in stored.items():
@@ -148,21 +175,30 @@ def test_every_written_customer_stores_its_focus_as_of_its_last_event(settings: 
 def test_the_stage_change_message_carries_the_focus_of_the_change(settings: Settings) -> None:
     engine = make_engine(settings.database_url)
     # a late fact first: the customer's last event is then later than the order that made a stage change
-    facts = [order("o-late", at(2026, 9, 1), customer="f-1"), order("o-early", at(2026, 3, 1), customer="f-1"),
-             order("o-2", at(2026, 3, 2), customer="f-2")]
+    facts = [
+        order("o-late", at(2026, 9, 1), customer="f-1"),
+        order("o-early", at(2026, 3, 1), customer="f-1"),
+        order("o-2", at(2026, 3, 2), customer="f-2"),
+    ]
     _batch(engine, facts, None)
     with session(engine) as conn:
         rows = run_sql(conn, "SELECT key, payload FROM outbox WHERE topic = 'stage' ORDER BY id", {})
     messages = [(key, orjson.loads(payload)) for key, payload in rows]
-    assert [(k, m["to_stage"]) for k, m in messages] == [("f-1", "visitor"), ("f-1", "first_purchase"),
-                                                         ("f-2", "visitor"), ("f-2", "first_purchase")]
+    assert [(k, m["to_stage"]) for k, m in messages] == [
+        ("f-1", "visitor"),
+        ("f-1", "first_purchase"),
+        ("f-2", "visitor"),
+        ("f-2", "first_purchase"),
+    ]
     for _, message in messages:
         assert set(message["focus"]) == {"encourage", "develop", "action", "index"}
         assert message["focus"]["develop"] in ("contact", "evaluative", "consultative")
     stored = _stored_focus(engine)
     # f-2's only fact made its stage change: the stored focus is the message's; f-1's last event is later
-    assert stored["f-2"][0:2] == (messages[3][1]["focus"]["develop"],
-                                  Decimal(str(messages[3][1]["focus"]["index"])).quantize(Decimal("0.0001")))
+    assert stored["f-2"][0:2] == (
+        messages[3][1]["focus"]["develop"],
+        Decimal(str(messages[3][1]["focus"]["index"])).quantize(Decimal("0.0001")),
+    )
     f1 = stored["f-1"][2]
     want = focus(loyalty(f1, at=at(2026, 9, 1), policy=POLICY), f1.stage, POLICY.focus)
     assert stored["f-1"][1] == Decimal(str(want.index)).quantize(Decimal("0.0001"))

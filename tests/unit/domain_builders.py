@@ -40,61 +40,127 @@ def _d(value: Money) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
-def order(event_id: str, when: datetime, amount: Money = "100.00", *, cost: Money = 0, discount: Money = 0,
-          customer: str = CUSTOMER) -> Fact:
+def order(
+    event_id: str,
+    when: datetime,
+    amount: Money = "100.00",
+    *,
+    cost: Money = 0,
+    discount: Money = 0,
+    customer: str = CUSTOMER,
+) -> Fact:
     """An order (purchase with refund false)."""
-    return Fact(kind="order_placed", event_id=event_id, role="primary", customer_id=customer, occurred_at=when,
-                amount=_d(amount), cost=_d(cost), discount=_d(discount))
+    return Fact(
+        kind="order_placed",
+        event_id=event_id,
+        role="primary",
+        customer_id=customer,
+        occurred_at=when,
+        amount=_d(amount),
+        cost=_d(cost),
+        discount=_d(discount),
+    )
 
 
-def refund(event_id: str, when: datetime, amount: Money = "100.00", *, cost: Money = 0,
-           customer: str = CUSTOMER) -> Fact:
+def refund(
+    event_id: str, when: datetime, amount: Money = "100.00", *, cost: Money = 0, customer: str = CUSTOMER
+) -> Fact:
     """A refund (purchase with refund true)."""
-    return Fact(kind="order_refunded", event_id=event_id, role="primary", customer_id=customer, occurred_at=when,
-                amount=_d(amount), cost=_d(cost))
+    return Fact(
+        kind="order_refunded",
+        event_id=event_id,
+        role="primary",
+        customer_id=customer,
+        occurred_at=when,
+        amount=_d(amount),
+        cost=_d(cost),
+    )
 
 
-def referral_made(event_id: str, when: datetime, *, referred: str = "friend", reward_cost: Money = 0,
-                  customer: str = CUSTOMER) -> Fact:
+def referral_made(
+    event_id: str, when: datetime, *, referred: str = "friend", reward_cost: Money = 0, customer: str = CUSTOMER
+) -> Fact:
     """The referrer's side of a referral: `customer` told `referred` about us."""
-    return Fact(kind="referral_made", event_id=event_id, role="primary", customer_id=customer, occurred_at=when,
-                cost=_d(reward_cost), other_customer_id=referred)
+    return Fact(
+        kind="referral_made",
+        event_id=event_id,
+        role="primary",
+        customer_id=customer,
+        occurred_at=when,
+        cost=_d(reward_cost),
+        other_customer_id=referred,
+    )
 
 
-def referral_received(event_id: str, when: datetime, *, referrer: str = "referrer",
-                      customer: str = CUSTOMER) -> Fact:
+def referral_received(event_id: str, when: datetime, *, referrer: str = "referrer", customer: str = CUSTOMER) -> Fact:
     """The referred customer's side of a referral: `referrer` told `customer` about us."""
-    return Fact(kind="referral_received", event_id=event_id, role="referred", customer_id=customer,
-                occurred_at=when, other_customer_id=referrer)
+    return Fact(
+        kind="referral_received",
+        event_id=event_id,
+        role="referred",
+        customer_id=customer,
+        occurred_at=when,
+        other_customer_id=referrer,
+    )
 
 
-def referral_converted(event_id: str, when: datetime, *, referred: str = "friend",
-                       customer: str = CUSTOMER) -> Fact:
+def referral_converted(event_id: str, when: datetime, *, referred: str = "friend", customer: str = CUSTOMER) -> Fact:
     """The relay's fact for the referrer: the customer they referred (`event_id` = the referral's) has ordered."""
-    return Fact(kind="referral_converted", event_id=event_id, role="converted", customer_id=customer,
-                occurred_at=when, other_customer_id=referred)
+    return Fact(
+        kind="referral_converted",
+        event_id=event_id,
+        role="converted",
+        customer_id=customer,
+        occurred_at=when,
+        other_customer_id=referred,
+    )
 
 
-def complaint(event_id: str, when: datetime, *, handling_cost: Money = 0, severity: str = "medium",
-              customer: str = CUSTOMER) -> Fact:
+def complaint(
+    event_id: str, when: datetime, *, handling_cost: Money = 0, severity: str = "medium", customer: str = CUSTOMER
+) -> Fact:
     """A complaint or claim."""
-    return Fact(kind="complaint_filed", event_id=event_id, role="primary", customer_id=customer, occurred_at=when,
-                cost=_d(handling_cost), severity=severity)
+    return Fact(
+        kind="complaint_filed",
+        event_id=event_id,
+        role="primary",
+        customer_id=customer,
+        occurred_at=when,
+        cost=_d(handling_cost),
+        severity=severity,
+    )
 
 
 def prospect(event_id: str, when: datetime, *, source: str | None = None, customer: str = CUSTOMER) -> Fact:
-    return Fact(kind="prospect_listed", event_id=event_id, role="primary", customer_id=customer, occurred_at=when,
-                lead_source=source)
+    return Fact(
+        kind="prospect_listed",
+        event_id=event_id,
+        role="primary",
+        customer_id=customer,
+        occurred_at=when,
+        lead_source=source,
+    )
 
 
-def touch(event_id: str, when: datetime, *, channel: str = "email", direction: str = "outbound",
-          customer: str = CUSTOMER) -> Fact:
-    return Fact(kind="touch_made", event_id=event_id, role="primary", customer_id=customer, occurred_at=when,
-                channel=channel, direction=direction)
+def touch(
+    event_id: str, when: datetime, *, channel: str = "email", direction: str = "outbound", customer: str = CUSTOMER
+) -> Fact:
+    return Fact(
+        kind="touch_made",
+        event_id=event_id,
+        role="primary",
+        customer_id=customer,
+        occurred_at=when,
+        channel=channel,
+        direction=direction,
+    )
 
 
-def run(facts: Iterable[Fact], policy: Policy, state: CustomerState | None = None,
-        ) -> tuple[CustomerState, list[list[Change]]]:
+def run(
+    facts: Iterable[Fact],
+    policy: Policy,
+    state: CustomerState | None = None,
+) -> tuple[CustomerState, list[list[Change]]]:
     """Apply `facts` in order; the final state and the changes of each fact. Needs at least one fact or a state."""
     per_fact: list[list[Change]] = []
     for fact in facts:
@@ -132,9 +198,20 @@ def days(n: float) -> timedelta:
 
 START = at(2022, 1, 1)
 SPAN_SECONDS = 1200 * 86400  # ~3.3 years: a little over the 36-month activity horizon
-_FACT_KINDS = ("order_placed", "order_placed", "order_placed", "order_refunded", "referral_made",
-               "referral_received", "referral_converted", "complaint_filed", "prospect_listed", "prospect_listed",
-               "touch_made", "touch_made")
+_FACT_KINDS = (
+    "order_placed",
+    "order_placed",
+    "order_placed",
+    "order_refunded",
+    "referral_made",
+    "referral_received",
+    "referral_converted",
+    "complaint_filed",
+    "prospect_listed",
+    "prospect_listed",
+    "touch_made",
+    "touch_made",
+)
 _CHANNELS = ("email", "web", "store", "ad", "call", "other")
 
 
@@ -185,6 +262,12 @@ def customer_facts(max_size: int = 25) -> st.SearchStrategy[list[Fact]]:
     Amounts stay <= 200.00 so that 25 orders do not saturate financial loyalty for more than a few months.
     Drawn as plain integer tuples (fast to generate and shrink) and mapped to facts.
     """
-    raw = st.tuples(st.integers(0, len(_FACT_KINDS) - 1), st.integers(0, 3), st.integers(0, SPAN_SECONDS),
-                    st.integers(0, 20000), st.integers(0, 10000), st.integers(-5000, 5000))
+    raw = st.tuples(
+        st.integers(0, len(_FACT_KINDS) - 1),
+        st.integers(0, 3),
+        st.integers(0, SPAN_SECONDS),
+        st.integers(0, 20000),
+        st.integers(0, 10000),
+        st.integers(-5000, 5000),
+    )
     return st.lists(raw, min_size=1, max_size=max_size).map(lambda rows: [_fact(i, r) for i, r in enumerate(rows)])

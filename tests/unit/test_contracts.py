@@ -53,8 +53,14 @@ def test_the_asyncapi_validation_catches_a_broken_document() -> None:
 
 def test_every_contract_topic_has_a_channel() -> None:
     addresses = {c["address"] for c in _doc("asyncapi.json")["channels"].values()}
-    assert addresses == {"shop.purchases", "shop.referrals", "shop.complaints", "loyalty.stage-changes",
-                         "loyalty.customer-health", "loyalty.dead-letter"}
+    assert addresses == {
+        "shop.purchases",
+        "shop.referrals",
+        "shop.complaints",
+        "loyalty.stage-changes",
+        "loyalty.customer-health",
+        "loyalty.dead-letter",
+    }
 
 
 def _component_validator(schema_name: str) -> jsonschema.Draft202012Validator:
@@ -66,24 +72,42 @@ def _component_validator(schema_name: str) -> jsonschema.Draft202012Validator:
 
 def test_a_published_stage_change_matches_the_published_schema() -> None:
     policy = default_policy()
-    fact = Fact(kind="order_placed", event_id="e-1", role="primary", customer_id="c-42",
-                occurred_at=datetime(2026, 6, 1, 10, tzinfo=UTC), amount=Decimal("300.00"), cost=Decimal("180.00"))
+    fact = Fact(
+        kind="order_placed",
+        event_id="e-1",
+        role="primary",
+        customer_id="c-42",
+        occurred_at=datetime(2026, 6, 1, 10, tzinfo=UTC),
+        amount=Decimal("300.00"),
+        cost=Decimal("180.00"),
+    )
     state, changes = apply(None, fact, policy=policy)
     payloads = [json.loads(stage_change_payload(c, state, policy=policy)) for c in changes]  # type: ignore[arg-type]
     assert [p["to_stage"] for p in payloads] == ["visitor", "first_purchase"]
     assert payloads[0]["occurred_at"] == "2026-06-01T10:00:00Z"
-    later = Fact(kind="order_placed", event_id="e-2", role="primary", customer_id="c-43", amount=Decimal("1"),
-                 occurred_at=datetime(2026, 6, 1, 12, 30, 0, 250000, tzinfo=timezone(timedelta(hours=2))))
+    later = Fact(
+        kind="order_placed",
+        event_id="e-2",
+        role="primary",
+        customer_id="c-43",
+        amount=Decimal("1"),
+        occurred_at=datetime(2026, 6, 1, 12, 30, 0, 250000, tzinfo=timezone(timedelta(hours=2))),
+    )
     state_b, changes_b = apply(None, later, policy=policy)
     assert json.loads(stage_change_payload(changes_b[0], state_b, policy=policy))["occurred_at"] == (  # type: ignore[arg-type]
-        "2026-06-01T10:30:00.250000Z")
+        "2026-06-01T10:30:00.250000Z"
+    )
     validator = _component_validator("StageChanged")
     for p in payloads:
         validator.validate(p)
         StageChanged.model_validate(p)
         assert p["event_id"] == stage_change_id("c-42", p["to_stage"])
-    assert payloads[1]["profitability"] == {"sales": "300.00", "costs": "180.00", "profit": "120.00",
-                                            "tier": "profitable"}
+    assert payloads[1]["profitability"] == {
+        "sales": "300.00",
+        "costs": "180.00",
+        "profit": "120.00",
+        "tier": "profitable",
+    }
     # focus as of the change, the same for every rung entered on one fact; a new buyer develops a first kind
     scores = loyalty(state, at=fact.occurred_at, policy=policy)
     assert payloads[0]["focus"] == payloads[1]["focus"] == focus(scores, "first_purchase", policy.focus).as_dict()
@@ -118,11 +142,32 @@ def test_openapi_of_scoring_documents_the_contract_endpoints() -> None:
     doc = _doc("openapi-scoring.json")
     assert {"/v1/customers/{customer_id}", "/v1/stages", "/healthz", "/readyz", "/metrics"} <= set(doc["paths"])
     customer = doc["components"]["schemas"]["CustomerOut"]["properties"]
-    assert set(customer) == {"customer_id", "stage", "stage_entered_at", "loyalty", "profitability", "stability",
-                             "counts", "first_seen_at", "last_event_at", "history", "focus", "health"}
+    assert set(customer) == {
+        "customer_id",
+        "stage",
+        "stage_entered_at",
+        "loyalty",
+        "profitability",
+        "stability",
+        "counts",
+        "first_seen_at",
+        "last_event_at",
+        "history",
+        "focus",
+        "health",
+    }
     health = doc["components"]["schemas"]["HealthOut"]["properties"]
-    assert set(health) == {"status", "p_alive", "expected_orders_90d", "as_of", "model_version", "x", "t_x_weeks",
-                           "T_weeks", "at_risk_since"}
+    assert set(health) == {
+        "status",
+        "p_alive",
+        "expected_orders_90d",
+        "as_of",
+        "model_version",
+        "x",
+        "t_x_weeks",
+        "T_weeks",
+        "at_risk_since",
+    }
     assert {"/v1/health/model", "/v1/health/model/fit", "/v1/health/backtest"} <= set(doc["paths"])
 
 
@@ -139,28 +184,50 @@ def test_a_published_health_change_matches_the_published_schema() -> None:
     policy = default_policy()
     now = datetime(2026, 11, 2, 12, tzinfo=UTC)
     ctx = HealthContext(model=policy.health.prior_model, at_risk_below=0.5, now=now, topic="loyalty.customer-health")
-    risk = assess(customer_id="c-42", stage="regular", x=3, first_day=19000, last_day=19100,
-                  last_order_at=datetime(2022, 1, 1, 9, tzinfo=UTC), mark=NO_MARK, ctx=ctx)
-    back = assess(customer_id="c-42", stage="regular", x=4, first_day=19000, last_day=20394,
-                  last_order_at=now, mark=risk.mark, ctx=ctx)
+    risk = assess(
+        customer_id="c-42",
+        stage="regular",
+        x=3,
+        first_day=19000,
+        last_day=19100,
+        last_order_at=datetime(2022, 1, 1, 9, tzinfo=UTC),
+        mark=NO_MARK,
+        ctx=ctx,
+    )
+    back = assess(
+        customer_id="c-42",
+        stage="regular",
+        x=4,
+        first_day=19000,
+        last_day=20394,
+        last_order_at=now,
+        mark=risk.mark,
+        ctx=ctx,
+    )
     assert risk.message is not None and back.message is not None
     validator = _component_validator("CustomerHealthChanged")
     for n, (message_id, topic, key, payload) in enumerate((risk.message, back.message), start=1):
         body = json.loads(payload)
         validator.validate(body)
         CustomerHealthChanged.model_validate(body)
-        assert (topic, key, message_id, body["event_id"]) == ("loyalty.customer-health", "c-42",
-                                                              health_message_id("c-42", n), message_id)
+        assert (topic, key, message_id, body["event_id"]) == (
+            "loyalty.customer-health",
+            "c-42",
+            health_message_id("c-42", n),
+            message_id,
+        )
         assert body["as_of"] == "2026-11-02T12:00:00Z" and body["model_version"] == 0
-    assert [json.loads(m[3])["type"] for m in (risk.message, back.message)] == ["customer_at_risk",
-                                                                                 "customer_recovered"]
+    assert [json.loads(m[3])["type"] for m in (risk.message, back.message)] == [
+        "customer_at_risk",
+        "customer_recovered",
+    ]
     with pytest.raises(jsonschema.ValidationError):
         validator.validate({**json.loads(risk.message[3]), "type": "customer_churned"})
 
 
 @pytest.mark.parametrize("customer_id", ["c-42", "é-ü-客户", ""])
 @pytest.mark.parametrize("transition", [1, 2, 17])
-def test_health_message_id_is_the_rfc_4122_uuid5_of_customer_and_transition(customer_id: str,
-                                                                            transition: int) -> None:
-    assert health_message_id(customer_id, transition) == str(uuid.uuid5(HEALTH_NAMESPACE,
-                                                                       f"{customer_id}\x1f{transition}"))
+def test_health_message_id_is_the_rfc_4122_uuid5_of_customer_and_transition(customer_id: str, transition: int) -> None:
+    assert health_message_id(customer_id, transition) == str(
+        uuid.uuid5(HEALTH_NAMESPACE, f"{customer_id}\x1f{transition}")
+    )

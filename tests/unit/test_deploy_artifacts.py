@@ -75,8 +75,7 @@ def yaml_files() -> list[Path]:
 
 
 def k8s_resources() -> list[tuple[Path, dict[str, Any]]]:
-    return [(p, doc) for p in sorted(K8S.glob("*.yaml")) if p.name != "kustomization.yaml"
-            for doc in load_yaml_docs(p)]
+    return [(p, doc) for p in sorted(K8S.glob("*.yaml")) if p.name != "kustomization.yaml" for doc in load_yaml_docs(p)]
 
 
 def by_kind(kind: str) -> list[dict[str, Any]]:
@@ -101,11 +100,21 @@ def yamllint_problems(text: str, path: str = "x.yaml") -> list[str]:
 def test_deploy_has_the_expected_yaml_files() -> None:
     names = {str(p.relative_to(DEPLOY)) for p in yaml_files() if p.is_file()}
     assert {
-        "compose.yaml", "prometheus/prometheus.yml", "prometheus/alerts.yml",
-        "grafana/provisioning/datasources/prometheus.yml", "grafana/provisioning/dashboards/loyalty.yml",
-        "k8s/configmap.yaml", "k8s/migrate-job.yaml", "k8s/ingest.yaml", "k8s/networkpolicy.yaml",
-        "k8s/scoring.yaml", "k8s/hpa.yaml", "k8s/kustomization.yaml", ".yamllint",
-        "k8s/overlays/production/kustomization.yaml", "k8s/overlays/production/config.yaml",
+        "compose.yaml",
+        "prometheus/prometheus.yml",
+        "prometheus/alerts.yml",
+        "grafana/provisioning/datasources/prometheus.yml",
+        "grafana/provisioning/dashboards/loyalty.yml",
+        "k8s/configmap.yaml",
+        "k8s/migrate-job.yaml",
+        "k8s/ingest.yaml",
+        "k8s/networkpolicy.yaml",
+        "k8s/scoring.yaml",
+        "k8s/hpa.yaml",
+        "k8s/kustomization.yaml",
+        ".yamllint",
+        "k8s/overlays/production/kustomization.yaml",
+        "k8s/overlays/production/config.yaml",
     } - names == set()
 
 
@@ -179,8 +188,11 @@ def test_image_tag_rule() -> None:
 
 
 # what an operator sets for the variables compose requires (${VAR:?message}): examples, never defaults
-REQUIRED_EXAMPLES = {"API_TOKENS": "ops=0123456789abcdef-token:admin", "POSTGRES_PASSWORD": "example-password",
-                     "GRAFANA_ADMIN_PASSWORD": "example-password"}
+REQUIRED_EXAMPLES = {
+    "API_TOKENS": "ops=0123456789abcdef-token:admin",
+    "POSTGRES_PASSWORD": "example-password",
+    "GRAFANA_ADMIN_PASSWORD": "example-password",
+}
 
 
 def interpolate(value: str) -> str:
@@ -198,8 +210,7 @@ def loyalty_services(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_compose_structure() -> None:
     doc = compose()
     services = doc["services"]
-    assert {"kafka", "postgres", "migrate", "topic-init", "ingest", "scoring", "prometheus", "grafana"} <= set(
-        services)
+    assert {"kafka", "postgres", "migrate", "topic-init", "ingest", "scoring", "prometheus", "grafana"} <= set(services)
     assert set(loyalty_services(doc)) == {"migrate", "topic-init", "ingest", "scoring"}
     for name, svc in services.items():
         assert image_tag_problems(interpolate(svc["image"])) == [], name
@@ -281,11 +292,13 @@ def dockerfile_problems(text: str) -> list[str]:
         problems.append("final stage runs as root")
     build_tools = re.compile(r"\b(gcc|g\+\+|cc|clang|make|build-essential|libpq-dev|python3-dev|git)\b")
     for i in final:
-        if i["instruction"] == "RUN" and re.search(r"\b(apt-get|apt|apk|yum|dnf)\b.*\binstall\b", i["value"]) \
-                and build_tools.search(i["value"]):
+        if (
+            i["instruction"] == "RUN"
+            and re.search(r"\b(apt-get|apt|apk|yum|dnf)\b.*\binstall\b", i["value"])
+            and build_tools.search(i["value"])
+        ):
             problems.append(f"build tools installed in final stage: {i['value'][:60]}")
-    if not any(i["instruction"] == "COPY" and "--from=" in i["value"] and "/opt/venv" in i["value"]
-               for i in final):
+    if not any(i["instruction"] == "COPY" and "--from=" in i["value"] and "/opt/venv" in i["value"] for i in final):
         problems.append("final stage does not copy the venv from the builder")
     health = [i for i in final if i["instruction"] == "HEALTHCHECK"]
     if not health or health[-1]["value"].strip().upper() == "NONE":
@@ -296,8 +309,9 @@ def dockerfile_problems(text: str) -> list[str]:
         if i["instruction"] == "ENV":
             names = re.findall(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)=", i["value"])
             allowed = {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "LOYALTY_SERVICE"}
-            problems += [f"ENV {n} is not a setting" for n in names
-                         if n.isupper() and n not in allowed and n not in SETTINGS_ENV]
+            problems += [
+                f"ENV {n} is not a setting" for n in names if n.isupper() and n not in allowed and n not in SETTINGS_ENV
+            ]
     return problems
 
 
@@ -306,12 +320,7 @@ def test_dockerfile_follows_the_rules() -> None:
 
 
 def test_dockerfile_rules_catch_problems() -> None:
-    bad = (
-        "FROM python\n"
-        "RUN apt-get update && apt-get install -y gcc\n"
-        "ENV KAFKA_SASL_PASSWD=x\n"
-        "CMD [\"python\"]\n"
-    )
+    bad = 'FROM python\nRUN apt-get update && apt-get install -y gcc\nENV KAFKA_SASL_PASSWD=x\nCMD ["python"]\n'
     assert dockerfile_problems(bad) == [
         "not multi-stage",
         "python: no tag",
@@ -375,8 +384,15 @@ def k8s_schema_errors(resource: dict[str, Any], version: str) -> list[str]:
 def test_k8s_manifests_validate_against_kubernetes_schemas(version: str) -> None:
     resources = k8s_resources()
     kinds = {doc["kind"] for _, doc in resources}
-    assert {"ConfigMap", "Job", "Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget",
-            "NetworkPolicy"} <= kinds
+    assert {
+        "ConfigMap",
+        "Job",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+    } <= kinds
     for path, doc in resources:
         assert k8s_schema_errors(doc, version) == [], f"{path.name} {doc['kind']}/{doc['metadata']['name']}"
     for secret in generated_secrets():
@@ -411,8 +427,7 @@ def test_kustomization_lists_every_manifest_but_the_migration_job() -> None:
 
 def pod_specs() -> dict[str, dict[str, Any]]:
     """Pod spec of every Deployment and Job, by workload name."""
-    return {doc["metadata"]["name"]: doc["spec"]["template"]["spec"]
-            for doc in by_kind("Deployment") + by_kind("Job")}
+    return {doc["metadata"]["name"]: doc["spec"]["template"]["spec"] for doc in by_kind("Deployment") + by_kind("Job")}
 
 
 def test_k8s_workloads_probes_and_ports() -> None:
@@ -470,8 +485,15 @@ def generated_secrets() -> list[dict[str, Any]]:
             data.update(line.split("=", 1) for line in lines if line and not line.startswith("#"))  # type: ignore[misc]
         for file in generator.get("files", []):
             data[Path(file).name] = "-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n"
-        secrets.append({"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "stringData": data,
-                        "metadata": {"name": generator["name"], "labels": options["labels"]}})
+        secrets.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "Opaque",
+                "stringData": data,
+                "metadata": {"name": generator["name"], "labels": options["labels"]},
+            }
+        )
     return secrets
 
 
@@ -505,14 +527,18 @@ def test_k8s_settings_are_real_settings_and_wired() -> None:
     assert (set(configs[0]) | set(configs[1])) & set(secret) == set(), "a setting is in a ConfigMap and the Secret"
     assert set(secret) == {"DATABASE_URL", "API_TOKENS", "KAFKA_SASL_PASSWORD"}
     assert {"KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SSL_CAFILE"} <= set(
-        configs[0])
+        configs[0]
+    )
     assert Settings(**{k.lower(): v for k, v in {**configs[0], **configs[1]}.items()}).kafka_security_protocol == (
-        "SASL_SSL")
+        "SASL_SSL"
+    )
     query = parse_qs(urlsplit(secret["DATABASE_URL"]).query)
     assert query["sslmode"] == ["verify-full"]
-    needs = {"loyalty-ingest": {"KAFKA_SASL_PASSWORD"},
-             "loyalty-scoring": {"DATABASE_URL", "API_TOKENS", "KAFKA_SASL_PASSWORD"},
-             "loyalty-migrate": {"DATABASE_URL"}}
+    needs = {
+        "loyalty-ingest": {"KAFKA_SASL_PASSWORD"},
+        "loyalty-scoring": {"DATABASE_URL", "API_TOKENS", "KAFKA_SASL_PASSWORD"},
+        "loyalty-migrate": {"DATABASE_URL"},
+    }
     for name, pod in pod_specs().items():
         config, keys = container_settings(name)
         assert keys == needs[name], name
@@ -539,8 +565,7 @@ def test_k8s_settings_are_real_settings_and_wired() -> None:
 def test_hpa_is_bounded_by_the_partition_count() -> None:
     (hpa,) = by_kind("HorizontalPodAutoscaler")
     config = named("ConfigMap", "loyalty-ladder-config")["data"]
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
-                                             "name": "loyalty-scoring"}
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "loyalty-scoring"}
     assert hpa["spec"]["maxReplicas"] == int(config["TOPIC_PARTITIONS"]) == DEFAULTS["topic_partitions"] == 6
     assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
     assert "replicas" not in named("Deployment", "loyalty-scoring")["spec"], "the HPA owns the replica count"
@@ -551,9 +576,18 @@ def test_hpa_is_bounded_by_the_partition_count() -> None:
 # security rules (docs/security.md)
 
 SECRET_VARIABLES = ("API_TOKENS", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD")
-SCORING_ONLY = {"DATABASE_URL", "API_TOKENS", "API_DOCS_ENABLED", "API_POOL_SIZE", "API_STATEMENT_TIMEOUT_MS",
-                "API_HEAVY_CONCURRENCY", "API_HEAVY_SHARE", "DEDUPE_RETENTION_DAYS", "HOUSEKEEPING_INTERVAL_S",
-                "POLICY_FILE"}
+SCORING_ONLY = {
+    "DATABASE_URL",
+    "API_TOKENS",
+    "API_DOCS_ENABLED",
+    "API_POOL_SIZE",
+    "API_STATEMENT_TIMEOUT_MS",
+    "API_HEAVY_CONCURRENCY",
+    "API_HEAVY_SHARE",
+    "DEDUPE_RETENTION_DAYS",
+    "HOUSEKEEPING_INTERVAL_S",
+    "POLICY_FILE",
+}
 
 
 def compose_security_problems(doc: dict[str, Any]) -> list[str]:
@@ -608,7 +642,9 @@ def test_no_secret_value_is_committed() -> None:
     ignore = (ROOT / ".gitignore").read_text(encoding="utf-8").splitlines()
     assert "deploy/k8s/secrets/*" in ignore
     assert {line for line in ignore if line.startswith("!deploy/k8s/secrets/")} == {
-        "!deploy/k8s/secrets/README.md", "!deploy/k8s/secrets/loyalty.env.example"}
+        "!deploy/k8s/secrets/README.md",
+        "!deploy/k8s/secrets/loyalty.env.example",
+    }
     for key, value in generated("loyalty-ladder-secrets").items():
         assert "<" in value, f"{key} in the example is a value, not a placeholder"
     for path in DEPLOY.rglob("*"):
@@ -632,12 +668,16 @@ def network_policy_problems(policies: list[dict[str, Any]]) -> list[str]:
     config = named("ConfigMap", "loyalty-ladder-config")["data"]
     kafka_ports = {int(server.rsplit(":", 1)[1]) for server in config["KAFKA_BOOTSTRAP_SERVERS"].split(",")}
     db_port = urlsplit(generated("loyalty-ladder-secrets")["DATABASE_URL"]).port
-    deny = [p for p in policies if p["spec"]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name":
-                                                                               "loyalty-ladder"}}]
+    deny = [
+        p for p in policies if p["spec"]["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "loyalty-ladder"}}
+    ]
     if not deny or set(deny[0]["spec"]["policyTypes"]) != {"Ingress", "Egress"} or "ingress" in deny[0]["spec"]:
         problems.append("no default deny of ingress and egress for every loyalty pod")
-    wants = {"ingest": (kafka_ports, DEFAULTS["ingest_port"]), "scoring": (kafka_ports | {db_port}, DEFAULTS[
-        "scoring_port"]), "migrate": ({db_port}, None)}
+    wants = {
+        "ingest": (kafka_ports, DEFAULTS["ingest_port"]),
+        "scoring": (kafka_ports | {db_port}, DEFAULTS["scoring_port"]),
+        "migrate": ({db_port}, None),
+    }
     for component, (egress_ports, http_port) in wants.items():
         selector = {"app.kubernetes.io/name": "loyalty-ladder", "app.kubernetes.io/component": component}
         mine = [p for p in policies if p["spec"]["podSelector"].get("matchLabels") == selector]
@@ -663,8 +703,10 @@ def test_network_policy_rules_catch_problems() -> None:
     ingest = next(p for p in policies if p["metadata"]["name"] == "loyalty-ingest")
     ingest["spec"]["egress"][0]["ports"].append({"port": 5432, "protocol": "TCP"})
     policies = [p for p in policies if p["metadata"]["name"] != "loyalty-migrate"]
-    assert network_policy_problems(policies) == ["ingest: egress to ports [5432, 9093], needs [9093]",
-                                                 "migrate: no NetworkPolicy of its own"]
+    assert network_policy_problems(policies) == [
+        "ingest: egress to ports [5432, 9093], needs [9093]",
+        "migrate: no NetworkPolicy of its own",
+    ]
 
 
 def production_config() -> dict[str, str]:
@@ -672,8 +714,10 @@ def production_config() -> dict[str, str]:
     overlay = K8S / "overlays" / "production"
     kustomization = load_yaml_docs(overlay / "kustomization.yaml")[0]
     assert kustomization["resources"] == ["../.."] and kustomization["namespace"]
-    data = {**named("ConfigMap", "loyalty-ladder-config")["data"], **named("ConfigMap", "loyalty-scoring-config")[
-        "data"]}
+    data = {
+        **named("ConfigMap", "loyalty-ladder-config")["data"],
+        **named("ConfigMap", "loyalty-scoring-config")["data"],
+    }
     for patch in kustomization["patches"]:
         for doc in load_yaml_docs(overlay / patch["path"]):
             assert doc["kind"] == "ConfigMap" and named("ConfigMap", doc["metadata"]["name"])
@@ -714,8 +758,12 @@ def metric_catalogue() -> dict[str, set[str]]:
         if kind == "counter":
             names = {f"{base}_total": labels, f"{base}_created": labels}
         elif kind == "histogram":
-            names = {f"{base}_bucket": labels | {"le"}, f"{base}_sum": labels, f"{base}_count": labels,
-                     f"{base}_created": labels}
+            names = {
+                f"{base}_bucket": labels | {"le"},
+                f"{base}_sum": labels,
+                f"{base}_count": labels,
+                f"{base}_created": labels,
+            }
         else:
             names = {base: labels}
         catalogue.update(names)
@@ -724,8 +772,21 @@ def metric_catalogue() -> dict[str, set[str]]:
     return catalogue
 
 
-_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",
-             "offset", "inf", "nan"}
+_KEYWORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "inf",
+    "nan",
+}
 
 
 def promql_series(expr: str) -> tuple[set[str], set[str]]:
@@ -741,8 +802,11 @@ def promql_series(expr: str) -> tuple[set[str], set[str]]:
     text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
     text = re.sub(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?", " ", text)
     text = re.sub(r"\b\d+(?:\.\d+)?(?:[eE][+-]?\d+)?\b", " ", text)
-    names = {m.group(1) for m in re.finditer(r"([A-Za-z_:][A-Za-z0-9_:]*)\s*(\()?", text)
-             if m.group(2) is None and m.group(1).lower() not in _KEYWORDS}
+    names = {
+        m.group(1)
+        for m in re.finditer(r"([A-Za-z_:][A-Za-z0-9_:]*)\s*(\()?", text)
+        if m.group(2) is None and m.group(1).lower() not in _KEYWORDS
+    }
     return names, labels
 
 
@@ -768,17 +832,24 @@ def promql_problems(expr: str) -> list[str]:
 
 
 def test_promql_rules_catch_problems() -> None:
-    assert promql_problems(
-        'histogram_quantile(0.99, sum by (le, service) (rate(loyalty_batch_duration_seconds_bucket'
-        '{service=~"$service"}[$__rate_interval])))') == []
+    assert (
+        promql_problems(
+            "histogram_quantile(0.99, sum by (le, service) (rate(loyalty_batch_duration_seconds_bucket"
+            '{service=~"$service"}[$__rate_interval])))'
+        )
+        == []
+    )
     assert promql_problems("sum(rate(loyalty_events_totl[5m]))") == ["unknown metric loyalty_events_totl"]
     assert promql_problems("sum by (service) (rate(loyalty_dead_letters_total[5m]))") == [
-        "unknown label service for ['loyalty_dead_letters_total']"]
+        "unknown label service for ['loyalty_dead_letters_total']"
+    ]
     assert promql_problems("histogram_quantile(0.5, rate(loyalty_processing_latency_seconds_sum[5m]))") == [
         "histogram_quantile without _bucket by le in "
-        "'histogram_quantile(0.5, rate(loyalty_processing_latency_seconds_sum[5m]))'"]
+        "'histogram_quantile(0.5, rate(loyalty_processing_latency_seconds_sum[5m]))'"
+    ]
     assert promql_problems("sum(rate(loyalty_events_total[5m])") == [
-        "unbalanced brackets in 'sum(rate(loyalty_events_total[5m])'"]
+        "unbalanced brackets in 'sum(rate(loyalty_events_total[5m])'"
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -808,9 +879,13 @@ def test_dashboard_is_a_dashboard_over_real_metrics() -> None:
         assert promql_problems(expr) == [], title
     used = set().union(*(promql_series(expr)[0] for _, expr in queries))
     assert {
-        "loyalty_events_total", "loyalty_dead_letters_total", "loyalty_consumer_lag_messages",
-        "loyalty_processing_latency_seconds_bucket", "loyalty_batch_duration_seconds_bucket",
-        "loyalty_stage_changes_total", "loyalty_outbox_backlog",
+        "loyalty_events_total",
+        "loyalty_dead_letters_total",
+        "loyalty_consumer_lag_messages",
+        "loyalty_processing_latency_seconds_bucket",
+        "loyalty_batch_duration_seconds_bucket",
+        "loyalty_stage_changes_total",
+        "loyalty_outbox_backlog",
     } <= used
     exprs = " ".join(expr for _, expr in queries)
     for quantile in ("0.5", "0.99"):
@@ -842,8 +917,10 @@ def test_prometheus_config_scrapes_both_services() -> None:
     config = load_yaml_docs(PROMETHEUS)[0]
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     services = compose()["services"]
-    for job_name, service, port in (("loyalty-ingest", "ingest", DEFAULTS["ingest_port"]),
-                                    ("loyalty-scoring", "scoring", DEFAULTS["scoring_port"])):
+    for job_name, service, port in (
+        ("loyalty-ingest", "ingest", DEFAULTS["ingest_port"]),
+        ("loyalty-scoring", "scoring", DEFAULTS["scoring_port"]),
+    ):
         job = jobs[job_name]
         assert job.get("metrics_path", "/metrics") == "/metrics"
         (sd,) = job["dns_sd_configs"]
@@ -863,8 +940,9 @@ def slug(heading: str) -> str:
 
 def alert_problems(rule: dict[str, Any]) -> list[str]:
     name = rule.get("alert", "?")
-    problems = [f"{name}: missing {key}" for key in ("alert", "expr", "for", "labels", "annotations")
-                if key not in rule]
+    problems = [
+        f"{name}: missing {key}" for key in ("alert", "expr", "for", "labels", "annotations") if key not in rule
+    ]
     if problems:
         return problems
     if not re.fullmatch(r"(\d+[smhdwy])+", str(rule["for"])):
@@ -875,8 +953,9 @@ def alert_problems(rule: dict[str, Any]) -> list[str]:
         problems.append(f"{name}: no summary")
     problems += [f"{name}: {p}" for p in promql_problems(rule["expr"])]
     runbook = rule["annotations"].get("runbook", "")
-    anchors = {slug(line.lstrip("#")) for line in RUNBOOK.read_text(encoding="utf-8").splitlines()
-               if line.startswith("#")}
+    anchors = {
+        slug(line.lstrip("#")) for line in RUNBOOK.read_text(encoding="utf-8").splitlines() if line.startswith("#")
+    }
     if not runbook.startswith("docs/runbook.md#") or runbook.split("#", 1)[1] not in anchors:
         problems.append(f"{name}: runbook link {runbook!r} is not a heading of docs/runbook.md")
     return problems
@@ -891,15 +970,25 @@ def test_alert_rules_parse_and_are_sound() -> None:
     for rule in rules:
         assert alert_problems(rule) == []
     exprs = " ".join(rule["expr"] for rule in rules)
-    for needed in ("loyalty_consumer_lag_messages", "loyalty_outbox_backlog", "loyalty_dead_letters_total",
-                   "up{", "kube_pod_container_status_ready"):
+    for needed in (
+        "loyalty_consumer_lag_messages",
+        "loyalty_outbox_backlog",
+        "loyalty_dead_letters_total",
+        "up{",
+        "kube_pod_container_status_ready",
+    ):
         assert needed in exprs, needed
 
 
 def test_alert_rule_checks_catch_problems() -> None:
     good = load_yaml_docs(ALERTS)[0]["groups"][0]["rules"][0]
-    bad = {**good, "for": "five minutes", "labels": {"severity": "page"},
-           "expr": "loyalty_outbox_backlogg > 1", "annotations": {"runbook": "docs/runbook.md#nowhere"}}
+    bad = {
+        **good,
+        "for": "five minutes",
+        "labels": {"severity": "page"},
+        "expr": "loyalty_outbox_backlogg > 1",
+        "annotations": {"runbook": "docs/runbook.md#nowhere"},
+    }
     assert alert_problems(bad) == [
         f"{good['alert']}: bad duration 'five minutes'",
         f"{good['alert']}: severity must be warning or critical",
@@ -921,8 +1010,13 @@ def test_docs_name_only_real_settings() -> None:
         not_settings = {"CHANGE_ME", "SASL_SSL", "SASL_PLAINTEXT", "POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD"}
         assert unknown_settings(mentioned - not_settings) == [], doc.name
     runbook = RUNBOOK.read_text(encoding="utf-8")
-    for needed in ("DEDUPE_RETENTION_DAYS", "POLICY_FILE", "python -m services.ingest.replay",
-                   "--dry-run", "python -m services.scoring.migrate"):
+    for needed in (
+        "DEDUPE_RETENTION_DAYS",
+        "POLICY_FILE",
+        "python -m services.ingest.replay",
+        "--dry-run",
+        "python -m services.scoring.migrate",
+    ):
         assert needed in runbook, needed
     scaling = SCALING.read_text(encoding="utf-8")
     # the sizing table cites the bench run it comes from, and no cell is left to be filled

@@ -38,18 +38,61 @@ def _slots(obj: Any) -> dict[str, Any]:
 
 
 EXAMPLES: list[tuple[type[Any], dict[str, Any]]] = [
-    (Fact, {"kind": "order_placed", "event_id": "e1", "role": "primary", "customer_id": "c1", "occurred_at": AT,
-            "amount": Decimal("19.99"), "order_id": "o1"}),
-    (Fact, {"kind": "complaint_filed", "event_id": "e2", "role": "primary", "customer_id": "c1",
-            "occurred_at": AT, "severity": "high", "resolved": True, "source": {"topic": "t"}}),
-    (CustomerState, {"customer_id": "c1", "stage": "visitor", "stage_entered_at": AT, "first_seen_at": AT,
-                     "last_event_at": AT, "orders": 2, "sales": Decimal("5"), "order_months": frozenset({1})}),
+    (
+        Fact,
+        {
+            "kind": "order_placed",
+            "event_id": "e1",
+            "role": "primary",
+            "customer_id": "c1",
+            "occurred_at": AT,
+            "amount": Decimal("19.99"),
+            "order_id": "o1",
+        },
+    ),
+    (
+        Fact,
+        {
+            "kind": "complaint_filed",
+            "event_id": "e2",
+            "role": "primary",
+            "customer_id": "c1",
+            "occurred_at": AT,
+            "severity": "high",
+            "resolved": True,
+            "source": {"topic": "t"},
+        },
+    ),
+    (
+        CustomerState,
+        {
+            "customer_id": "c1",
+            "stage": "visitor",
+            "stage_entered_at": AT,
+            "first_seen_at": AT,
+            "last_event_at": AT,
+            "orders": 2,
+            "sales": Decimal("5"),
+            "order_months": frozenset({1}),
+        },
+    ),
     (MonthActivity, {"orders": 1, "order_value": Decimal("2.50")}),
     (PendingReferral, {"referral_event_id": "r1", "referrer_id": "c2", "occurred_at": AT}),
-    (StageChanged, {"customer_id": "c1", "from_stage": "potential", "to_stage": "visitor", "occurred_at": AT,
-                    "cause_event_id": "e1", "reason": "first event: knows us"}),
-    (ReferralConverted, {"referrer_id": "c2", "referred_customer_id": "c1", "referral_event_id": "r1",
-                         "occurred_at": AT}),
+    (
+        StageChanged,
+        {
+            "customer_id": "c1",
+            "from_stage": "potential",
+            "to_stage": "visitor",
+            "occurred_at": AT,
+            "cause_event_id": "e1",
+            "reason": "first event: knows us",
+        },
+    ),
+    (
+        ReferralConverted,
+        {"referrer_id": "c2", "referred_customer_id": "c1", "referral_event_id": "r1", "occurred_at": AT},
+    ),
     (Loyalty, {"financial": 0.1, "procedural": 0.2, "contact": 0.3, "evaluative": 0.0, "consultative": 1.0}),
 ]
 

@@ -133,7 +133,8 @@ def test_refunds_follow_an_earlier_order_of_the_same_customer(stream: list[dict[
 
 
 def test_referrals_come_from_earlier_customers_and_before_the_referred_one_shows_up(
-        stream: list[dict[str, object]]) -> None:
+    stream: list[dict[str, object]],
+) -> None:
     first_seen: dict[object, int] = {}
     referred_then_bought = 0
     referred: dict[object, int] = {}

@@ -70,8 +70,13 @@ def test_summary_is_the_set_of_order_days_whatever_the_arrival() -> None:
 
 
 def test_order_days_come_from_orders_only_and_not_from_their_arrival() -> None:
-    facts = [order("o1", at(2026, 1, 5, 9)), order("o2", at(2026, 1, 5, 23)), refund("f1", at(2026, 2, 1)),
-             order("o3", at(2026, 3, 2)), complaint("c1", at(2026, 4, 1))]
+    facts = [
+        order("o1", at(2026, 1, 5, 9)),
+        order("o2", at(2026, 1, 5, 23)),
+        refund("f1", at(2026, 2, 1)),
+        order("o3", at(2026, 3, 2)),
+        complaint("c1", at(2026, 4, 1)),
+    ]
     states = []
     for _ in range(6):
         random.shuffle(facts)
@@ -143,7 +148,8 @@ def test_the_array_forms_agree_with_the_scalar_ones() -> None:
         for i in range(0, 300, 17):
             assert pa[i] == pytest.approx(p_alive_weeks(model, x=int(x[i]), t_x=t_x[i], T=T[i]), rel=1e-9)
             assert eo[i] == pytest.approx(
-                expected_orders_weeks(model, x=int(x[i]), t_x=t_x[i], T=T[i], weeks=90 / 7), rel=1e-7)
+                expected_orders_weeks(model, x=int(x[i]), t_x=t_x[i], T=T[i], weeks=90 / 7), rel=1e-7
+            )
 
 
 def test_cdnow_bg_nbd_fit_reproduces_the_paper() -> None:
@@ -169,8 +175,12 @@ def test_cdnow_mbg_nbd_fits_as_well_as_bg_nbd() -> None:
     result = fit("mbg_nbd", data)
     assert isinstance(result, FitResult), result
     assert result.log_likelihood == pytest.approx(-9582.1, abs=0.1)
-    assert {k: sig3(v) for k, v in result.params.as_dict().items()} == \
-        {"r": "0.525", "alpha": "6.18", "a": "0.891", "b": "1.61"}
+    assert {k: sig3(v) for k, v in result.params.as_dict().items()} == {
+        "r": "0.525",
+        "alpha": "6.18",
+        "a": "0.891",
+        "b": "1.61",
+    }
 
 
 def simulate(n: int, params: Params, *, horizon_days: int, seed: int = 3) -> tuple[np.ndarray, ...]:
@@ -214,6 +224,5 @@ def test_a_fit_that_cannot_succeed_says_why_and_never_raises() -> None:
     assert isinstance(outcome, FitResult | FitFailure)
     if isinstance(outcome, FitResult):
         assert outcome.params.valid and math.isfinite(outcome.log_likelihood)
-    bad = fit("mbg_nbd", group_days([1, 2], [5, 9], [10, 12]),
-              start=Params(r=float("nan"), alpha=1, a=1, b=1))
+    bad = fit("mbg_nbd", group_days([1, 2], [5, 9], [10, 12]), start=Params(r=float("nan"), alpha=1, a=1, b=1))
     assert isinstance(bad, FitResult | FitFailure)

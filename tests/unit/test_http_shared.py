@@ -45,11 +45,14 @@ def test_an_unhandled_exception_is_a_json_500_without_its_message(client: TestCl
     assert r.json() == {"error": "internal_error", "detail": "the server could not answer this request"}
 
 
-@pytest.mark.parametrize("method, path, status, error", [
-    ("GET", "/nowhere", 404, "not_found"),
-    ("DELETE", "/boom", 405, "method_not_allowed"),
-    ("GET", "/items/x", 422, "invalid_request"),
-])
+@pytest.mark.parametrize(
+    "method, path, status, error",
+    [
+        ("GET", "/nowhere", 404, "not_found"),
+        ("DELETE", "/boom", 405, "method_not_allowed"),
+        ("GET", "/items/x", 422, "invalid_request"),
+    ],
+)
 def test_framework_errors_are_json(client: TestClient, method: str, path: str, status: int, error: str) -> None:
     r = client.request(method, path)
     assert r.status_code == status
@@ -122,18 +125,23 @@ def test_metrics_is_documented_with_the_content_type_it_sends() -> None:
 
 # ---- scoring's customer paths and the gate ---------------------------------------------------------------
 
-@pytest.mark.parametrize("path, raw, rewritten", [
-    ("/v1/customers/a/b", b"/v1/customers/a%2Fb", "/v1/customers/a%2Fb"),
-    ("/v1/customers/a/b/next-rung", b"/v1/customers/a%2Fb/next-rung", "/v1/customers/a%2Fb/next-rung"),
-    # the customer called "x/next-rung", not the next rung of "x"
-    ("/v1/customers/x/next-rung", b"/v1/customers/x%2Fnext-rung", "/v1/customers/x%2Fnext-rung"),
-    ("/v1/customers/a%b", b"/v1/customers/a%25b", "/v1/customers/a%25b"),
-    ("/v1/customers/a/b", b"/v1/customers/a/b", "/v1/customers/a%2Fb"),  # an unencoded / is the id's too
-    ("/v1/customers/é", b"/v1/customers/%C3%A9", "/v1/customers/%C3%A9"),
-    ("/v1/customers/a/b", None, "/v1/customers/a%2Fb"),
-])
-def test_customer_paths_are_routed_on_the_id_as_the_client_encoded_it(path: str, raw: bytes | None,
-                                                                      rewritten: str) -> None:
+
+@pytest.mark.parametrize(
+    "path, raw, rewritten",
+    [
+        ("/v1/customers/a/b", b"/v1/customers/a%2Fb", "/v1/customers/a%2Fb"),
+        ("/v1/customers/a/b/next-rung", b"/v1/customers/a%2Fb/next-rung", "/v1/customers/a%2Fb/next-rung"),
+        # the customer called "x/next-rung", not the next rung of "x"
+        ("/v1/customers/x/next-rung", b"/v1/customers/x%2Fnext-rung", "/v1/customers/x%2Fnext-rung"),
+        ("/v1/customers/a%b", b"/v1/customers/a%25b", "/v1/customers/a%25b"),
+        ("/v1/customers/a/b", b"/v1/customers/a/b", "/v1/customers/a%2Fb"),  # an unencoded / is the id's too
+        ("/v1/customers/é", b"/v1/customers/%C3%A9", "/v1/customers/%C3%A9"),
+        ("/v1/customers/a/b", None, "/v1/customers/a%2Fb"),
+    ],
+)
+def test_customer_paths_are_routed_on_the_id_as_the_client_encoded_it(
+    path: str, raw: bytes | None, rewritten: str
+) -> None:
     assert CustomerIdPaths.normalised(path, raw) == rewritten
 
 

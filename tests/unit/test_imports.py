@@ -38,7 +38,7 @@ def imported_names(tree: ast.AST, *, module: str, is_package: bool) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 parts = package.split(".")
-                parts = parts[:len(parts) - (node.level - 1)]
+                parts = parts[: len(parts) - (node.level - 1)]
                 base = ".".join([*parts, *([node.module] if node.module else [])])
             else:
                 base = node.module or ""
@@ -77,7 +77,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
                 stack.pop()
                 done.add(path.pop())
             elif nxt in path:
-                return [*path[path.index(nxt):], nxt]
+                return [*path[path.index(nxt) :], nxt]
             elif nxt not in done:
                 path.append(nxt)
                 stack.append(iter(sorted(graph.get(nxt, ()))))
@@ -94,7 +94,8 @@ def test_imports_are_read_wherever_they_are_written() -> None:
         "try:\n"
         "    import g\n"
         "except ImportError:\n"
-        "    pass\n")
+        "    pass\n"
+    )
     assert imported_names(tree, module="p.q.m", is_package=False) == {"a.b", "p.q.sibling", "p.up.name", "c.d.e", "g"}
     assert imported_names(ast.parse("from . import x"), module="p.q", is_package=True) == {"p.q.x"}
 
@@ -116,8 +117,11 @@ def test_a_cycle_is_found_and_reported() -> None:
 def test_no_service_and_nothing_shared_imports_the_development_stack() -> None:
     """The production image has no devstack/ (nor its wheels): nothing it runs may import it."""
     graph = import_graph()
-    offenders = sorted(m for m, deps in graph.items() if m.split(".")[0] in ("shared", "services")
-                       and any(d.split(".")[0] == "devstack" for d in deps))
+    offenders = sorted(
+        m
+        for m, deps in graph.items()
+        if m.split(".")[0] in ("shared", "services") and any(d.split(".")[0] == "devstack" for d in deps)
+    )
     assert offenders == []
 
 

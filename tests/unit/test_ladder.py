@@ -80,8 +80,14 @@ ADVOCATE_REASON = "3 full price orders, 1 referral made"
 
 def sc(fact: Fact, from_stage: str, to_stage: str, reason: str) -> StageChanged:
     """The stage change `fact` should cause."""
-    return StageChanged(customer_id=fact.customer_id, from_stage=from_stage, to_stage=to_stage,
-                        occurred_at=fact.occurred_at, cause_event_id=fact.event_id, reason=reason)
+    return StageChanged(
+        customer_id=fact.customer_id,
+        from_stage=from_stage,
+        to_stage=to_stage,
+        occurred_at=fact.occurred_at,
+        cause_event_id=fact.event_id,
+        reason=reason,
+    )
 
 
 @dataclass
@@ -115,116 +121,204 @@ def _case_table() -> dict[str, Case]:
     tz_order = order("o3", datetime(2024, 2, 1, 1, 0, tzinfo=timezone(timedelta(hours=3))))
     return {
         "new-customer-complaint-one-change-potential-visitor": Case(
-            [], cpl,
-            {"stage": "visitor", "complaints": 1, "orders": 0, "sales": "0", "costs": "12.50",
-             "stage_entered_at": JAN, "first_seen_at": JAN, "last_event_at": JAN},
-            [sc(cpl, "potential", "visitor", VISITOR_REASON)]),
+            [],
+            cpl,
+            {
+                "stage": "visitor",
+                "complaints": 1,
+                "orders": 0,
+                "sales": "0",
+                "costs": "12.50",
+                "stage_entered_at": JAN,
+                "first_seen_at": JAN,
+                "last_event_at": JAN,
+            },
+            [sc(cpl, "potential", "visitor", VISITOR_REASON)],
+        ),
         "new-customer-first-order-two-changes-in-ladder-order": Case(
-            [], first,
-            {"stage": "first_purchase", "orders": 1, "full_price_orders": 1, "sales": "100.00",
-             "order_months": frozenset({M_JAN}), "stage_entered_at": JAN},
-            [sc(first, "potential", "visitor", VISITOR_REASON),
-             sc(first, "visitor", "first_purchase", "1 order")]),
+            [],
+            first,
+            {
+                "stage": "first_purchase",
+                "orders": 1,
+                "full_price_orders": 1,
+                "sales": "100.00",
+                "order_months": frozenset({M_JAN}),
+                "stage_entered_at": JAN,
+            },
+            [sc(first, "potential", "visitor", VISITOR_REASON), sc(first, "visitor", "first_purchase", "1 order")],
+        ),
         "visitor-first-order-one-change": Case(
-            [complaint("k1", JAN)], order("o1", FEB),
-            {"stage": "first_purchase", "orders": 1, "complaints": 1, "stage_entered_at": FEB,
-             "first_seen_at": JAN, "last_event_at": FEB},
-            [sc(order("o1", FEB), "visitor", "first_purchase", "1 order")]),
+            [complaint("k1", JAN)],
+            order("o1", FEB),
+            {
+                "stage": "first_purchase",
+                "orders": 1,
+                "complaints": 1,
+                "stage_entered_at": FEB,
+                "first_seen_at": JAN,
+                "last_event_at": FEB,
+            },
+            [sc(order("o1", FEB), "visitor", "first_purchase", "1 order")],
+        ),
         "three-orders-one-month-stays-first-purchase": Case(
-            [o1, o2], third_same_month,
+            [o1, o2],
+            third_same_month,
             {"stage": "first_purchase", "orders": 3, "order_months": frozenset({M_JAN}), "stage_entered_at": JAN},
-            []),
+            [],
+        ),
         "third-order-in-second-month-regular": Case(
-            [o1, o2], third_feb,
+            [o1, o2],
+            third_feb,
             {"stage": "regular", "orders": 3, "order_months": frozenset({M_JAN, M_FEB}), "stage_entered_at": FEB},
-            [sc(third_feb, "first_purchase", "regular", "3 orders in 2 months")]),
+            [sc(third_feb, "first_purchase", "regular", "3 orders in 2 months")],
+        ),
         "order-at-plus-0300-on-1-feb-is-a-utc-january-order": Case(
-            [o1, o2], tz_order,
-            {"stage": "first_purchase", "orders": 3, "order_months": frozenset({M_JAN})},
-            []),
+            [o1, o2], tz_order, {"stage": "first_purchase", "orders": 3, "order_months": frozenset({M_JAN})}, []
+        ),
         "regular-and-advocate-on-one-event": Case(
-            [o1, o2, referral_made("r1", JAN2)], third_feb_after_ref,
+            [o1, o2, referral_made("r1", JAN2)],
+            third_feb_after_ref,
             {"stage": "advocate", "orders": 3, "full_price_orders": 3, "referrals_made": 1},
-            [sc(third_feb_after_ref, "first_purchase", "regular", "3 orders in 2 months"),
-             sc(third_feb_after_ref, "regular", "advocate", ADVOCATE_REASON)]),
+            [
+                sc(third_feb_after_ref, "first_purchase", "regular", "3 orders in 2 months"),
+                sc(third_feb_after_ref, "regular", "advocate", ADVOCATE_REASON),
+            ],
+        ),
         "referral-last-makes-regular-advocate": Case(
-            [o1, o2, order("o3", FEB)], ref_last,
+            [o1, o2, order("o3", FEB)],
+            ref_last,
             {"stage": "advocate", "referrals_made": 1, "stage_entered_at": MAR},
-            [sc(ref_last, "regular", "advocate", ADVOCATE_REASON)]),
+            [sc(ref_last, "regular", "advocate", ADVOCATE_REASON)],
+        ),
         "discounted-orders-are-not-full-price": Case(
             [order("o1", JAN, discount="5.00"), order("o2", JAN2, discount="0.01"), referral_made("r1", JAN)],
             disc_feb,
             {"stage": "regular", "orders": 3, "full_price_orders": 0},
-            [sc(disc_feb, "first_purchase", "regular", "3 orders in 2 months")]),
+            [sc(disc_feb, "first_purchase", "regular", "3 orders in 2 months")],
+        ),
         "third-full-price-order-after-a-discounted-one-makes-advocate": Case(
-            [o1, order("o2", JAN2, discount="5.00"), referral_made("r1", JAN), order("o3", FEB)], fourth_full,
+            [o1, order("o2", JAN2, discount="5.00"), referral_made("r1", JAN), order("o3", FEB)],
+            fourth_full,
             {"stage": "advocate", "orders": 4, "full_price_orders": 3},
-            [sc(fourth_full, "regular", "advocate", ADVOCATE_REASON)]),
+            [sc(fourth_full, "regular", "advocate", ADVOCATE_REASON)],
+        ),
         "advocate-needs-regular-first": Case(
-            [o1, o2, referral_made("r1", JAN)], one_month_adv,
+            [o1, o2, referral_made("r1", JAN)],
+            one_month_adv,
             {"stage": "first_purchase", "full_price_orders": 3, "referrals_made": 1},
-            []),
+            [],
+        ),
         "refund-never-moves-down-and-moves-money": Case(
             [order("o1", JAN, cost="60.00"), order("o2", JAN2, cost="60.00"), order("o3", FEB, cost="60.00")],
             refund("x1", MAR, "100.00", cost="5.00"),
-            {"stage": "regular", "refunds": 1, "orders": 3, "sales": "200.00", "costs": "185.00",
-             "stage_entered_at": FEB, "last_event_at": MAR},
-            []),
+            {
+                "stage": "regular",
+                "refunds": 1,
+                "orders": 3,
+                "sales": "200.00",
+                "costs": "185.00",
+                "stage_entered_at": FEB,
+                "last_event_at": MAR,
+            },
+            [],
+        ),
         "refund-larger-than-sales-makes-sales-negative": Case(
-            [order("o1", JAN, "30.00")], refund("x1", FEB, "45.50"),
+            [order("o1", JAN, "30.00")],
+            refund("x1", FEB, "45.50"),
             {"stage": "first_purchase", "refunds": 1, "orders": 1, "sales": "-15.50"},
-            []),
+            [],
+        ),
         "refund-as-first-event-makes-a-visitor": Case(
-            [], first_refund,
+            [],
+            first_refund,
             {"stage": "visitor", "refunds": 1, "orders": 0, "sales": "-50.00", "costs": "2.00"},
-            [sc(first_refund, "potential", "visitor", VISITOR_REASON)]),
+            [sc(first_refund, "potential", "visitor", VISITOR_REASON)],
+        ),
         "referral-made-counts-and-adds-reward-cost": Case(
-            [], rm,
+            [],
+            rm,
             {"stage": "visitor", "referrals_made": 1, "costs": "5.00", "sales": "0"},
-            [sc(rm, "potential", "visitor", VISITOR_REASON)]),
+            [sc(rm, "potential", "visitor", VISITOR_REASON)],
+        ),
         "referral-received-creates-referred-as-visitor": Case(
-            [], rr,
-            {"stage": "visitor", "orders": 0, "referrals_made": 0,
-             "pending_referrals": frozenset({PendingReferral("rr1", "r-a", JAN)}), "activity": ()},
-            [sc(rr, "potential", "visitor", VISITOR_REASON)]),
+            [],
+            rr,
+            {
+                "stage": "visitor",
+                "orders": 0,
+                "referrals_made": 0,
+                "pending_referrals": frozenset({PendingReferral("rr1", "r-a", JAN)}),
+                "activity": (),
+            },
+            [sc(rr, "potential", "visitor", VISITOR_REASON)],
+        ),
         "referral-received-after-an-order-converts-at-once": Case(
-            [order("o1", JAN)], rr_after_order,
+            [order("o1", JAN)],
+            rr_after_order,
             {"stage": "first_purchase", "pending_referrals": frozenset()},
-            [ReferralConverted(referrer_id="r-a", referred_customer_id=CUSTOMER, referral_event_id="rr1",
-                               occurred_at=FEB)]),
+            [
+                ReferralConverted(
+                    referrer_id="r-a", referred_customer_id=CUSTOMER, referral_event_id="rr1", occurred_at=FEB
+                )
+            ],
+        ),
         "first-order-converts-every-pending-referral": Case(
             [referral_received("rr2", JAN2, referrer="r-b"), referral_received("rr1", JAN, referrer="r-a")],
             ord_pending,
             {"stage": "first_purchase", "pending_referrals": frozenset()},
-            [sc(ord_pending, "visitor", "first_purchase", "1 order"),
-             ReferralConverted("r-a", CUSTOMER, "rr1", JAN),
-             ReferralConverted("r-b", CUSTOMER, "rr2", JAN2)]),
+            [
+                sc(ord_pending, "visitor", "first_purchase", "1 order"),
+                ReferralConverted("r-a", CUSTOMER, "rr1", JAN),
+                ReferralConverted("r-b", CUSTOMER, "rr2", JAN2),
+            ],
+        ),
         "second-order-converts-nothing": Case(
-            [referral_received("rr1", JAN, referrer="r-a"), order("o1", JAN2)], order("o2", FEB),
+            [referral_received("rr1", JAN, referrer="r-a"), order("o1", JAN2)],
+            order("o2", FEB),
             {"orders": 2, "pending_referrals": frozenset()},
-            []),
+            [],
+        ),
         "refund-does-not-convert-a-pending-referral": Case(
-            [referral_received("rr1", JAN, referrer="r-a")], refund("x1", FEB),
+            [referral_received("rr1", JAN, referrer="r-a")],
+            refund("x1", FEB),
             {"pending_referrals": frozenset({PendingReferral("rr1", "r-a", JAN)})},
-            []),
+            [],
+        ),
         "referral-converted-counts": Case(
-            [referral_made("r1", JAN, referred="friend-1")], conv,
-            {"stage": "visitor", "referrals_converted": 1, "referrals_made": 1,
-             "activity": ((M_JAN, MonthActivity(referrals=1)), (M_FEB, MonthActivity(conversions=1)))},
-            []),
+            [referral_made("r1", JAN, referred="friend-1")],
+            conv,
+            {
+                "stage": "visitor",
+                "referrals_converted": 1,
+                "referrals_made": 1,
+                "activity": ((M_JAN, MonthActivity(referrals=1)), (M_FEB, MonthActivity(conversions=1))),
+            },
+            [],
+        ),
         "referral-converted-for-unknown-referrer-creates-them": Case(
-            [], conv_new,
+            [],
+            conv_new,
             {"stage": "visitor", "referrals_converted": 1},
-            [sc(conv_new, "potential", "visitor", VISITOR_REASON)]),
+            [sc(conv_new, "potential", "visitor", VISITOR_REASON)],
+        ),
         "money-is-exact-0.10-plus-0.20": Case(
-            [order("o1", JAN, "0.10", cost="0.20")], cents,
-            {"sales": "0.30", "costs": "0.30", "profit": "0.00",
-             "activity": ((M_JAN, MonthActivity(orders=2, order_value=Decimal("0.30"))),)},
-            []),
+            [order("o1", JAN, "0.10", cost="0.20")],
+            cents,
+            {
+                "sales": "0.30",
+                "costs": "0.30",
+                "profit": "0.00",
+                "activity": ((M_JAN, MonthActivity(orders=2, order_value=Decimal("0.30"))),),
+            },
+            [],
+        ),
         "late-fact-moves-first-seen-back-not-last-event": Case(
-            [order("o1", FEB)], complaint("k1", JAN),
+            [order("o1", FEB)],
+            complaint("k1", JAN),
             {"first_seen_at": JAN, "last_event_at": FEB, "stage_entered_at": FEB, "complaints": 1},
-            []),
+            [],
+        ),
     }
 
 
@@ -259,11 +353,13 @@ def test_unknown_fact_kind_is_refused() -> None:
 
 
 def test_full_history_of_a_customer_climbing_to_advocate() -> None:
-    facts = [complaint("k1", JAN), order("o1", JAN2), order("o2", JAN3), referral_made("r1", FEB),
-             order("o3", MAR)]
+    facts = [complaint("k1", JAN), order("o1", JAN2), order("o2", JAN3), referral_made("r1", FEB), order("o3", MAR)]
     state, per_fact = run(facts, POLICY)
     assert [stage_steps(c) for c in per_fact] == [
-        [("potential", "visitor")], [("visitor", "first_purchase")], [], [],
+        [("potential", "visitor")],
+        [("visitor", "first_purchase")],
+        [],
+        [],
         [("first_purchase", "regular"), ("regular", "advocate")],
     ]
     assert state.stage == "advocate"
@@ -273,6 +369,7 @@ def test_full_history_of_a_customer_climbing_to_advocate() -> None:
 
 # ---- conditions, reached_rung, next_rung ---------------------------------------------------------------------
 
+
 def _state(facts: list[Fact]) -> CustomerState:
     return run(facts, POLICY)[0] if facts else new_customer(CUSTOMER, JAN)
 
@@ -281,20 +378,34 @@ NEXT_RUNG = {
     "potential": ([], "visitor", [("known", 0, 1, False)]),
     "prospect": ([prospect("p1", JAN)], "visitor", [("known", 0, 1, False)]),
     "visitor": ([complaint("k1", JAN)], "first_purchase", [("orders", 0, 1, False)]),
-    "first_purchase": ([order("o1", JAN), order("o2", JAN2, discount="1.00")], "regular",
-                       [("orders", 2, 3, False), ("order_months", 1, 2, False)]),
-    "regular": ([order("o1", JAN), order("o2", JAN2), order("o3", FEB, discount="1.00")], "advocate",
-                [("full_price_orders", 2, 3, False), ("referrals_made", 0, 1, False)]),
-    "regular-half-way": ([order("o1", JAN), order("o2", JAN2, discount="1.00"), order("o3", FEB, discount="1"),
-                          referral_made("r1", FEB)], "advocate",
-                         [("full_price_orders", 1, 3, False), ("referrals_made", 1, 1, True)]),
+    "first_purchase": (
+        [order("o1", JAN), order("o2", JAN2, discount="1.00")],
+        "regular",
+        [("orders", 2, 3, False), ("order_months", 1, 2, False)],
+    ),
+    "regular": (
+        [order("o1", JAN), order("o2", JAN2), order("o3", FEB, discount="1.00")],
+        "advocate",
+        [("full_price_orders", 2, 3, False), ("referrals_made", 0, 1, False)],
+    ),
+    "regular-half-way": (
+        [
+            order("o1", JAN),
+            order("o2", JAN2, discount="1.00"),
+            order("o3", FEB, discount="1"),
+            referral_made("r1", FEB),
+        ],
+        "advocate",
+        [("full_price_orders", 1, 3, False), ("referrals_made", 1, 1, True)],
+    ),
     "advocate": ([order("o1", JAN), order("o2", JAN2), order("o3", FEB), referral_made("r1", FEB)], None, []),
 }
 
 
 @pytest.mark.parametrize(("facts", "expected_next", "expected_conds"), list(NEXT_RUNG.values()), ids=list(NEXT_RUNG))
-def test_next_rung(facts: list[Fact], expected_next: str | None,
-                   expected_conds: list[tuple[str, int, int, bool]]) -> None:
+def test_next_rung(
+    facts: list[Fact], expected_next: str | None, expected_conds: list[tuple[str, int, int, bool]]
+) -> None:
     state = _state(facts)
     rung, conds = next_rung(state, policy=POLICY)
     assert rung == expected_next
@@ -407,13 +518,15 @@ def test_policy_without_conditions_on_a_rung_uses_the_rung_name_as_reason() -> N
 
 # ---- properties ----------------------------------------------------------------------------------------------
 
+
 def _rungs(changes: list[Change]) -> set[str]:
     return {to for _, to in stage_steps(changes)}
 
 
 def _conversion_keys(changes: list[Change]) -> list[tuple[str, str, str, datetime]]:
-    return sorted((c.referrer_id, c.referred_customer_id, c.referral_event_id, c.occurred_at)
-                  for c in conversions(changes))
+    return sorted(
+        (c.referrer_id, c.referred_customer_id, c.referral_event_id, c.occurred_at) for c in conversions(changes)
+    )
 
 
 @PROPS
@@ -430,8 +543,12 @@ def test_any_order_of_the_facts_ends_in_the_same_state_and_rungs(data: st.DataOb
     assert _conversion_keys(flat(per_a)) == _conversion_keys(flat(per_b))
 
 
-def _deduped_run(facts: list[Fact], policy: Policy, state: CustomerState | None, seen: set[tuple[str, str]],
-                 ) -> tuple[CustomerState | None, list[Change]]:
+def _deduped_run(
+    facts: list[Fact],
+    policy: Policy,
+    state: CustomerState | None,
+    seen: set[tuple[str, str]],
+) -> tuple[CustomerState | None, list[Change]]:
     """What the caller does: skip a fact whose (event_id, role) was applied already."""
     out: list[Change] = []
     for fact in facts:
@@ -484,8 +601,11 @@ def test_climbing_is_monotone_in_ladder_order_and_each_rung_once(facts: list[Fac
         # stage changes come first, then cross-customer effects
         assert kinds == sorted(kinds, key=lambda k: k is ReferralConverted)
         fact_steps = stage_steps(changes)
-        assert all(c.cause_event_id == fact.event_id and c.occurred_at == fact.occurred_at
-                   for c in changes if isinstance(c, StageChanged))
+        assert all(
+            c.cause_event_id == fact.event_id and c.occurred_at == fact.occurred_at
+            for c in changes
+            if isinstance(c, StageChanged)
+        )
         if fact_steps:
             assert fact_steps[-1][1] == state.stage
             assert state.stage_entered_at == fact.occurred_at
@@ -513,15 +633,19 @@ def test_state_round_trips_through_json(facts: list[Fact]) -> None:
 
 
 def test_the_stored_text_writes_fractions_and_offsets_as_isoformat_did() -> None:
-    moments = [datetime(2024, 2, 1, 1, 0, 0, 123456, tzinfo=timezone(timedelta(hours=3))),
-               datetime(2024, 3, 5, 23, 59, 59, tzinfo=UTC), datetime(2024, 3, 6, 0, 0, 0, 500, tzinfo=UTC)]
+    moments = [
+        datetime(2024, 2, 1, 1, 0, 0, 123456, tzinfo=timezone(timedelta(hours=3))),
+        datetime(2024, 3, 5, 23, 59, 59, tzinfo=UTC),
+        datetime(2024, 3, 6, 0, 0, 0, 500, tzinfo=UTC),
+    ]
     state, _ = run([order(f"o{i}", at) for i, at in enumerate(moments)], POLICY)
     assert to_text(state) == orjson.dumps(to_json(state)).decode()
     assert '"first_seen_at":"2024-01-31T22:00:00.123456+00:00"' in to_text(state)
 
 
-def _buckets_by_the_general_rule(activity: tuple[tuple[int, MonthActivity], ...], month: int, delta: MonthActivity,
-                                 horizon: int) -> tuple[tuple[int, MonthActivity], ...]:
+def _buckets_by_the_general_rule(
+    activity: tuple[tuple[int, MonthActivity], ...], month: int, delta: MonthActivity, horizon: int
+) -> tuple[tuple[int, MonthActivity], ...]:
     """Add to the month, keep the months within `horizon` before the newest: the rule, without fast paths."""
     buckets = dict(activity)
     newest = max([month, *buckets])
@@ -546,6 +670,7 @@ def test_the_bucket_fast_paths_follow_the_general_rule(events: list[tuple[int, i
 
 
 # ---- prospects and touches (contract section 12) --------------------------------------------------------------
+
 
 def test_a_prospect_stays_on_potential_and_announces_nothing() -> None:
     state, changes = apply(None, prospect("p1", JAN, source="fair-2024"), policy=POLICY)
@@ -573,8 +698,14 @@ def test_a_purchase_still_makes_a_prospect_a_visitor_at_once() -> None:
 
 
 def test_only_inbound_touches_count_as_contacts() -> None:
-    state, _ = run([touch("t1", JAN, direction="outbound"), touch("t2", JAN2, direction="inbound"),
-                    touch("t3", FEB, direction="inbound")], POLICY)
+    state, _ = run(
+        [
+            touch("t1", JAN, direction="outbound"),
+            touch("t2", JAN2, direction="inbound"),
+            touch("t3", FEB, direction="inbound"),
+        ],
+        POLICY,
+    )
     assert state.touches == 3
     assert [(m, a.inbound_touches, a.contacts) for m, a in state.activity] == [(M_JAN, 1, 1), (M_FEB, 1, 1)]
     outbound_only, _ = run([touch("t1", JAN, direction="outbound")], POLICY)

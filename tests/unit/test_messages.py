@@ -28,9 +28,11 @@ from tests.facts import decode, decode_record
 _money = st.decimals(min_value=0, max_value=Decimal("1e12"), places=2, allow_nan=False, allow_infinity=False)
 # what an id may hold: no controls (Cc: C0, DEL, C1), no lone surrogates (Cs)
 _text = st.text(st.characters(exclude_categories=("Cc", "Cs")), min_size=1, max_size=40)
-_when = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
-                     timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)),
-                                                timezone(timedelta(hours=-8))]))
+_when = st.datetimes(
+    min_value=datetime(2000, 1, 1),
+    max_value=datetime(2100, 1, 1),
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]),
+)
 
 facts = st.builds(
     Fact,
@@ -46,13 +48,16 @@ facts = st.builds(
     other_customer_id=st.none() | _text,
     severity=st.none() | st.sampled_from(["low", "medium", "high"]),
     resolved=st.booleans(),
-    source=st.just({}) | st.fixed_dictionaries({"topic": _text, "partition": st.integers(0, 99),
-                                                "offset": st.integers(0, 2**40)}),
+    source=st.just({})
+    | st.fixed_dictionaries({"topic": _text, "partition": st.integers(0, 99), "offset": st.integers(0, 2**40)}),
     ingested_at=st.none() | _when,
     lead_source=st.none() | _text,
-).flatmap(lambda fact: st.tuples(st.sampled_from(CHANNELS), st.sampled_from(DIRECTIONS)).map(
-    # a touch carries a channel and a direction, and no other fact does (decode checks both ways)
-    lambda cd: replace(fact, channel=cd[0], direction=cd[1]) if fact.kind == "touch_made" else fact))
+).flatmap(
+    lambda fact: st.tuples(st.sampled_from(CHANNELS), st.sampled_from(DIRECTIONS)).map(
+        # a touch carries a channel and a direction, and no other fact does (decode checks both ways)
+        lambda cd: replace(fact, channel=cd[0], direction=cd[1]) if fact.kind == "touch_made" else fact
+    )
+)
 
 
 @given(facts)
@@ -72,7 +77,8 @@ def test_an_array_record_holds_the_facts_in_order(batch: list[Fact]) -> None:
 
 @given(st.lists(st.tuples(st.integers(0, 3), facts), max_size=40), st.integers(150, 2000))
 def test_fact_records_keep_each_partitions_facts_in_order_within_the_size(
-        added: list[tuple[int, Fact]], max_bytes: int) -> None:
+    added: list[tuple[int, Fact]], max_bytes: int
+) -> None:
     packer = FactRecords(max_bytes=max_bytes)
     sent: list[tuple[int, bytes]] = []
     for partition, fact in added:
@@ -88,7 +94,7 @@ def test_fact_records_keep_each_partitions_facts_in_order_within_the_size(
         for i, value in enumerate(values):
             # each record is the next run of the partition's facts, byte for byte, in order
             count = len(decode_record(value))
-            assert value == encode_many(encoded[start:start + count])
+            assert value == encode_many(encoded[start : start + count])
             start += count
             # within the limit unless a lone fact is larger by itself, and closed only when the next did not fit
             assert len(value) <= max_bytes or count == 1
@@ -114,33 +120,78 @@ def test_source_and_ingested_at_given_to_encode_replace_the_facts_own(fact: Fact
 
 
 def test_defaults_are_left_out_of_the_wire() -> None:
-    fact = Fact(kind="complaint_filed", event_id="e1", role="primary", customer_id="c1",
-                occurred_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
-    assert orjson.loads(encode(fact)) == {"v": 1, "kind": "complaint_filed", "event_id": "e1", "role": "primary",
-                                          "customer_id": "c1", "occurred_at": "2026-01-02T03:04:05Z"}
+    fact = Fact(
+        kind="complaint_filed",
+        event_id="e1",
+        role="primary",
+        customer_id="c1",
+        occurred_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    )
+    assert orjson.loads(encode(fact)) == {
+        "v": 1,
+        "kind": "complaint_filed",
+        "event_id": "e1",
+        "role": "primary",
+        "customer_id": "c1",
+        "occurred_at": "2026-01-02T03:04:05Z",
+    }
 
 
-@pytest.mark.parametrize("value", [
-    None, b"", b"not json", b"[]", b"42", b"[42]", b'{"v": 2, "kind": "order_placed"}',
-    b'{"v": 1, "kind": "order_shipped"}', b'{"v": 1, "kind": "order_placed"}',
-    b'[{"v": 1, "kind": "order_placed", "event_id": "e", "role": "primary", "customer_id": "c",'
-    b' "occurred_at": "2026-01-01T00:00:00"}]',  # a naive time
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        b"",
+        b"not json",
+        b"[]",
+        b"42",
+        b"[42]",
+        b'{"v": 2, "kind": "order_placed"}',
+        b'{"v": 1, "kind": "order_shipped"}',
+        b'{"v": 1, "kind": "order_placed"}',
+        b'[{"v": 1, "kind": "order_placed", "event_id": "e", "role": "primary", "customer_id": "c",'
+        b' "occurred_at": "2026-01-01T00:00:00"}]',  # a naive time
+    ],
+)
 def test_anything_else_is_malformed(value: bytes | None) -> None:
     with pytest.raises(MalformedFact):
         decode_record(value)
 
 
-_GOOD = {"v": 1, "kind": "order_placed", "event_id": "e", "role": "primary", "customer_id": "c",
-         "occurred_at": "2026-01-01T00:00:00Z", "amount": "10.00"}
+_GOOD = {
+    "v": 1,
+    "kind": "order_placed",
+    "event_id": "e",
+    "role": "primary",
+    "customer_id": "c",
+    "occurred_at": "2026-01-01T00:00:00Z",
+    "amount": "10.00",
+}
 
 
-@pytest.mark.parametrize("change", [
-    {"customer_id": "c\u0000"}, {"customer_id": 42}, {"customer_id": ""}, {"customer_id": "c" * 129},
-    {"event_id": None}, {"event_id": "e\n"}, {"amount": "NaN"}, {"amount": "-1"}, {"amount": "Infinity"},
-    {"amount": 10.5}, {"cost": "1e15"}, {"discount": "1" * 41}, {"role": "boss"}, {"severity": "fatal"},
-    {"resolved": "yes"}, {"source": []}, {"other_customer_id": "\u0085"}, {"order_id": 7},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"customer_id": "c\u0000"},
+        {"customer_id": 42},
+        {"customer_id": ""},
+        {"customer_id": "c" * 129},
+        {"event_id": None},
+        {"event_id": "e\n"},
+        {"amount": "NaN"},
+        {"amount": "-1"},
+        {"amount": "Infinity"},
+        {"amount": 10.5},
+        {"cost": "1e15"},
+        {"discount": "1" * 41},
+        {"role": "boss"},
+        {"severity": "fatal"},
+        {"resolved": "yes"},
+        {"source": []},
+        {"other_customer_id": "\u0085"},
+        {"order_id": 7},
+    ],
+)
 def test_a_bad_fact_is_set_aside_and_its_neighbours_kept(change: dict[str, object]) -> None:
     bad = {**_GOOD, "event_id": "bad", **change}
     value = orjson.dumps([_GOOD, bad, {**_GOOD, "event_id": "e2"}])
@@ -152,18 +203,28 @@ def test_a_bad_fact_is_set_aside_and_its_neighbours_kept(change: dict[str, objec
 
 
 def test_decode_wants_exactly_one_fact() -> None:
-    one = encode(Fact(kind="referral_converted", event_id="r", role="converted", customer_id="c",
-                      occurred_at=datetime(2026, 1, 1, tzinfo=UTC)))
+    one = encode(
+        Fact(
+            kind="referral_converted",
+            event_id="r",
+            role="converted",
+            customer_id="c",
+            occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
+        )
+    )
     assert decode(one).kind == "referral_converted"
     with pytest.raises(MalformedFact):
         decode(encode_many([one]))
 
 
-@pytest.mark.parametrize(("key", "partitions", "expected"), [
-    # values of the Java client's Utils.murmur2 (toPositive(murmur2(key)) % partitions)
-    (b"21", 6, (-973932308 & 0x7FFFFFFF) % 6),
-    (b"foobar", 12, (-790332482 & 0x7FFFFFFF) % 12),
-    (b"a-little-bit-long-string", 6, (-985981536 & 0x7FFFFFFF) % 6),
-])
+@pytest.mark.parametrize(
+    ("key", "partitions", "expected"),
+    [
+        # values of the Java client's Utils.murmur2 (toPositive(murmur2(key)) % partitions)
+        (b"21", 6, (-973932308 & 0x7FFFFFFF) % 6),
+        (b"foobar", 12, (-790332482 & 0x7FFFFFFF) % 12),
+        (b"a-little-bit-long-string", 6, (-985981536 & 0x7FFFFFFF) % 6),
+    ],
+)
 def test_partition_for_matches_the_java_clients_partitioner(key: bytes, partitions: int, expected: int) -> None:
     assert partition_for(key, partitions) == expected

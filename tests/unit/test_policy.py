@@ -55,8 +55,14 @@ def test_every_monotone_count_is_accepted() -> None:
     text = "[rungs.advocate]\n" + "".join(f"{name} = {i}\n" for i, name in enumerate(MONOTONE_COUNTS))
     policy = parse_policy(BASE_RUNGS + text)
     assert policy.conditions_of("advocate") == tuple((name, i) for i, name in enumerate(MONOTONE_COUNTS))
-    assert MONOTONE_COUNTS == ("orders", "order_months", "full_price_orders", "referrals_made",
-                               "referrals_converted", "complaints")
+    assert MONOTONE_COUNTS == (
+        "orders",
+        "order_months",
+        "full_price_orders",
+        "referrals_made",
+        "referrals_converted",
+        "complaints",
+    )
 
 
 REFUSED = {
@@ -84,8 +90,10 @@ def test_refused(text: str, mentions: str) -> None:
 
 
 def test_edges_that_are_accepted() -> None:
-    policy = parse_policy(BASE_RUNGS + '[rungs.advocate]\nreferrals_made = 0\n[tiers]\nprofitable_min = "5"\n'
-                          'unprofitable_below = "5"\n[loyalty]\nactivity_horizon_months = 12\n')
+    policy = parse_policy(
+        BASE_RUNGS + '[rungs.advocate]\nreferrals_made = 0\n[tiers]\nprofitable_min = "5"\n'
+        'unprofitable_below = "5"\n[loyalty]\nactivity_horizon_months = 12\n'
+    )
     assert policy.conditions_of("advocate") == (("referrals_made", 0),)
     assert policy.profitable_min == policy.unprofitable_below == Decimal(5)
     assert policy.activity_horizon_months == 12
@@ -93,7 +101,8 @@ def test_edges_that_are_accepted() -> None:
 
 def test_changed_numbers_are_read() -> None:
     text = DEFAULT_POLICY_TEXT.replace("full_price_orders = 3", "full_price_orders = 5").replace(
-        'profitable_min = "100.00"', 'profitable_min = "250.50"')
+        'profitable_min = "100.00"', 'profitable_min = "250.50"'
+    )
     policy = parse_policy(text)
     assert policy.conditions_of("advocate") == (("full_price_orders", 5), ("referrals_made", 1))
     assert policy.profitable_min == Decimal("250.50")
@@ -101,21 +110,30 @@ def test_changed_numbers_are_read() -> None:
 
 # ---- malformed or partial files: refused with PolicyError, or the contract's numbers where a section is missing --
 
-@pytest.mark.parametrize("text", [
-    '[tiers]\nprofitable_min = "abc"\n',
-    '[loyalty.financial]\nscale = "abc"\n',
-    "rungs = 3\n",
-], ids=["tier-not-a-number", "scale-not-a-number", "rungs-not-a-table"])
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[tiers]\nprofitable_min = "abc"\n',
+        '[loyalty.financial]\nscale = "abc"\n',
+        "rungs = 3\n",
+    ],
+    ids=["tier-not-a-number", "scale-not-a-number", "rungs-not-a-table"],
+)
 def test_malformed_values_raise_policy_error(text: str) -> None:
     with pytest.raises(PolicyError):
         parse_policy(text)
 
 
-@pytest.mark.parametrize("text", [
-    "[loyalty.financial]\nscale = nan\n",
-    "[loyalty.evaluative]\nhalf_life_days = inf\n",
-    "[loyalty]\nactivity_horizon_months = 12.9\n",
-], ids=["nan-scale", "inf-half-life", "fractional-horizon"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[loyalty.financial]\nscale = nan\n",
+        "[loyalty.evaluative]\nhalf_life_days = inf\n",
+        "[loyalty]\nactivity_horizon_months = 12.9\n",
+    ],
+    ids=["nan-scale", "inf-half-life", "fractional-horizon"],
+)
 def test_non_finite_or_fractional_constants_are_refused(text: str) -> None:
     with pytest.raises(PolicyError):
         parse_policy(text)
@@ -149,10 +167,12 @@ def test_the_default_focus_weighs_every_kind_1_and_suggests_an_action_for_each()
 
 
 def test_the_contracts_inline_form_and_a_table_are_the_same() -> None:
-    inline = parse_policy('[focus]\nweights = {financial = 2.0, procedural = 0.5, contact = 1.0, '
-                          'evaluative = 0, consultative = 1.25}\n')
-    table = parse_policy('[focus.weights]\nfinancial = 2\nprocedural = "0.5"\ncontact = 1\nevaluative = 0.0\n'
-                         'consultative = 1.25\n')
+    inline = parse_policy(
+        "[focus]\nweights = {financial = 2.0, procedural = 0.5, contact = 1.0, evaluative = 0, consultative = 1.25}\n"
+    )
+    table = parse_policy(
+        '[focus.weights]\nfinancial = 2\nprocedural = "0.5"\ncontact = 1\nevaluative = 0.0\nconsultative = 1.25\n'
+    )
     assert inline.focus == table.focus
     assert inline.focus.weights == (Decimal(2), Decimal("0.5"), Decimal(1), Decimal(0), Decimal("1.25"))
     # on one scale, exact: 2 : 0.5 : 1 : 0 : 1.25 = 200 : 50 : 100 : 0 : 125
@@ -174,12 +194,16 @@ def test_an_action_of_exactly_500_characters_is_accepted() -> None:
 FOCUS_REFUSED = {
     "negative-weight": ("[focus.weights]\ncontact = -0.5\n", "focus.weights.contact"),
     "negative-weight-string": ('[focus.weights]\nfinancial = "-1"\n', "focus.weights.financial"),
-    "all-zero": ("[focus]\nweights = {financial = 0, procedural = 0, contact = 0, evaluative = 0, "
-                 "consultative = 0}\n", "at least one weight must be > 0"),
+    "all-zero": (
+        "[focus]\nweights = {financial = 0, procedural = 0, contact = 0, evaluative = 0, consultative = 0}\n",
+        "at least one weight must be > 0",
+    ),
     "unknown-kind-weight": ("[focus.weights]\nloyalty = 1\n", r"focus\.weights: unknown keys \['loyalty'\]"),
     "unknown-kind-action": ('[focus.actions]\nfinancal = "x"\n', r"focus\.actions: unknown keys \['financal'\]"),
-    "action-over-500": (f'[focus.actions]\nconsultative = "{"y" * 501}"\n',
-                        "focus.actions.consultative is 501 characters; at most 500"),
+    "action-over-500": (
+        f'[focus.actions]\nconsultative = "{"y" * 501}"\n',
+        "focus.actions.consultative is 501 characters; at most 500",
+    ),
     "empty-action": ('[focus.actions]\ncontact = "  "\n', "focus.actions.contact"),
     "action-not-text": ("[focus.actions]\ncontact = 3\n", "focus.actions.contact"),
     "weight-not-a-number": ('[focus.weights]\nevaluative = "lots"\n', "focus.weights.evaluative"),
@@ -215,15 +239,18 @@ def test_the_health_table_defaults_to_mbg_nbd_with_its_priors() -> None:
     assert parse_policy("[health]\nat_risk_below = 0.3\n[health.prior]\nr = 1\n").health.prior.r == 1.0
 
 
-@pytest.mark.parametrize("text", [
-    '[health]\nmodel = "pareto_nbd"\n',
-    "[health]\nat_risk_below = 1.5\n",
-    "[health]\nat_risk_below = 0\n",
-    "[health]\nmin_customers = 0\n",
-    "[health]\nthreshold = 0.5\n",
-    "[health.prior]\nr = -1\n",
-    "[health.prior]\nbeta = 1\n",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '[health]\nmodel = "pareto_nbd"\n',
+        "[health]\nat_risk_below = 1.5\n",
+        "[health]\nat_risk_below = 0\n",
+        "[health]\nmin_customers = 0\n",
+        "[health]\nthreshold = 0.5\n",
+        "[health.prior]\nr = -1\n",
+        "[health.prior]\nbeta = 1\n",
+    ],
+)
 def test_a_bad_health_table_is_refused(text: str) -> None:
     with pytest.raises(PolicyError, match="health"):
         parse_policy(text)

@@ -20,10 +20,13 @@ def test_the_settings_repr_shows_no_password_or_token() -> None:
         assert "s3cr3t-pw" not in text and "0123456789abcdef" not in text and "kpw" not in text
 
 
-@pytest.mark.parametrize("env, value", [
-    ("database_url", "mysql://loyalty:s3cr3t-pw@db.example/loyalty"),
-    ("scoring_port", "s3cr3t-pw"),
-])
+@pytest.mark.parametrize(
+    "env, value",
+    [
+        ("database_url", "mysql://loyalty:s3cr3t-pw@db.example/loyalty"),
+        ("scoring_port", "s3cr3t-pw"),
+    ],
+)
 def test_a_refused_setting_is_named_without_its_value(env: str, value: str) -> None:
     with pytest.raises(ValidationError) as err:
         Settings(**{env: value})

@@ -33,9 +33,18 @@ def test_a_failing_poll_is_retried_and_does_not_end_the_loop() -> None:
     box: list[ScoringWorker] = []
     consumer = _BrokerAway(box, failures=3)
     metrics = Metrics(service="scoring")
-    worker = ScoringWorker(consumer=consumer, engine=None, policy=default_policy(), metrics=metrics,  # type: ignore[arg-type]
-                           dead_letter=None, dead_letter_topic="dl", stage_topic="stage",  # type: ignore[arg-type]
-                           conversion_topic="facts", poll_timeout_ms=10, max_records=16)
+    worker = ScoringWorker(
+        consumer=consumer,
+        engine=None,
+        policy=default_policy(),
+        metrics=metrics,  # type: ignore[arg-type]
+        dead_letter=None,
+        dead_letter_topic="dl",
+        stage_topic="stage",  # type: ignore[arg-type]
+        conversion_topic="facts",
+        poll_timeout_ms=10,
+        max_records=16,
+    )
     box.append(worker)
     worker.run()  # returns: before the fix the first KafkaConnectionError escaped and ended the process
     assert consumer.polls == 4

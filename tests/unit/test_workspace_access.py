@@ -34,19 +34,24 @@ def test_a_token_has_a_name_and_the_v1_form_gets_one_from_its_digest() -> None:
     assert Access.from_setting(f"marketing={ALPHA}:read").scope_of(f"Bearer marketing={ALPHA}") is None
 
 
-@pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer beta", "Basic " + ALPHA, ALPHA,
-                                    f"Bearer {ALPHA}:read", f"Bearer {ALPHA.upper()}"])
+@pytest.mark.parametrize(
+    "header",
+    [None, "", "Bearer", "Bearer beta", "Basic " + ALPHA, ALPHA, f"Bearer {ALPHA}:read", f"Bearer {ALPHA.upper()}"],
+)
 def test_unknown_or_malformed_credentials_have_no_scope(header: str | None) -> None:
     assert Access.from_setting(f"{ALPHA}:read,{BETA}:admin").scope_of(header) is None
 
 
-@pytest.mark.parametrize("raw, message", [
-    (ALPHA, "entry 1 is not [name=]token:scope"),
-    (f"{ALPHA}:read,:admin", "entry 2 is not [name=]token:scope"),
-    (f"{ALPHA}:write", "entry 1 has scope 'write'"),
-    (f"{ALPHA}:read,alpha-short:admin", f"entry 2: the token is shorter than {MIN_TOKEN_LENGTH} characters"),
-    ("ops=alpha-short:admin", f"entry 1: the token is shorter than {MIN_TOKEN_LENGTH} characters"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (ALPHA, "entry 1 is not [name=]token:scope"),
+        (f"{ALPHA}:read,:admin", "entry 2 is not [name=]token:scope"),
+        (f"{ALPHA}:write", "entry 1 has scope 'write'"),
+        (f"{ALPHA}:read,alpha-short:admin", f"entry 2: the token is shorter than {MIN_TOKEN_LENGTH} characters"),
+        ("ops=alpha-short:admin", f"entry 1: the token is shorter than {MIN_TOKEN_LENGTH} characters"),
+    ],
+)
 def test_a_bad_setting_is_refused_without_echoing_the_token(raw: str, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")) as err:
         parse_tokens(raw)

@@ -22,20 +22,25 @@ from services.scoring.read.flows import (
 )
 
 
-@pytest.mark.parametrize("moment, bucket, start", [
-    (datetime(2019, 1, 6, 23, 30, tzinfo=UTC), "day", date(2019, 1, 6)),
-    (datetime(2019, 1, 6, 23, 30, tzinfo=UTC), "week", date(2018, 12, 31)),
-    (datetime(2019, 1, 7, 0, 0, tzinfo=UTC), "week", date(2019, 1, 7)),
-    (datetime(2019, 1, 7, 0, 30, tzinfo=timezone(timedelta(hours=2))), "day", date(2019, 1, 6)),
-    (datetime(2019, 1, 7, 0, 30, tzinfo=timezone(timedelta(hours=2))), "week", date(2018, 12, 31)),
-    (datetime(2019, 12, 31, 23, 59, tzinfo=UTC), "month", date(2019, 12, 1)),
-])
+@pytest.mark.parametrize(
+    "moment, bucket, start",
+    [
+        (datetime(2019, 1, 6, 23, 30, tzinfo=UTC), "day", date(2019, 1, 6)),
+        (datetime(2019, 1, 6, 23, 30, tzinfo=UTC), "week", date(2018, 12, 31)),
+        (datetime(2019, 1, 7, 0, 0, tzinfo=UTC), "week", date(2019, 1, 7)),
+        (datetime(2019, 1, 7, 0, 30, tzinfo=timezone(timedelta(hours=2))), "day", date(2019, 1, 6)),
+        (datetime(2019, 1, 7, 0, 30, tzinfo=timezone(timedelta(hours=2))), "week", date(2018, 12, 31)),
+        (datetime(2019, 12, 31, 23, 59, tzinfo=UTC), "month", date(2019, 12, 1)),
+    ],
+)
 def test_a_moment_falls_in_its_utc_bucket(moment: datetime, bucket: str, start: date) -> None:
     assert bucket_of(moment, bucket) == start
 
 
-@given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),
-       st.sampled_from(["day", "week", "month"]))
+@given(
+    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),
+    st.sampled_from(["day", "week", "month"]),
+)
 def test_a_bucket_holds_its_moment_and_the_next_one_starts_after(moment: datetime, bucket: str) -> None:
     start = bucket_of(moment, bucket)
     assert start <= moment.date() < next_bucket(start, bucket)
@@ -47,9 +52,16 @@ def test_a_bucket_holds_its_moment_and_the_next_one_starts_after(moment: datetim
 
 def test_bucket_starts_cover_the_range_and_wrap_the_year() -> None:
     assert bucket_starts(date(2025, 11, 1), date(2026, 2, 1), "month") == [
-        date(2025, 11, 1), date(2025, 12, 1), date(2026, 1, 1), date(2026, 2, 1)]
+        date(2025, 11, 1),
+        date(2025, 12, 1),
+        date(2026, 1, 1),
+        date(2026, 2, 1),
+    ]
     assert bucket_starts(date(2026, 1, 5), date(2026, 1, 19), "week") == [
-        date(2026, 1, 5), date(2026, 1, 12), date(2026, 1, 19)]
+        date(2026, 1, 5),
+        date(2026, 1, 12),
+        date(2026, 1, 19),
+    ]
     assert bucket_starts(date(2026, 1, 5), date(2026, 1, 4), "day") == []
 
 
@@ -74,13 +86,15 @@ def test_the_series_spans_since_to_until_even_without_data() -> None:
 
 def test_a_moment_without_offset_is_utc() -> None:
     assert as_utc(datetime(2026, 1, 1, 12)) == datetime(2026, 1, 1, 12, tzinfo=UTC)
-    assert as_utc(datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=2)))) == datetime(2026, 1, 1, 10,
-                                                                                              tzinfo=UTC)
+    assert as_utc(datetime(2026, 1, 1, 12, tzinfo=timezone(timedelta(hours=2)))) == datetime(2026, 1, 1, 10, tzinfo=UTC)
     assert as_utc(None) is None
 
 
-@given(st.dates(min_value=date(1, 1, 1), max_value=date(9990, 1, 1)), st.integers(0, 400),
-       st.sampled_from(["day", "week", "month"]))
+@given(
+    st.dates(min_value=date(1, 1, 1), max_value=date(9990, 1, 1)),
+    st.integers(0, 400),
+    st.sampled_from(["day", "week", "month"]),
+)
 def test_bucket_count_is_the_number_of_bucket_starts(first: date, span: int, bucket: str) -> None:
     start = bucket_of(datetime(first.year, first.month, first.day, tzinfo=UTC), bucket)
     last = start + timedelta(days=span)

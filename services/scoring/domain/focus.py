@@ -57,15 +57,21 @@ def _first_max(values: tuple[int, ...]) -> int:
 def focus(scores: Loyalty, stage: str, policy: FocusPolicy) -> Focus:
     """The focus of a customer on `stage` whose loyalty vector is `scores` (the policy's weights and actions)."""
     # five kinds spelled out, not loops over zips: this runs for every customer a batch writes
-    q = (round(scores.financial * _ONE), round(scores.procedural * _ONE), round(scores.contact * _ONE),
-         round(scores.evaluative * _ONE), round(scores.consultative * _ONE))
+    q = (
+        round(scores.financial * _ONE),
+        round(scores.procedural * _ONE),
+        round(scores.contact * _ONE),
+        round(scores.evaluative * _ONE),
+        round(scores.consultative * _ONE),
+    )
     u0, u1, u2, u3, u4 = policy.units
     if stage in NEW_CUSTOMER_STAGES:
         # the lowest of contact (2), evaluative (3) and consultative (4), the earliest on a tie
         develop = 2 if q[2] <= q[3] and q[2] <= q[4] else (3 if q[3] <= q[4] else 4)
     else:
-        develop = _first_max((u0 * (_ONE - q[0]), u1 * (_ONE - q[1]), u2 * (_ONE - q[2]), u3 * (_ONE - q[3]),
-                              u4 * (_ONE - q[4])))
+        develop = _first_max(
+            (u0 * (_ONE - q[0]), u1 * (_ONE - q[1]), u2 * (_ONE - q[2]), u3 * (_ONE - q[3]), u4 * (_ONE - q[4]))
+        )
     total = u0 + u1 + u2 + u3 + u4  # > 0: the policy refuses all-zero weights
     weighted = u0 * q[0] + u1 * q[1] + u2 * q[2] + u3 * q[3] + u4 * q[4]
     # weighted / total in units of 1e-4, rounded half up in whole numbers (exact, and the same on every machine)

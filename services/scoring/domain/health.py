@@ -109,6 +109,7 @@ def summary_of(*, x: int, first_day: int, last_day: int, as_of_day: int) -> Summ
 
 # ---- P(alive) --------------------------------------------------------------------------------------------------
 
+
 def _odds_factor(kind: ModelKind, p: Params, x: int) -> float:
     """The factor before ((alpha + T)/(alpha + t_x))^(r + x) in 1/P(alive) - 1; 0 where the customer cannot be dead.
 
@@ -171,8 +172,7 @@ def at_risk_from_day(model: Model, s: Summary, *, at_risk_below: float) -> int |
     first, alpha = s.first_day, p.alpha
 
     def below(d: int) -> bool:
-        return 1.0 / (1.0 + factor * math.pow((alpha + (d - first) / DAYS_PER_WEEK) / base, exponent)) \
-            < at_risk_below
+        return 1.0 / (1.0 + factor * math.pow((alpha + (d - first) / DAYS_PER_WEEK) / base, exponent)) < at_risk_below
 
     while not below(day):
         day += 1
@@ -182,6 +182,7 @@ def at_risk_from_day(model: Model, s: Summary, *, at_risk_below: float) -> int |
 
 
 # ---- conditional expectation ------------------------------------------------------------------------------------
+
 
 def expected_orders(model: Model, s: Summary, *, weeks: float) -> float:
     """E[orders in (T, T + weeks] | x, t_x, T]: Fader, Hardie & Lee (2005) eq. 10, or Batislam et al. (2007).

@@ -64,8 +64,9 @@ class FitFailure:
     customers: int
 
 
-def group_days(x: npt.ArrayLike, recency_days: npt.ArrayLike, age_days: npt.ArrayLike,
-               weight: npt.ArrayLike | None = None) -> Grouped:
+def group_days(
+    x: npt.ArrayLike, recency_days: npt.ArrayLike, age_days: npt.ArrayLike, weight: npt.ArrayLike | None = None
+) -> Grouped:
     """Group customers by (x, dl - d0, da - d0) in whole days; t_x and T come out in weeks."""
     xs = np.asarray(x, dtype=np.int64)
     rec = np.asarray(recency_days, dtype=np.int64)
@@ -91,8 +92,7 @@ def _grouped(rows: npt.NDArray[np.int64], weight: FloatArray) -> Grouped:
     ux, ix = np.unique(x, return_inverse=True)
     ut, it = np.unique(t_x, return_inverse=True)
     uT, iT = np.unique(T, return_inverse=True)
-    return Grouped(x=x, t_x=t_x, T=T, weight=weight, ux=ux, ut=ut, uT=uT,
-                   ix=ix.ravel(), it=it.ravel(), iT=iT.ravel())
+    return Grouped(x=x, t_x=t_x, T=T, weight=weight, ux=ux, ut=ut, uT=uT, ix=ix.ravel(), it=it.ravel(), iT=iT.ravel())
 
 
 def log_likelihood(kind: ModelKind, params: Params, data: Grouped) -> float:
@@ -108,8 +108,15 @@ def _ll_terms(kind: ModelKind, theta: tuple[float, float, float, float], d: Grou
     log_t = np.log(alpha + d.ut)[d.it]
     shift = 0.0 if kind == "bg_nbd" else 1.0
     # A1 + A2 per distinct x
-    head = (gammaln(r + ux) - gammaln(r) + r * math.log(alpha)
-            + gammaln(a + b) + gammaln(b + ux + shift) - gammaln(b) - gammaln(a + b + ux + shift))
+    head = (
+        gammaln(r + ux)
+        - gammaln(r)
+        + r * math.log(alpha)
+        + gammaln(a + b)
+        + gammaln(b + ux + shift)
+        - gammaln(b)
+        - gammaln(a + b + ux + shift)
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         if kind == "bg_nbd":
             log_factor = np.where(ux > 0, math.log(a) - np.log(np.maximum(b + ux - 1, 1e-300)), -np.inf)
@@ -121,8 +128,9 @@ def _ll_terms(kind: ModelKind, theta: tuple[float, float, float, float], d: Grou
     return result
 
 
-def fit(kind: ModelKind, data: Grouped, *, start: Params | None = None,
-        max_iterations: int = 2000) -> FitResult | FitFailure:
+def fit(
+    kind: ModelKind, data: Grouped, *, start: Params | None = None, max_iterations: int = 2000
+) -> FitResult | FitFailure:
     """The maximum-likelihood parameters of `kind` on `data`, or why there are none."""
     customers = data.customers
     if customers == 0:
@@ -143,11 +151,16 @@ def fit(kind: ModelKind, data: Grouped, *, start: Params | None = None,
     try:
         # quasi-Newton first (few evaluations: what a million customers need); where it stops short, a
         # derivative-free polish from where it got
-        best: Any = minimize(objective, x0, method="L-BFGS-B",
-                             options={"maxiter": max_iterations, "ftol": 1e-13, "gtol": 1e-9})
+        best: Any = minimize(
+            objective, x0, method="L-BFGS-B", options={"maxiter": max_iterations, "ftol": 1e-13, "gtol": 1e-9}
+        )
         if not best.success or not math.isfinite(best.fun):
-            polish: Any = minimize(objective, best.x if math.isfinite(best.fun) else x0, method="Nelder-Mead",
-                                   options={"maxiter": max_iterations, "xatol": 1e-7, "fatol": 1e-12})
+            polish: Any = minimize(
+                objective,
+                best.x if math.isfinite(best.fun) else x0,
+                method="Nelder-Mead",
+                options={"maxiter": max_iterations, "xatol": 1e-7, "fatol": 1e-12},
+            )
             if math.isfinite(polish.fun) and (polish.success or polish.fun < best.fun):
                 best = polish
     except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
@@ -162,8 +175,9 @@ def fit(kind: ModelKind, data: Grouped, *, start: Params | None = None,
     return FitResult(params=params, log_likelihood=ll, customers=customers, iterations=int(best.nit))
 
 
-def expected_orders_array(kind: ModelKind, params: Params, x: FloatArray, t_x: FloatArray, T: FloatArray,
-                          weeks: float) -> FloatArray:
+def expected_orders_array(
+    kind: ModelKind, params: Params, x: FloatArray, t_x: FloatArray, T: FloatArray, weeks: float
+) -> FloatArray:
     """`health.expected_orders` over arrays (the backtest's forecast for every customer at once)."""
     r, alpha, b = params.r, params.alpha, params.b
     a = params.a if abs(params.a - 1.0) > 1e-7 else 1.0 + 1e-7

@@ -86,7 +86,7 @@ def reached_rung(state: CustomerState, *, policy: Policy, standing_on: str = "po
     if RANK[standing_on] < RANK["visitor"] and not state.known:
         return standing_on
     reached = standing_on if RANK[standing_on] > RANK["visitor"] else "visitor"
-    for rung in STAGES[RANK[reached] + 1:]:
+    for rung in STAGES[RANK[reached] + 1 :]:
         for name, need in policy.conditions_of(rung):
             if state.count(name) < need:
                 return reached
@@ -118,12 +118,14 @@ def _counted(n: int, plural: str) -> str:
 
 def new_customer(customer_id: str, at: datetime) -> CustomerState:
     """A customer not seen before: on `potential`, and onto `visitor` with any event but a prospect listing."""
-    return CustomerState(customer_id=customer_id, stage="potential", stage_entered_at=at,
-                         first_seen_at=at, last_event_at=at, known=False)
+    return CustomerState(
+        customer_id=customer_id, stage="potential", stage_entered_at=at, first_seen_at=at, last_event_at=at, known=False
+    )
 
 
-def _with_activity(activity: tuple[tuple[int, MonthActivity], ...], at: datetime, delta: MonthActivity,
-                   *, policy: Policy) -> tuple[tuple[int, MonthActivity], ...]:
+def _with_activity(
+    activity: tuple[tuple[int, MonthActivity], ...], at: datetime, delta: MonthActivity, *, policy: Policy
+) -> tuple[tuple[int, MonthActivity], ...]:
     """`activity` with `delta` added to the month of `at`, keeping only the horizon before the newest month.
 
     Both the add and the cut are decided from the set of months alone, so any arrival order ends
@@ -153,8 +155,12 @@ def _with_activity(activity: tuple[tuple[int, MonthActivity], ...], at: datetime
 
 
 def _conversion(pending: PendingReferral, referred: str) -> ReferralConverted:
-    return ReferralConverted(referrer_id=pending.referrer_id, referred_customer_id=referred,
-                             referral_event_id=pending.referral_event_id, occurred_at=pending.occurred_at)
+    return ReferralConverted(
+        referrer_id=pending.referrer_id,
+        referred_customer_id=referred,
+        referral_event_id=pending.referral_event_id,
+        occurred_at=pending.occurred_at,
+    )
 
 
 _ACTIVITY = {
@@ -183,8 +189,9 @@ def _count(state: CustomerState, fact: Fact, *, policy: Policy) -> tuple[Custome
     delta = _ACTIVITY.get(kind)
     if kind == "order_placed":
         if orders == 0 and pending:
-            effects.extend(_conversion(p, state.customer_id)
-                           for p in sorted(pending, key=lambda p: p.referral_event_id))
+            effects.extend(
+                _conversion(p, state.customer_id) for p in sorted(pending, key=lambda p: p.referral_event_id)
+            )
             pending = frozenset()
         orders += 1
         if fact.discount == 0:
@@ -209,8 +216,9 @@ def _count(state: CustomerState, fact: Fact, *, policy: Policy) -> tuple[Custome
         referrals_made += 1
         costs += fact.cost
     elif kind == "referral_received":
-        referral = PendingReferral(referral_event_id=fact.event_id, referrer_id=fact.other_customer_id or "",
-                                   occurred_at=at)
+        referral = PendingReferral(
+            referral_event_id=fact.event_id, referrer_id=fact.other_customer_id or "", occurred_at=at
+        )
         if orders > 0:
             effects.append(_conversion(referral, state.customer_id))
         else:
@@ -230,12 +238,25 @@ def _count(state: CustomerState, fact: Fact, *, policy: Policy) -> tuple[Custome
         raise ValueError(f"unknown fact kind {kind!r}")
     activity = state.activity if delta is None else _with_activity(state.activity, at, delta, policy=policy)
     after = CustomerState(
-        customer_id=state.customer_id, stage=state.stage, stage_entered_at=state.stage_entered_at,
-        first_seen_at=min(state.first_seen_at, at), last_event_at=max(state.last_event_at, at),
-        orders=orders, refunds=refunds, full_price_orders=full_price, referrals_made=referrals_made,
-        referrals_converted=referrals_converted, complaints=complaints, touches=touches,
-        known=state.known or kind != "prospect_listed", sales=sales, costs=costs,
-        order_months=order_months, activity=activity, pending_referrals=pending, order_days=order_days,
+        customer_id=state.customer_id,
+        stage=state.stage,
+        stage_entered_at=state.stage_entered_at,
+        first_seen_at=min(state.first_seen_at, at),
+        last_event_at=max(state.last_event_at, at),
+        orders=orders,
+        refunds=refunds,
+        full_price_orders=full_price,
+        referrals_made=referrals_made,
+        referrals_converted=referrals_converted,
+        complaints=complaints,
+        touches=touches,
+        known=state.known or kind != "prospect_listed",
+        sales=sales,
+        costs=costs,
+        order_months=order_months,
+        activity=activity,
+        pending_referrals=pending,
+        order_days=order_days,
         last_order_at=last_order_at,
     )
     return after, effects
@@ -249,21 +270,38 @@ def apply(state: CustomerState | None, fact: Fact, *, policy: Policy) -> tuple[C
     changes: list[Change] = []
     for rank in range(RANK[before.stage] + 1, RANK[target] + 1):
         to_stage = STAGES[rank]
-        changes.append(StageChanged(
-            customer_id=after.customer_id, from_stage=STAGES[rank - 1], to_stage=to_stage,
-            occurred_at=fact.occurred_at, cause_event_id=fact.event_id,
-            reason=_reason(after, to_stage, fact, policy=policy),
-        ))
+        changes.append(
+            StageChanged(
+                customer_id=after.customer_id,
+                from_stage=STAGES[rank - 1],
+                to_stage=to_stage,
+                occurred_at=fact.occurred_at,
+                cause_event_id=fact.event_id,
+                reason=_reason(after, to_stage, fact, policy=policy),
+            )
+        )
     if changes:
         # spelled out rather than dataclasses.replace, which looks up the fields on every call
         after = CustomerState(
-            customer_id=after.customer_id, stage=target, stage_entered_at=fact.occurred_at,
-            first_seen_at=after.first_seen_at, last_event_at=after.last_event_at, orders=after.orders,
-            refunds=after.refunds, full_price_orders=after.full_price_orders, referrals_made=after.referrals_made,
-            referrals_converted=after.referrals_converted, complaints=after.complaints, touches=after.touches,
-            known=after.known, sales=after.sales,
-            costs=after.costs, order_months=after.order_months, activity=after.activity,
-            pending_referrals=after.pending_referrals, order_days=after.order_days,
+            customer_id=after.customer_id,
+            stage=target,
+            stage_entered_at=fact.occurred_at,
+            first_seen_at=after.first_seen_at,
+            last_event_at=after.last_event_at,
+            orders=after.orders,
+            refunds=after.refunds,
+            full_price_orders=after.full_price_orders,
+            referrals_made=after.referrals_made,
+            referrals_converted=after.referrals_converted,
+            complaints=after.complaints,
+            touches=after.touches,
+            known=after.known,
+            sales=after.sales,
+            costs=after.costs,
+            order_months=after.order_months,
+            activity=after.activity,
+            pending_referrals=after.pending_referrals,
+            order_days=after.order_days,
             last_order_at=after.last_order_at,
         )
     return after, [*changes, *effects]

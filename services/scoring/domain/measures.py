@@ -74,8 +74,7 @@ def loyalty(state: CustomerState, *, at: datetime, policy: Policy) -> Loyalty:
         if referrals or act.conversions:
             consultative += (referrals + cons.extra * act.conversions) * 0.5 ** (age_days / cons.half_life_days)
     # following our processes = ordering without bouncing orders back; refunds pull it down
-    procedural = ((1.0 - exp(-orders / proc.scale)) * orders / (orders + proc.extra * refunds)
-                  if orders > 0 else 0.0)
+    procedural = (1.0 - exp(-orders / proc.scale)) * orders / (orders + proc.extra * refunds) if orders > 0 else 0.0
     # saturate(A, s) = 1 - exp(-A / s) for A > 0, else 0: in [0, 1] in floats too, and procedural is that times a
     # ratio in (0, 1], so no clamp is needed before rounding
     return Loyalty(

@@ -16,8 +16,7 @@ from services.scoring.domain.state import LOYALTY_KINDS
 
 # The only counts a rung may be conditioned on: each only ever grows as events are added, which is what
 # makes the final rung independent of arrival order.
-MONOTONE_COUNTS = ("orders", "order_months", "full_price_orders", "referrals_made", "referrals_converted",
-                   "complaints")
+MONOTONE_COUNTS = ("orders", "order_months", "full_price_orders", "referrals_made", "referrals_converted", "complaints")
 
 
 class PolicyError(ValueError):
@@ -112,12 +111,11 @@ MAX_WEIGHT, MAX_WEIGHT_PLACES = Decimal(1_000_000), 6
 # seed 003's own examples of what raises each kind, as one suggestion a marketer can act on
 DEFAULT_ACTIONS: dict[str, str] = {
     "financial": "offer a larger basket or a repeat order at full price (a bundle, a volume price), "
-                 "and make paying easy",
+    "and make paying easy",
     "procedural": "show how we work (how to order, pay and collect) and make the way we ask the easy way",
     "contact": "call after the order with the quality questions; a small gift for the answers",
     "evaluative": "ask for feedback after the order and thank every complaint: it shows our weak spots",
-    "consultative": "ask them to share their experience and ideas and to recommend us; reward a referral "
-                    "that buys",
+    "consultative": "ask them to share their experience and ideas and to recommend us; reward a referral that buys",
 }
 
 
@@ -125,8 +123,11 @@ def focus_policy(weights: dict[str, Decimal], actions: dict[str, str]) -> FocusP
     """A FocusPolicy from per-kind weights and actions (every kind present), with its exact integer `units`."""
     ordered = tuple(weights[k] for k in LOYALTY_KINDS)
     places = max(max(0, -int(w.as_tuple().exponent)) for w in ordered)
-    return FocusPolicy(weights=ordered, actions=tuple(actions[k] for k in LOYALTY_KINDS),
-                       units=tuple(int(w.scaleb(places)) for w in ordered))
+    return FocusPolicy(
+        weights=ordered,
+        actions=tuple(actions[k] for k in LOYALTY_KINDS),
+        units=tuple(int(w.scaleb(places)) for w in ordered),
+    )
 
 
 DEFAULT_FOCUS = focus_policy({k: Decimal(1) for k in LOYALTY_KINDS}, DEFAULT_ACTIONS)
@@ -214,11 +215,19 @@ def parse_policy(text: str) -> Policy:
         kinds.append((kind, params))
     horizon = loyalty.get("activity_horizon_months", 36)
     if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 12:
-        raise PolicyError(f"loyalty.activity_horizon_months must be a whole number >= 12 (stability looks back "
-                          f"12 months), got {horizon!r}")
-    return Policy(rungs=tuple(rungs), profitable_min=profitable_min, unprofitable_below=unprofitable_below,
-                  activity_horizon_months=horizon, kinds=tuple(kinds), focus=_focus(_table(raw, "focus", "")),
-                  health=_health(_table(raw, "health", "")))
+        raise PolicyError(
+            f"loyalty.activity_horizon_months must be a whole number >= 12 (stability looks back "
+            f"12 months), got {horizon!r}"
+        )
+    return Policy(
+        rungs=tuple(rungs),
+        profitable_min=profitable_min,
+        unprofitable_below=unprofitable_below,
+        activity_horizon_months=horizon,
+        kinds=tuple(kinds),
+        focus=_focus(_table(raw, "focus", "")),
+        health=_health(_table(raw, "health", "")),
+    )
 
 
 def _focus(section: dict[str, Any]) -> FocusPolicy:
@@ -235,12 +244,15 @@ def _focus(section: dict[str, Any]) -> FocusPolicy:
         weight = weight.normalize() if weight else Decimal(0)
         # only ratios matter; the bounds keep the exact whole-number weights (`units`) small
         if weight > MAX_WEIGHT or -int(weight.as_tuple().exponent) > MAX_WEIGHT_PLACES:
-            raise PolicyError(f"{where} must be at most {MAX_WEIGHT} with at most {MAX_WEIGHT_PLACES} decimal "
-                              f"places, got {given_weights[kind]!r}")
+            raise PolicyError(
+                f"{where} must be at most {MAX_WEIGHT} with at most {MAX_WEIGHT_PLACES} decimal "
+                f"places, got {given_weights[kind]!r}"
+            )
         weights[kind] = weight
     if not any(weights.values()):
-        raise PolicyError(f"focus.weights: at least one weight must be > 0 (a kind left out weighs 1), "
-                          f"got {given_weights!r}")
+        raise PolicyError(
+            f"focus.weights: at least one weight must be > 0 (a kind left out weighs 1), got {given_weights!r}"
+        )
     given_actions = _table(section, "actions", "focus.")
     _unknown(given_actions, LOYALTY_KINDS, "focus.actions")
     actions: dict[str, str] = {}
@@ -253,7 +265,6 @@ def _focus(section: dict[str, Any]) -> FocusPolicy:
             raise PolicyError(f"{where} is {len(action)} characters; at most {MAX_ACTION_CHARS} are allowed")
         actions[kind] = action
     return focus_policy(weights, actions)
-
 
 
 def _health(table: dict[str, Any]) -> HealthPolicy:
@@ -271,8 +282,12 @@ def _health(table: dict[str, Any]) -> HealthPolicy:
     _unknown(prior_table, ("r", "alpha", "a", "b"), "health.prior")
     # a prior left out is the chosen variant's own: the two variants' parameters mean different things
     default = DEFAULT_PRIORS[model]
-    prior = Params(**{name: _float(prior_table.get(name, getattr(default, name)), f"health.prior.{name}")
-                      for name in ("r", "alpha", "a", "b")})
+    prior = Params(
+        **{
+            name: _float(prior_table.get(name, getattr(default, name)), f"health.prior.{name}")
+            for name in ("r", "alpha", "a", "b")
+        }
+    )
     if not prior.valid:
         raise PolicyError(f"health.prior: r, alpha, a and b must be > 0, got {prior.as_dict()}")
     return HealthPolicy(model=model, at_risk_below=threshold, min_customers=minimum, prior=prior)

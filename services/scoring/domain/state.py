@@ -164,8 +164,7 @@ def _document(state: CustomerState, stamp: Callable[[datetime], Any]) -> dict[st
         "costs": str(state.costs),
         "order_months": sorted(state.order_months),
         "activity": [
-            [m, a.orders, str(a.order_value), a.refunds, a.complaints, a.referrals, a.conversions,
-             a.inbound_touches]
+            [m, a.orders, str(a.order_value), a.refunds, a.complaints, a.referrals, a.conversions, a.inbound_touches]
             for m, a in state.activity
         ],
         "pending_referrals": sorted(
@@ -209,8 +208,18 @@ def from_json(raw: dict[str, Any]) -> CustomerState:
         costs=Decimal(raw["costs"]),
         order_months=frozenset(raw["order_months"]),
         activity=tuple(
-            (m, MonthActivity(orders=o, order_value=Decimal(v), refunds=r, complaints=c, referrals=rf,
-                              conversions=cv, inbound_touches=inbound[0] if inbound else 0))
+            (
+                m,
+                MonthActivity(
+                    orders=o,
+                    order_value=Decimal(v),
+                    refunds=r,
+                    complaints=c,
+                    referrals=rf,
+                    conversions=cv,
+                    inbound_touches=inbound[0] if inbound else 0,
+                ),
+            )
             for m, o, v, r, c, rf, cv, *inbound in raw["activity"]
         ),
         pending_referrals=frozenset(

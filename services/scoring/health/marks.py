@@ -83,8 +83,17 @@ def health_message_id(customer_id: str, transition: int) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def assess(*, customer_id: str, stage: str, x: int, first_day: int, last_day: int, last_order_at: datetime,
-           mark: HealthMark, ctx: HealthContext) -> Assessment:
+def assess(
+    *,
+    customer_id: str,
+    stage: str,
+    x: int,
+    first_day: int,
+    last_day: int,
+    last_order_at: datetime,
+    mark: HealthMark,
+    ctx: HealthContext,
+) -> Assessment:
     """The health of a customer with an order, as of `ctx.now`, given what was stored before (`mark`)."""
     s = summary_of(x=x, first_day=first_day, last_day=last_day, as_of_day=ctx.today)
     p = p_alive(ctx.model, s)
@@ -100,14 +109,32 @@ def assess(*, customer_id: str, stage: str, x: int, first_day: int, last_day: in
     transition = mark.transitions + 1
     since = ctx.now if status == "at_risk" else None
     message_id = health_message_id(customer_id, transition)
-    payload = health_payload(message_id=message_id, customer_id=customer_id, stage=stage, status=status, p=p,
-                             summary=s, last_order_at=last_order_at, ctx=ctx)
-    return Assessment(status, p, due, HealthMark(status, transition, since),
-                      (message_id, ctx.topic, customer_id, payload))
+    payload = health_payload(
+        message_id=message_id,
+        customer_id=customer_id,
+        stage=stage,
+        status=status,
+        p=p,
+        summary=s,
+        last_order_at=last_order_at,
+        ctx=ctx,
+    )
+    return Assessment(
+        status, p, due, HealthMark(status, transition, since), (message_id, ctx.topic, customer_id, payload)
+    )
 
 
-def health_payload(*, message_id: str, customer_id: str, stage: str, status: str, p: float, summary: Summary,
-                   last_order_at: datetime, ctx: HealthContext) -> bytes:
+def health_payload(
+    *,
+    message_id: str,
+    customer_id: str,
+    stage: str,
+    status: str,
+    p: float,
+    summary: Summary,
+    last_order_at: datetime,
+    ctx: HealthContext,
+) -> bytes:
     """The `loyalty.customer-health` message value (contract section 11)."""
     expected = expected_orders_90d(ctx.model, summary)
     body = {

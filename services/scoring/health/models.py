@@ -39,8 +39,14 @@ class ModelVersion:
 
     def view(self) -> dict[str, object]:
         """The GET /v1/health/model body."""
-        return {"version": self.model.version, "model": self.model.kind, "params": self.model.params.as_dict(),
-                "customers": self.customers, "log_likelihood": self.log_likelihood, "fitted_at": self.fitted_at}
+        return {
+            "version": self.model.version,
+            "model": self.model.kind,
+            "params": self.model.params.as_dict(),
+            "customers": self.customers,
+            "log_likelihood": self.log_likelihood,
+            "fitted_at": self.fitted_at,
+        }
 
 
 def active_model(conn: Connection, *, policy: Policy) -> ModelVersion:
@@ -49,15 +55,22 @@ def active_model(conn: Connection, *, policy: Policy) -> ModelVersion:
     if row is None:
         return ModelVersion(policy.health.prior_model)
     params = Params(r=row.r, alpha=row.alpha, a=row.a, b=row.b)
-    return ModelVersion(Model(kind=row.model, params=params, version=row.version), customers=row.customers,
-                        log_likelihood=row.log_likelihood, fitted_at=row.fitted_at)
+    return ModelVersion(
+        Model(kind=row.model, params=params, version=row.version),
+        customers=row.customers,
+        log_likelihood=row.log_likelihood,
+        fitted_at=row.fitted_at,
+    )
 
 
-def save_model(conn: Connection, *, kind: str, params: Params, customers: int, log_likelihood: float,
-               fitted_at: datetime) -> int:
+def save_model(
+    conn: Connection, *, kind: str, params: Params, customers: int, log_likelihood: float, fitted_at: datetime
+) -> int:
     """Store a fit as the next version; its number."""
-    version = conn.execute(_INSERT, {"kind": kind, **params.as_dict(), "customers": customers,
-                                     "ll": log_likelihood, "fitted_at": fitted_at}).scalar_one()
+    version = conn.execute(
+        _INSERT,
+        {"kind": kind, **params.as_dict(), "customers": customers, "ll": log_likelihood, "fitted_at": fitted_at},
+    ).scalar_one()
     return int(version)
 
 
@@ -89,5 +102,9 @@ class ModelSource:
 
     def context(self, now: datetime | None = None) -> HealthContext:
         """What the scoring transaction assesses health with, as of `now` (default: the wall clock)."""
-        return HealthContext(model=self.current().model, at_risk_below=self.policy.health.at_risk_below,
-                             now=now or datetime.now(UTC), topic=self.topic)
+        return HealthContext(
+            model=self.current().model,
+            at_risk_below=self.policy.health.at_risk_below,
+            now=now or datetime.now(UTC),
+            topic=self.topic,
+        )

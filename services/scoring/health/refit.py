@@ -56,8 +56,9 @@ class Busy(RuntimeError):
     """Another instance is refitting right now."""
 
 
-def refit(engine: Engine, *, policy: Policy, now: datetime | None = None,
-          metrics: Metrics | None = None) -> ModelVersion | TooFew | FitFailure:
+def refit(
+    engine: Engine, *, policy: Policy, now: datetime | None = None, metrics: Metrics | None = None
+) -> ModelVersion | TooFew | FitFailure:
     """Fit the policy's model kind over every customer with an order and store it as the next version.
 
     Raises Busy when another instance holds the refit lock; never raises for a fit that fails.
@@ -67,8 +68,7 @@ def refit(engine: Engine, *, policy: Policy, now: datetime | None = None,
         if not conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": _REFIT_LOCK}).scalar_one():
             raise Busy("another instance is refitting")
         rows = conn.execute(_GROUPS, {"today": day_index(at)}).all()
-        data = group_days([r.x for r in rows], [r.recency for r in rows], [r.age for r in rows],
-                          [r.n for r in rows])
+        data = group_days([r.x for r in rows], [r.recency for r in rows], [r.age for r in rows], [r.n for r in rows])
         needed = policy.health.min_customers
         if data.customers < needed:
             _count(metrics, "too_few")
@@ -78,17 +78,37 @@ def refit(engine: Engine, *, policy: Policy, now: datetime | None = None,
         result = fit(policy.health.model, data, start=current.model.params)
         if isinstance(result, FitFailure):
             _count(metrics, "failed")
-            log.error("health model fit failed, the previous model stays in force: %s", result.reason,
-                      extra={"customers": result.customers, "model_version": current.model.version})
+            log.error(
+                "health model fit failed, the previous model stays in force: %s",
+                result.reason,
+                extra={"customers": result.customers, "model_version": current.model.version},
+            )
             return result
-        version = save_model(conn, kind=policy.health.model, params=result.params, customers=result.customers,
-                             log_likelihood=result.log_likelihood, fitted_at=at)
+        version = save_model(
+            conn,
+            kind=policy.health.model,
+            params=result.params,
+            customers=result.customers,
+            log_likelihood=result.log_likelihood,
+            fitted_at=at,
+        )
     _count(metrics, "fitted")
-    log.info("health model fitted", extra={
-        "model_version": version, "customers": result.customers, "log_likelihood": round(result.log_likelihood, 3),
-        "params": result.params.as_dict(), "fit_seconds": round(time.monotonic() - started, 3)})
-    return ModelVersion(Model(kind=policy.health.model, params=result.params, version=version),
-                        customers=result.customers, log_likelihood=result.log_likelihood, fitted_at=at)
+    log.info(
+        "health model fitted",
+        extra={
+            "model_version": version,
+            "customers": result.customers,
+            "log_likelihood": round(result.log_likelihood, 3),
+            "params": result.params.as_dict(),
+            "fit_seconds": round(time.monotonic() - started, 3),
+        },
+    )
+    return ModelVersion(
+        Model(kind=policy.health.model, params=result.params, version=version),
+        customers=result.customers,
+        log_likelihood=result.log_likelihood,
+        fitted_at=at,
+    )
 
 
 def _count(metrics: Metrics | None, outcome: str) -> None:
@@ -103,9 +123,19 @@ class HealthLoop:
     refit that finds too few customers is tried again after ten scans, a failed one after `refit_h`.
     """
 
-    def __init__(self, *, engine: Engine, policy: Policy, source: ModelSource, metrics: Metrics, scan_s: float,
-                 refit_h: float, batch: int, on_commit: Callable[[], None] = lambda: None,
-                 faults: Faults | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        policy: Policy,
+        source: ModelSource,
+        metrics: Metrics,
+        scan_s: float,
+        refit_h: float,
+        batch: int,
+        on_commit: Callable[[], None] = lambda: None,
+        faults: Faults | None = None,
+    ) -> None:
         self.engine, self.policy, self.source, self.metrics = engine, policy, source, metrics
         self.scan_s, self.refit_s, self.batch = scan_s, refit_h * 3600.0, batch
         self.on_commit, self.faults = on_commit, faults
@@ -150,8 +180,15 @@ class HealthLoop:
             self.metrics.health_changes.labels(cause="scan").inc(scanned.changes)
         if outcome.changes:
             self.on_commit()
-            log.info("health advanced", extra={"assessed": outcome.assessed, "at_risk": outcome.at_risk,
-                                               "recovered": outcome.recovered, "model_version": ctx.model.version})
+            log.info(
+                "health advanced",
+                extra={
+                    "assessed": outcome.assessed,
+                    "at_risk": outcome.at_risk,
+                    "recovered": outcome.recovered,
+                    "model_version": ctx.model.version,
+                },
+            )
         return outcome
 
     def _refit_due(self) -> bool:

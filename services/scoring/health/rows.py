@@ -56,10 +56,10 @@ class HealthColumns:
         names = [f"h_{column}" for column, _, _ in _COLUMNS]
         return {
             "health_columns": ", ".join(column for column, _, _ in _COLUMNS),
-            "health_values": ", ".join(read.format(v=name) for (_, _, read), name in zip(_COLUMNS, names,
-                                                                                          strict=True)),
-            "health_arrays": ", ".join(f"%({name})b::{kind}" for (_, kind, _), name in zip(_COLUMNS, names,
-                                                                                            strict=True)),
+            "health_values": ", ".join(read.format(v=name) for (_, _, read), name in zip(_COLUMNS, names, strict=True)),
+            "health_arrays": ", ".join(
+                f"%({name})b::{kind}" for (_, kind, _), name in zip(_COLUMNS, names, strict=True)
+            ),
             "health_names": ", ".join(names),
             "health_updates": ", ".join(f"{column} = excluded.{column}" for column, _, _ in _COLUMNS),
         }
@@ -67,8 +67,12 @@ class HealthColumns:
 
 def prior_context(policy: Policy, *, now: datetime | None = None, topic: str = DEFAULT_HEALTH_TOPIC) -> HealthContext:
     """The policy's priors as of `now` (default: the wall clock): what is in force before any fit."""
-    return HealthContext(model=policy.health.prior_model, at_risk_below=policy.health.at_risk_below,
-                         now=now or datetime.now(UTC), topic=topic)
+    return HealthContext(
+        model=policy.health.prior_model,
+        at_risk_below=policy.health.at_risk_below,
+        now=now or datetime.now(UTC),
+        topic=topic,
+    )
 
 
 def health_of(state: CustomerState, mark: HealthMark, *, ctx: HealthContext) -> HealthColumns:
@@ -77,10 +81,19 @@ def health_of(state: CustomerState, mark: HealthMark, *, ctx: HealthContext) -> 
     if not days or state.last_order_at is None:
         return HealthColumns(None, NO_DAY, NO_DAY, 0, None, None, -1, mark.transitions)
     first, last = min(days), max(days)
-    result = assess(customer_id=state.customer_id, stage=state.stage, x=len(days) - 1, first_day=first,
-                    last_day=last, last_order_at=state.last_order_at, mark=mark, ctx=ctx)
-    return HealthColumns(state.last_order_at, first, last, len(days), result, ctx.now, ctx.model.version,
-                         result.mark.transitions)
+    result = assess(
+        customer_id=state.customer_id,
+        stage=state.stage,
+        x=len(days) - 1,
+        first_day=first,
+        last_day=last,
+        last_order_at=state.last_order_at,
+        mark=mark,
+        ctx=ctx,
+    )
+    return HealthColumns(
+        state.last_order_at, first, last, len(days), result, ctx.now, ctx.model.version, result.mark.transitions
+    )
 
 
 def health_params(rows: list[HealthColumns]) -> dict[str, Any]:

@@ -39,7 +39,8 @@ _DUE = _SELECT.format(where="health_due_at <= %(now)b::timestamptz", order="heal
 # both sides of `<>` spelled out, so each is a range of the index on the version
 _STALE = _SELECT.format(
     where="(health_model_version < %(version)b::integer OR health_model_version > %(version)b::integer)",
-    order="health_model_version")
+    order="health_model_version",
+)
 
 _UPDATE = """
     UPDATE customers AS c SET
@@ -85,8 +86,9 @@ def sweep(engine: Engine, ctx: HealthContext, *, batch: int, faults: Faults | No
     return _passes(engine, ctx, _STALE, {"version": ctx.model.version}, batch=batch, faults=faults)
 
 
-def _passes(engine: Engine, ctx: HealthContext, sql: str, params: dict[str, Any], *, batch: int,
-            faults: Faults | None) -> PassOutcome:
+def _passes(
+    engine: Engine, ctx: HealthContext, sql: str, params: dict[str, Any], *, batch: int, faults: Faults | None
+) -> PassOutcome:
     total = PassOutcome()
     while True:
         with session(engine) as conn:
@@ -106,8 +108,16 @@ def _write(conn: Any, rows: list[tuple[Any, ...]], ctx: HealthContext) -> PassOu
     ids, statuses, ps, since, due, ns, bumps = [], [], [], [], [], [], []
     messages: list[tuple[str, str, str, bytes]] = []
     for customer_id, stage, count, first, last, last_order_at, status, transitions, at_risk_since in rows:
-        result = assess(customer_id=customer_id, stage=stage, x=count - 1, first_day=first, last_day=last,
-                        last_order_at=last_order_at, mark=HealthMark(status, transitions, at_risk_since), ctx=ctx)
+        result = assess(
+            customer_id=customer_id,
+            stage=stage,
+            x=count - 1,
+            first_day=first,
+            last_day=last,
+            last_order_at=last_order_at,
+            mark=HealthMark(status, transitions, at_risk_since),
+            ctx=ctx,
+        )
         ids.append(customer_id)
         statuses.append(result.status)
         ps.append(result.p_alive)
@@ -121,11 +131,31 @@ def _write(conn: Any, rows: list[tuple[Any, ...]], ctx: HealthContext) -> PassOu
                 outcome.at_risk += 1
             else:
                 outcome.recovered += 1
-    run_sql(conn, _UPDATE, {"ids": TextArray(ids), "statuses": TextArray(statuses), "ps": DoubleArray(ps),
-                            "since": since, "due": due, "ns": BigIntArray(ns), "bumps": BigIntArray(bumps),
-                            "now": ctx.now, "version": ctx.model.version})
+    run_sql(
+        conn,
+        _UPDATE,
+        {
+            "ids": TextArray(ids),
+            "statuses": TextArray(statuses),
+            "ps": DoubleArray(ps),
+            "since": since,
+            "due": due,
+            "ns": BigIntArray(ns),
+            "bumps": BigIntArray(bumps),
+            "now": ctx.now,
+            "version": ctx.model.version,
+        },
+    )
     if messages:
         m_ids, topics, keys, payloads = zip(*messages, strict=True)
-        run_sql(conn, _OUTBOX, {"ids": TextArray(m_ids), "topics": TextArray(topics), "keys": TextArray(keys),
-                                "payloads": BytesArray(payloads)})
+        run_sql(
+            conn,
+            _OUTBOX,
+            {
+                "ids": TextArray(m_ids),
+                "topics": TextArray(topics),
+                "keys": TextArray(keys),
+                "payloads": BytesArray(payloads),
+            },
+        )
     return outcome

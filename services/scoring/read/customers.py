@@ -22,16 +22,29 @@ def load_state(conn: Connection, *, customer_id: str) -> CustomerState | None:
 
 def load_history(conn: Connection, *, customer_id: str) -> list[dict[str, object]]:
     """A customer's rung history, lowest rung first."""
-    history = [dict(r._mapping) for r in conn.execute(text(
-        "SELECT from_stage, to_stage, occurred_at, cause_event_id, reason FROM stage_history "
-        "WHERE customer_id = :id"), {"id": customer_id})]
+    history = [
+        dict(r._mapping)
+        for r in conn.execute(
+            text(
+                "SELECT from_stage, to_stage, occurred_at, cause_event_id, reason FROM stage_history "
+                "WHERE customer_id = :id"
+            ),
+            {"id": customer_id},
+        )
+    ]
     # by rung, not by time: several rungs entered on one event share a moment
     history.sort(key=lambda h: RANK[str(h["to_stage"])])
     return history
 
 
-def customer_view(state: CustomerState, history: list[dict[str, object]], *, policy: Policy,
-                  at: datetime, health: dict[str, object] | None = None) -> dict[str, object]:
+def customer_view(
+    state: CustomerState,
+    history: list[dict[str, object]],
+    *,
+    policy: Policy,
+    at: datetime,
+    health: dict[str, object] | None = None,
+) -> dict[str, object]:
     """The GET /v1/customers/{id} body for `state` as of `at`; its focus too is as of `at` (loyalty fades)."""
     scores = loyalty(state, at=at, policy=policy)
     return {
@@ -42,8 +55,11 @@ def customer_view(state: CustomerState, history: list[dict[str, object]], *, pol
         "profitability": profitability(state, policy=policy),
         "stability": stability(state, at=at),
         "counts": {
-            "orders": state.orders, "refunds": state.refunds, "full_price_orders": state.full_price_orders,
-            "referrals_made": state.referrals_made, "referrals_converted": state.referrals_converted,
+            "orders": state.orders,
+            "refunds": state.refunds,
+            "full_price_orders": state.full_price_orders,
+            "referrals_made": state.referrals_made,
+            "referrals_converted": state.referrals_converted,
             "complaints": state.complaints,
         },
         "first_seen_at": state.first_seen_at,

@@ -100,8 +100,9 @@ def check_range(lo: datetime, hi: datetime, bucket: str) -> None:
         raise InvalidRange(f"more than {MAX_BUCKETS} {bucket} buckets; use a longer bucket or a shorter range")
 
 
-def flow_series(counts: dict[tuple[date, str], int], *, bucket: str, since: datetime | None,
-                until: datetime | None) -> list[dict[str, object]]:
+def flow_series(
+    counts: dict[tuple[date, str], int], *, bucket: str, since: datetime | None, until: datetime | None
+) -> list[dict[str, object]]:
     """Buckets in time order with every rung's entries, empty buckets included.
 
     The series covers the bucket of `since` (else of the first entry) to the bucket of the last instant before
@@ -109,12 +110,17 @@ def flow_series(counts: dict[tuple[date, str], int], *, bucket: str, since: date
     """
     data_starts = sorted({start for start, _ in counts})
     first = bucket_of(since, bucket) if since is not None else (data_starts[0] if data_starts else None)
-    last = (bucket_of(until - timedelta(microseconds=1), bucket) if until is not None
-            else (data_starts[-1] if data_starts else None))
+    last = (
+        bucket_of(until - timedelta(microseconds=1), bucket)
+        if until is not None
+        else (data_starts[-1] if data_starts else None)
+    )
     if first is None or last is None:
         return []
-    return [{"start": start.isoformat(), "entered": {r: counts.get((start, r), 0) for r in FLOW_RUNGS}}
-            for start in bucket_starts(first, last, bucket)]
+    return [
+        {"start": start.isoformat(), "entered": {r: counts.get((start, r), 0) for r in FLOW_RUNGS}}
+        for start in bucket_starts(first, last, bucket)
+    ]
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
@@ -170,10 +176,14 @@ def resolve_window(conn: Connection, *, bucket: str, since: datetime | None, unt
         return Window(since, until)
     where, params = _where(since, until)
     seen, _ = _where(since, until, "first_seen_at")
-    row = conn.execute(text(
-        f"SELECT min(lo) AS lo, max(hi) AS hi FROM ("
-        f"SELECT min(occurred_at) AS lo, max(occurred_at) AS hi FROM stage_history WHERE {where} UNION ALL "
-        f"SELECT min(first_seen_at), max(first_seen_at) FROM customers WHERE {seen}) AS ends"), params).one()
+    row = conn.execute(
+        text(
+            f"SELECT min(lo) AS lo, max(hi) AS hi FROM ("
+            f"SELECT min(occurred_at) AS lo, max(occurred_at) AS hi FROM stage_history WHERE {where} UNION ALL "
+            f"SELECT min(first_seen_at), max(first_seen_at) FROM customers WHERE {seen}) AS ends"
+        ),
+        params,
+    ).one()
     if row.lo is None:
         return Window(since, until)
     end = until if until is not None else row.hi + timedelta(microseconds=1)
@@ -189,30 +199,41 @@ def resolve_window(conn: Connection, *, bucket: str, since: datetime | None, unt
     return Window(clipped_start(end, bucket), until, clipped=True)
 
 
-def load_flows(conn: Connection, *, bucket: str, since: datetime | None,
-               until: datetime | None) -> dict[tuple[date, str], int]:
+def load_flows(
+    conn: Connection, *, bucket: str, since: datetime | None, until: datetime | None
+) -> dict[tuple[date, str], int]:
     """Entries per (bucket start, rung) from stage_history, by occurred_at of the cause, in UTC."""
     where, params = _where(since, until)
     params["bucket"] = bucket
     # AT TIME ZONE 'UTC' first: the buckets are UTC days whatever the session's TimeZone is
-    sql = ("SELECT date_trunc(:bucket, occurred_at AT TIME ZONE 'UTC') AS start, to_stage, count(*) AS n "
-           f"FROM stage_history WHERE {where} GROUP BY 1, 2")
+    sql = (
+        "SELECT date_trunc(:bucket, occurred_at AT TIME ZONE 'UTC') AS start, to_stage, count(*) AS n "
+        f"FROM stage_history WHERE {where} GROUP BY 1, 2"
+    )
     counts = {(row.start.date(), row.to_stage): int(row.n) for row in conn.execute(text(sql), params)}
     seen, params = _where(since, until, "first_seen_at")
     params["bucket"] = bucket
-    sql = ("SELECT date_trunc(:bucket, first_seen_at AT TIME ZONE 'UTC') AS start, count(*) AS n "
-           f"FROM customers WHERE {seen} GROUP BY 1")
+    sql = (
+        "SELECT date_trunc(:bucket, first_seen_at AT TIME ZONE 'UTC') AS start, count(*) AS n "
+        f"FROM customers WHERE {seen} GROUP BY 1"
+    )
     counts.update(((row.start.date(), "potential"), int(row.n)) for row in conn.execute(text(sql), params))
     return counts
 
 
 def load_earlier(conn: Connection, *, before: datetime) -> dict[str, int]:
     """Entries per rung dated before `before`."""
-    rows = conn.execute(text(f"SELECT to_stage, count(*) AS n FROM stage_history WHERE {_ENTERED} "
-                             "AND occurred_at < :before GROUP BY to_stage"), {"before": before})
+    rows = conn.execute(
+        text(
+            f"SELECT to_stage, count(*) AS n FROM stage_history WHERE {_ENTERED} "
+            "AND occurred_at < :before GROUP BY to_stage"
+        ),
+        {"before": before},
+    )
     counts = {row.to_stage: int(row.n) for row in rows}
-    counts["potential"] = conn.execute(text("SELECT count(*) FROM customers WHERE first_seen_at < :before"),
-                                       {"before": before}).scalar_one()
+    counts["potential"] = conn.execute(
+        text("SELECT count(*) FROM customers WHERE first_seen_at < :before"), {"before": before}
+    ).scalar_one()
     return {r: counts.get(r, 0) for r in FLOW_RUNGS}
 
 
@@ -227,7 +248,9 @@ def flows(engine: Engine, *, bucket: str, since: datetime | None, until: datetim
         counts = load_flows(conn, bucket=bucket, since=window.lo, until=window.hi)
         earlier = load_earlier(conn, before=window.lo) if window.clipped and window.lo is not None else None
     body: dict[str, object] = {
-        "bucket": bucket, "series": flow_series(counts, bucket=bucket, since=window.lo, until=window.hi)}
+        "bucket": bucket,
+        "series": flow_series(counts, bucket=bucket, since=window.lo, until=window.hi),
+    }
     if earlier is not None:
         body["earlier"] = earlier
     return body

@@ -29,8 +29,12 @@ CohortName = Literal["month", "week"]
 REACHED = STAGES[1:]  # every customer stands on potential or above
 
 
-def _window(engine: Engine, cohort: str, lo: datetime | None, hi: datetime | None,
-            ) -> tuple[datetime | None, datetime | None]:
+def _window(
+    engine: Engine,
+    cohort: str,
+    lo: datetime | None,
+    hi: datetime | None,
+) -> tuple[datetime | None, datetime | None]:
     if lo is not None and hi is not None:
         return lo, hi
     where: list[str] = ["true"]
@@ -42,8 +46,12 @@ def _window(engine: Engine, cohort: str, lo: datetime | None, hi: datetime | Non
         where.append("first_seen_at < :until")
         params["until"] = hi
     with engine.connect() as conn:
-        row = conn.execute(text("SELECT min(first_seen_at) AS lo, max(first_seen_at) AS hi FROM customers "
-                                f"WHERE {' AND '.join(where)}"), params).one()
+        row = conn.execute(
+            text(
+                f"SELECT min(first_seen_at) AS lo, max(first_seen_at) AS hi FROM customers WHERE {' AND '.join(where)}"
+            ),
+            params,
+        ).one()
     if row.lo is None:
         return lo, hi
     end = hi if hi is not None else row.hi + timedelta(microseconds=1)
@@ -72,12 +80,15 @@ def funnel(engine: Engine, *, cohort: str, since: datetime | None, until: dateti
         where.append("first_seen_at < :until")
         params["until"] = hi
     reached = ", ".join(f"count(*) FILTER (WHERE stage_rank >= {RANK[r]}) AS {r}" for r in REACHED)
-    sql = (f"SELECT date_trunc(:cohort, first_seen_at AT TIME ZONE 'UTC') AS start, count(*) AS n, {reached} "
-           f"FROM customers WHERE {' AND '.join(where)} GROUP BY 1")
+    sql = (
+        f"SELECT date_trunc(:cohort, first_seen_at AT TIME ZONE 'UTC') AS start, count(*) AS n, {reached} "
+        f"FROM customers WHERE {' AND '.join(where)} GROUP BY 1"
+    )
     with engine.connect() as conn:
         found: dict[date, dict[str, int]] = {
             row.start.date(): {"customers": int(row.n), **{r: int(getattr(row, r)) for r in REACHED}}
-            for row in conn.execute(text(sql), params)}
+            for row in conn.execute(text(sql), params)
+        }
     if not found and (lo is None or hi is None):
         return {"cohort": cohort, "rows": []}
     first = bucket_of(lo, cohort) if lo is not None else min(found)
@@ -86,6 +97,7 @@ def funnel(engine: Engine, *, cohort: str, since: datetime | None, until: dateti
     rows = []
     for start in bucket_starts(first, last, cohort):
         counts = found.get(start, empty)
-        rows.append({"start": start.isoformat(), "customers": counts["customers"],
-                     "reached": {r: counts[r] for r in REACHED}})
+        rows.append(
+            {"start": start.isoformat(), "customers": counts["customers"], "reached": {r: counts[r] for r in REACHED}}
+        )
     return {"cohort": cohort, "rows": rows}

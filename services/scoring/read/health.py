@@ -47,13 +47,16 @@ class StoredHealth:
 
 
 def stored_health(conn: Connection, *, customer_id: str) -> StoredHealth:
-    row = conn.execute(text("SELECT health_status, at_risk_since, health_due_at FROM customers "
-                            "WHERE customer_id = :id"), {"id": customer_id}).first()
+    row = conn.execute(
+        text("SELECT health_status, at_risk_since, health_due_at FROM customers WHERE customer_id = :id"),
+        {"id": customer_id},
+    ).first()
     return StoredHealth(None, None, None) if row is None else StoredHealth(*row)
 
 
-def health_view(state: CustomerState, stored: StoredHealth, *, model: Model, policy: Policy,
-                at: datetime) -> dict[str, object] | None:
+def health_view(
+    state: CustomerState, stored: StoredHealth, *, model: Model, policy: Policy, at: datetime
+) -> dict[str, object] | None:
     """The `health` block of GET /v1/customers/{id} as of `at`; None without orders."""
     s = summary(state.order_days, as_of_day=day_index(at))
     if s is None:
@@ -64,12 +67,22 @@ def health_view(state: CustomerState, stored: StoredHealth, *, model: Model, pol
     if status == "at_risk":
         # the stored change if there is one; else the scan has not marked it yet, and it crossed at its due moment
         since = stored.at_risk_since if stored.status == "at_risk" else (stored.due_at or at)
-    return {"status": status, "p_alive": p, "expected_orders_90d": expected_orders_90d(model, s), "as_of": at,
-            "model_version": model.version, "x": s.x, "t_x_weeks": s.t_x, "T_weeks": s.T, "at_risk_since": since}
+    return {
+        "status": status,
+        "p_alive": p,
+        "expected_orders_90d": expected_orders_90d(model, s),
+        "as_of": at,
+        "model_version": model.version,
+        "x": s.x,
+        "t_x_weeks": s.t_x,
+        "T_weeks": s.T,
+        "at_risk_since": since,
+    }
 
 
-def customer_health(conn: Connection, state: CustomerState, *, policy: Policy,
-                    at: datetime) -> dict[str, object] | None:
+def customer_health(
+    conn: Connection, state: CustomerState, *, policy: Policy, at: datetime
+) -> dict[str, object] | None:
     """`health_view` of a customer read on `conn`."""
     if not state.order_days:
         return None
@@ -100,8 +113,9 @@ _BACKTEST = text("""
 """)
 
 
-def backtest(engine: Engine, *, cutoff: datetime, horizon_days: int, kind: ModelKind, policy: Policy,
-             now: datetime | None = None) -> dict[str, object]:
+def backtest(
+    engine: Engine, *, cutoff: datetime, horizon_days: int, kind: ModelKind, policy: Policy, now: datetime | None = None
+) -> dict[str, object]:
     """Fit `kind` on the orders up to the cutoff's UTC day and compare its forecast with the holdout.
 
     Raises BacktestRefused for a cutoff in the future, too few customers, or a fit that fails. Changes nothing.
@@ -117,8 +131,9 @@ def backtest(engine: Engine, *, cutoff: datetime, horizon_days: int, kind: Model
         rows = conn.execute(_BACKTEST, {"cut": cut, "until": cut + horizon_days}).all()
     needed = policy.health.min_customers
     if len(rows) < needed:
-        raise BacktestRefused("too_few_customers", f"{len(rows)} customers with an order on or before the cutoff, "
-                                                   f"{needed} needed")
+        raise BacktestRefused(
+            "too_few_customers", f"{len(rows)} customers with an order on or before the cutoff, {needed} needed"
+        )
     x = np.array([r.x for r in rows], dtype=np.int64)
     recency = np.array([r.recency for r in rows], dtype=np.int64)
     age = np.array([r.age for r in rows], dtype=np.int64)
@@ -126,12 +141,18 @@ def backtest(engine: Engine, *, cutoff: datetime, horizon_days: int, kind: Model
     result = fit(kind, group_days(x, recency, age))
     if isinstance(result, FitFailure):
         raise BacktestRefused("fit_failed", result.reason)
-    predicted = expected_orders_array(kind, result.params, x.astype(np.float64), recency / 7.0, age / 7.0,
-                                      horizon_days / 7.0)
+    predicted = expected_orders_array(
+        kind, result.params, x.astype(np.float64), recency / 7.0, age / 7.0, horizon_days / 7.0
+    )
     return {
-        "model": kind, "cutoff": cut_at, "horizon_days": horizon_days, "customers": len(rows),
-        "params": result.params.as_dict(), "log_likelihood": result.log_likelihood,
-        "predicted_repeat_orders": float(predicted.sum()), "actual_repeat_orders": int(actual.sum()),
+        "model": kind,
+        "cutoff": cut_at,
+        "horizon_days": horizon_days,
+        "customers": len(rows),
+        "params": result.params.as_dict(),
+        "log_likelihood": result.log_likelihood,
+        "predicted_repeat_orders": float(predicted.sum()),
+        "actual_repeat_orders": int(actual.sum()),
         "by_frequency": _by_frequency(x, predicted, actual),
     }
 
@@ -141,8 +162,12 @@ def _by_frequency(x: Any, predicted: Any, actual: Any) -> list[dict[str, object]
     for k in range(FREQUENCY_ROWS + 1):
         mask = x == k if k < FREQUENCY_ROWS else x >= FREQUENCY_ROWS
         n = int(mask.sum())
-        rows.append({"x": k if k < FREQUENCY_ROWS else f"{FREQUENCY_ROWS}+", "customers": n,
-                     "predicted": float(predicted[mask].mean()) if n else 0.0,
-                     "actual": float(actual[mask].mean()) if n else 0.0})
+        rows.append(
+            {
+                "x": k if k < FREQUENCY_ROWS else f"{FREQUENCY_ROWS}+",
+                "customers": n,
+                "predicted": float(predicted[mask].mean()) if n else 0.0,
+                "actual": float(actual[mask].mean()) if n else 0.0,
+            }
+        )
     return rows
-

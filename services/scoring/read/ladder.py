@@ -16,10 +16,16 @@ def stage_counts(engine: Engine) -> dict[str, object]:
     so a customer not written since it is stored is in `customers` and `tiers` but in no `develop` count.
     """
     with engine.connect() as conn:
-        counts = [(r.stage, r.tier, r.develop, int(r.n), int(r.at_risk)) for r in conn.execute(
-            text("SELECT stage, tier, develop, count(*) AS n, "
-                 "count(*) FILTER (WHERE health_status = 'at_risk') AS at_risk "
-                 "FROM customers GROUP BY stage, tier, develop"))]
+        counts = [
+            (r.stage, r.tier, r.develop, int(r.n), int(r.at_risk))
+            for r in conn.execute(
+                text(
+                    "SELECT stage, tier, develop, count(*) AS n, "
+                    "count(*) FILTER (WHERE health_status = 'at_risk') AS at_risk "
+                    "FROM customers GROUP BY stage, tier, develop"
+                )
+            )
+        ]
     stages = {
         stage: {
             "customers": sum(n for s, _, _, n, _ in counts if s == stage),
@@ -39,10 +45,17 @@ def policy_view(policy: Policy) -> dict[str, object]:
         "profitable_min": str(policy.profitable_min),
         "unprofitable_below": str(policy.unprofitable_below),
         "activity_horizon_months": policy.activity_horizon_months,
-        "loyalty": {kind: {"half_life_days": p.half_life_days, "scale": p.scale, "extra": p.extra}
-                    for kind, p in policy.kinds},
-        "focus": {"weights": {k: float(w) for k, w in zip(LOYALTY_KINDS, policy.focus.weights, strict=True)},
-                  "actions": dict(zip(LOYALTY_KINDS, policy.focus.actions, strict=True))},
-        "health": {"model": policy.health.model, "at_risk_below": policy.health.at_risk_below,
-                   "min_customers": policy.health.min_customers, "prior": policy.health.prior.as_dict()},
+        "loyalty": {
+            kind: {"half_life_days": p.half_life_days, "scale": p.scale, "extra": p.extra} for kind, p in policy.kinds
+        },
+        "focus": {
+            "weights": {k: float(w) for k, w in zip(LOYALTY_KINDS, policy.focus.weights, strict=True)},
+            "actions": dict(zip(LOYALTY_KINDS, policy.focus.actions, strict=True)),
+        },
+        "health": {
+            "model": policy.health.model,
+            "at_risk_below": policy.health.at_risk_below,
+            "min_customers": policy.health.min_customers,
+            "prior": policy.health.prior.as_dict(),
+        },
     }

@@ -49,6 +49,7 @@ class InvalidCursor(ValueError):
 
 # ---- cursors and keyset paging ----------------------------------------------------------------------------
 
+
 def encode_cursor(customer_id: str) -> str:
     """The opaque cursor after `customer_id`: URL-safe base64 of its UTF-8 bytes, without padding."""
     return base64.urlsafe_b64encode(customer_id.encode()).decode().rstrip("=")
@@ -113,8 +114,9 @@ class ListedRow(NamedTuple):
 _INDEX_ORDER = "(-coalesce(loyalty_index, -1))"  # the expression ix_customers_index_order is built on
 
 
-def page_query(flt: ListFilter, *, after: str | IndexKey | None, limit: int,
-               order: Order = "customer_id") -> tuple[str, dict[str, object]]:
+def page_query(
+    flt: ListFilter, *, after: str | IndexKey | None, limit: int, order: Order = "customer_id"
+) -> tuple[str, dict[str, object]]:
     """SQL and parameters of one keyset page, in `order`, after the position `after` (None = from the start).
 
     Only the conditions in use are written out (no `:x IS NULL OR` tricks), so the planner sees each
@@ -149,16 +151,17 @@ def page_query(flt: ListFilter, *, after: str | IndexKey | None, limit: int,
             params["after"] = after
         sort = "customer_id"
     clause = f"WHERE {' AND '.join(where)} " if where else ""
-    return (f"SELECT customer_id, state, develop, loyalty_index FROM customers {clause}ORDER BY {sort} "
-            "LIMIT :limit"), params
+    return (
+        f"SELECT customer_id, state, develop, loyalty_index FROM customers {clause}ORDER BY {sort} LIMIT :limit"
+    ), params
 
 
-def fetch_page(conn: Connection, flt: ListFilter, *, after: str | IndexKey | None, limit: int,
-               order: Order = "customer_id") -> list[ListedRow]:
+def fetch_page(
+    conn: Connection, flt: ListFilter, *, after: str | IndexKey | None, limit: int, order: Order = "customer_id"
+) -> list[ListedRow]:
     """Up to `limit` customers matching `flt` after the position `after`, in `order`."""
     sql, params = page_query(flt, after=after, limit=limit, order=order)
-    return [ListedRow(from_text(row.state), row.develop, row.loyalty_index)
-            for row in conn.execute(text(sql), params)]
+    return [ListedRow(from_text(row.state), row.develop, row.loyalty_index) for row in conn.execute(text(sql), params)]
 
 
 def iter_keyset(fetch: Callable[[K | None], Sequence[T]], *, key: Callable[[T], K], chunk: int) -> Iterator[T]:
@@ -178,6 +181,7 @@ def _row_key(order: Order) -> Callable[[ListedRow], str | IndexKey]:
 
 # ---- pages ------------------------------------------------------------------------------------------------
 
+
 def list_item(row: ListedRow, *, policy: Policy, at: datetime) -> dict[str, object]:
     """One customer in a list: rung, loyalty vector, profitability and stability as of `at`; the stored focus.
 
@@ -191,13 +195,24 @@ def list_item(row: ListedRow, *, policy: Policy, at: datetime) -> dict[str, obje
         "loyalty": loyalty(state, at=at, policy=policy).as_dict(),
         "profitability": profitability(state, policy=policy),
         "stability": stability(state, at=at),
-        "focus": (None if row.develop is None or row.loyalty_index is None
-                  else {"develop": row.develop, "index": float(row.loyalty_index)}),
+        "focus": (
+            None
+            if row.develop is None or row.loyalty_index is None
+            else {"develop": row.develop, "index": float(row.loyalty_index)}
+        ),
     }
 
 
-def customer_page(engine: Engine, flt: ListFilter, *, cursor: str | None, limit: int, policy: Policy,
-                  at: datetime, order: Order = "customer_id") -> dict[str, object]:
+def customer_page(
+    engine: Engine,
+    flt: ListFilter,
+    *,
+    cursor: str | None,
+    limit: int,
+    policy: Policy,
+    at: datetime,
+    order: Order = "customer_id",
+) -> dict[str, object]:
     """One page of the list in `order` after `cursor` (None = the first page): its items and the next cursor.
 
     Raises InvalidCursor before touching the database when `cursor` is not one of ours for this order.
@@ -213,31 +228,42 @@ def customer_page(engine: Engine, flt: ListFilter, *, cursor: str | None, limit:
     next_cursor = None
     if more:
         last = rows[-1]
-        next_cursor = (encode_index_cursor(last.index_key()) if order == "index"
-                       else encode_cursor(last.state.customer_id))
+        next_cursor = (
+            encode_index_cursor(last.index_key()) if order == "index" else encode_cursor(last.state.customer_id)
+        )
     return {"items": [list_item(r, policy=policy, at=at) for r in rows], "next": next_cursor}
 
 
 # ---- CSV --------------------------------------------------------------------------------------------------
 
+
 def csv_row(state: CustomerState, *, policy: Policy, at: datetime) -> list[object]:
     """One CSV line's values in CSV_COLUMNS order; money as plain 2-place decimals."""
     money = profitability(state, policy=policy)
     kinds = loyalty(state, at=at, policy=policy).as_dict()
-    return [state.customer_id, state.stage, money["tier"], money["sales"], money["costs"], money["profit"],
-            stability(state, at=at), *(kinds[k] for k in LOYALTY_KINDS)]
+    return [
+        state.customer_id,
+        state.stage,
+        money["tier"],
+        money["sales"],
+        money["costs"],
+        money["profit"],
+        stability(state, at=at),
+        *(kinds[k] for k in LOYALTY_KINDS),
+    ]
 
 
-def csv_rows(engine: Engine, flt: ListFilter, *, policy: Policy, at: datetime,
-             order: Order = "customer_id") -> Iterator[list[object]]:
+def csv_rows(
+    engine: Engine, flt: ListFilter, *, policy: Policy, at: datetime, order: Order = "customer_id"
+) -> Iterator[list[object]]:
     """Every customer matching `flt` in `order` as CSV values, read lazily in keyset chunks of CSV_CHUNK."""
+
     def fetch(after: str | IndexKey | None) -> list[ListedRow]:
         # a fresh connection per chunk: nothing is held while the client reads at its own pace
         with engine.connect() as conn:
             return fetch_page(conn, flt, after=after, limit=CSV_CHUNK, order=order)
 
-    return (csv_row(r.state, policy=policy, at=at)
-            for r in iter_keyset(fetch, key=_row_key(order), chunk=CSV_CHUNK))
+    return (csv_row(r.state, policy=policy, at=at) for r in iter_keyset(fetch, key=_row_key(order), chunk=CSV_CHUNK))
 
 
 # A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV Injection")
@@ -274,5 +300,10 @@ def csv_lines(rows: Iterator[list[object]], *, lines_per_chunk: int = 500) -> It
 
 def csv_name(flt: ListFilter, *, order: Order = "customer_id") -> str:
     """The download's file name, without extension: `customers`, the filter values in use, `by-index` if so sorted."""
-    return "-".join(["customers", *(v for v in (flt.stage, flt.tier, flt.develop, flt.health) if v),
-                     *(["by-index"] if order == "index" else [])])
+    return "-".join(
+        [
+            "customers",
+            *(v for v in (flt.stage, flt.tier, flt.develop, flt.health) if v),
+            *(["by-index"] if order == "index" else []),
+        ]
+    )

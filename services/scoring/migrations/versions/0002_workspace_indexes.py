@@ -7,6 +7,7 @@ Create Date: 2026-11-22
 GET /v1/customers?stage=X pages in customer_id order; (stage, tier, customer_id) cannot give that order
 across tiers, so without this index a rung's list sorts the whole rung for every page.
 """
+
 from alembic import op
 
 revision = "0002"

@@ -17,6 +17,7 @@ kept free, most updates that leave the rung and tier alone stay on the page (HOT
 `processed_events.processed_at` only serves the retention prune, and rows arrive in time order: a BRIN
 index answers "older than N days" as well as the b-tree did, at almost no cost per inserted row.
 """
+
 from alembic import op
 
 revision = "0003"
@@ -29,8 +30,9 @@ def upgrade() -> None:
     op.execute("ALTER TABLE customers ALTER COLUMN state TYPE text USING state::text")
     op.execute("ALTER TABLE customers SET (fillfactor = 80)")
     op.drop_index(op.f("ix_processed_events_processed_at"), table_name="processed_events")
-    op.create_index(op.f("ix_processed_events_processed_at"), "processed_events", ["processed_at"],
-                    postgresql_using="brin")
+    op.create_index(
+        op.f("ix_processed_events_processed_at"), "processed_events", ["processed_at"], postgresql_using="brin"
+    )
 
 
 def downgrade() -> None:

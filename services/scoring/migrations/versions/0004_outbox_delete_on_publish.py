@@ -17,6 +17,7 @@ claim walks stays small.
 Rolling upgrade: a relay of the previous version fails its pass against this schema (the column is gone) and
 retries; its rows stay unpublished, so nothing is lost or doubled, and the new relay publishes them.
 """
+
 import sqlalchemy as sa
 from alembic import op
 

@@ -18,6 +18,7 @@ stored one. `ix_customers_develop_customer_id` serves `develop=` lists in custom
 Cost: the index changes with almost every event, so customer updates are no longer HOT (they were for about half
 of the rows, those whose rung and tier stayed); docs/performance.md has the measurement.
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -30,8 +31,7 @@ depends_on = None
 def upgrade() -> None:
     op.add_column("customers", sa.Column("develop", sa.Text, nullable=True))
     op.add_column("customers", sa.Column("loyalty_index", sa.Numeric(5, 4), nullable=True))
-    op.create_index("ix_customers_index_order", "customers",
-                    [sa.text("(-coalesce(loyalty_index, -1))"), "customer_id"])
+    op.create_index("ix_customers_index_order", "customers", [sa.text("(-coalesce(loyalty_index, -1))"), "customer_id"])
     op.create_index(op.f("ix_customers_develop_customer_id"), "customers", ["develop", "customer_id"])
 
 

@@ -16,6 +16,7 @@ sweep after a refit reads only the rows stamped with another model version (an i
 Customers stored before this revision have no order days in their state, so they get a health with their
 first order after the upgrade.
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -36,8 +37,9 @@ def upgrade() -> None:
     op.add_column("customers", sa.Column("health_model_version", sa.Integer(), nullable=True))
     op.add_column("customers", sa.Column("at_risk_since", sa.DateTime(timezone=True), nullable=True))
     op.add_column("customers", sa.Column("health_due_at", sa.DateTime(timezone=True), nullable=True))
-    op.add_column("customers", sa.Column("health_transitions", sa.Integer(), nullable=False,
-                                         server_default=sa.text("0")))
+    op.add_column(
+        "customers", sa.Column("health_transitions", sa.Integer(), nullable=False, server_default=sa.text("0"))
+    )
     op.create_index(op.f("ix_customers_health_due_at"), "customers", ["health_due_at"])
     op.create_index(op.f("ix_customers_health_model_version"), "customers", ["health_model_version"])
     op.create_index(op.f("ix_customers_health_status_customer_id"), "customers", ["health_status", "customer_id"])
@@ -61,7 +63,17 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_customers_health_status_customer_id"), table_name="customers")
     op.drop_index(op.f("ix_customers_health_model_version"), table_name="customers")
     op.drop_index(op.f("ix_customers_health_due_at"), table_name="customers")
-    for column in ("health_transitions", "health_due_at", "at_risk_since", "health_model_version", "health_as_of",
-                   "p_alive", "health_status", "order_day_count", "order_last_day", "order_first_day",
-                   "last_order_at"):
+    for column in (
+        "health_transitions",
+        "health_due_at",
+        "at_risk_since",
+        "health_model_version",
+        "health_as_of",
+        "p_alive",
+        "health_status",
+        "order_day_count",
+        "order_last_day",
+        "order_first_day",
+        "last_order_at",
+    ):
         op.drop_column("customers", column)

@@ -10,6 +10,7 @@ on `first_seen_at` and find its ends with min/max, which the index answers witho
 Prospects themselves need no new table: they are customers on `potential`, and their import claims its rows in
 `processed_events` like any event.
 """
+
 from alembic import op
 
 revision = "0007"
