@@ -1,10 +1,6 @@
 // The marketing workspace page. Plain ES module, no build step: everything it shows comes from
-<<<<<<< HEAD
-// /v1/stages, /v1/flows, /v1/funnel, POST /v1/prospects, /v1/customers, /v1/customers/{id} and /v1/customers/{id}/next-rung.
-=======
-// /v1/stages, /v1/flows, /v1/customers, /v1/customers/{id}, /v1/customers/{id}/next-rung and
-// /v1/health/backtest (health.js).
->>>>>>> main
+// /v1/stages, /v1/flows, /v1/funnel, POST /v1/prospects, /v1/customers, /v1/customers/{id},
+// /v1/customers/{id}/next-rung and /v1/health/backtest (health.js).
 // Focus (which kind of loyalty to encourage and to develop): on the customer card, as a develop filter, sort and
 // columns in the list, and as a small bar of kinds to develop per rung in the ladder table.
 // Numbers it draws are also written into the DOM (tables, data-* attributes), for people and for tests.
@@ -77,22 +73,16 @@ function askForToken(message) {
   return tokenPrompt;
 }
 
-<<<<<<< HEAD
-async function api(path, { accept = "application/json", method = "GET", body = null, type = null } = {}) {
-=======
-async function api(path, { accept = "application/json", method = "GET", body = undefined } = {}) {
->>>>>>> main
+// `body`: a File or string is sent as it is, with `type` as its content type; anything else as JSON
+async function api(path, { accept = "application/json", method = "GET", body = undefined, type = null } = {}) {
   for (;;) {
     const headers = { Accept: accept };
     if (type) headers["Content-Type"] = type;
     const token = sessionStorage.getItem(TOKEN_KEY);
     if (token) headers.Authorization = `Bearer ${token}`;
-<<<<<<< HEAD
-    const res = await fetch(path, { headers, method, body });
-=======
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    const res = await fetch(path, { headers, method, body: body === undefined ? undefined : JSON.stringify(body) });
->>>>>>> main
+    const raw = body === undefined || body instanceof Blob || typeof body === "string";
+    if (!raw) headers["Content-Type"] = "application/json";
+    const res = await fetch(path, { headers, method, body: raw ? body : JSON.stringify(body) });
     if (res.status === 401) {
       // a 401 that arrives after a new token was entered answers the old one: retry with the new token, and
       // neither drop it nor ask again (else a late answer would open a prompt nobody is waiting for)
@@ -522,14 +512,10 @@ $("#forget-token").addEventListener("click", () => {
 });
 $("#flows-bucket").addEventListener("change", () => loadFlows().catch(fail));
 $("#flows-kind").addEventListener("change", () => loadFlows().catch(fail));
-<<<<<<< HEAD
 $("#cohorts-by").addEventListener("change", () => loadCohorts().catch(fail));
 $("#import-file").addEventListener("change", () => { $("#import-send").disabled = !$("#import-file").files.length; });
 $("#import-form").addEventListener("submit", (ev) => importFile(ev).catch(fail));
-for (const id of ["#list-stage", "#list-tier", "#list-develop", "#list-sort", "#list-limit"]) {
-=======
 for (const id of ["#list-stage", "#list-tier", "#list-develop", "#list-health", "#list-sort", "#list-limit"]) {
->>>>>>> main
   $(id).addEventListener("change", filtersChanged);
 }
 // the gold fund: the advocates and regulars who are slipping away, one click each
