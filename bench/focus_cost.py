@@ -35,13 +35,16 @@ from sqlalchemy import text
 from bench.generator import generate
 from devstack.embedded import create_database, start_postgres
 from services.scoring.__main__ import DEFAULT_POLICY
+from services.scoring.cache import StateCache
 from services.scoring.domain.focus import focus
 from services.scoring.domain.ladder import StageChanged, apply
 from services.scoring.domain.measures import loyalty
 from services.scoring.domain.policy import Policy, parse_policy
 from services.scoring.domain.state import CustomerState, to_text
 from services.scoring.migrate import upgrade
-from services.scoring.store import StateCache, _conversion_fact, process_batch, session
+from services.scoring.outgoing import conversion_fact
+from services.scoring.store import process_batch
+from services.scoring.unit_of_work import session
 from shared.adapters.db import make_engine
 from shared.wire.messages import Fact
 from shared.wire.validation import validate
@@ -125,7 +128,7 @@ def transaction_run(admin_url: str, facts: list[Fact], policy: Policy, *, with_i
             backend += sum(proc.cpu_times()[:2]) - b0
             cache.remember(outcome.written)
             applied += len(batch)
-            conversions = [_conversion_fact(c) for c in outcome.conversions]
+            conversions = [conversion_fact(c) for c in outcome.conversions]
             with engine.begin() as conn:
                 conn.execute(text("DELETE FROM outbox"))  # the relay's part, outside the measure
         with engine.connect() as conn:

@@ -23,7 +23,7 @@ from services.scoring.domain.ladder import StageChanged, apply
 from services.scoring.domain.measures import loyalty, tier
 from services.scoring.domain.policy import Policy
 from services.scoring.domain.state import RANK, from_text, to_text
-from services.scoring.store import conversion_message_id, stage_change_id, stage_change_payload
+from services.scoring.outgoing import conversion_message_id, stage_change_id, stage_change_payload
 from shared.settings import libpq_url
 from shared.wire.validation import validate
 

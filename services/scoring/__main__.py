@@ -8,13 +8,13 @@ from pathlib import Path
 from types import FrameType
 
 from services.scoring.api import create_app
+from services.scoring.cache import StateCache
 from services.scoring.domain.policy import Policy, parse_policy
 from services.scoring.health.models import ModelSource
 from services.scoring.health.refit import HealthLoop
 from services.scoring.heavy import Activity
 from services.scoring.http_common import ApiContext
 from services.scoring.relay_process import RelayProcess
-from services.scoring.store import StateCache
 from services.scoring.worker import ScoringWorker
 from shared.adapters.db import make_engine
 from shared.adapters.http import ServerThread

@@ -32,7 +32,7 @@ from services.scoring.domain.ladder import new_customer
 from services.scoring.domain.measures import loyalty, tier
 from services.scoring.domain.policy import Policy
 from services.scoring.domain.state import RANK, to_text
-from services.scoring.store import run_sql, session
+from services.scoring.unit_of_work import run_sql, session
 from shared.adapters.pgarrays import TextArray
 
 ROLE = "primary"

@@ -19,7 +19,7 @@ from kafka.errors import KafkaError
 from sqlalchemy import Engine, TextClause, text
 from sqlalchemy.exc import SQLAlchemyError
 
-from services.scoring.store import run_sql, session
+from services.scoring.unit_of_work import run_sql, session
 from shared.adapters.batches import RecordBatchProducer
 from shared.adapters.kafka import partition_for
 from shared.faults import Faults

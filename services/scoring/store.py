@@ -22,54 +22,35 @@ the table. The cache learns a batch's states only after its commit.
 
 from __future__ import annotations
 
-import hashlib
-import uuid
-from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import orjson
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection
 
+from services.scoring.cache import StateCache
 from services.scoring.domain.focus import Focus, focus, index_units
 from services.scoring.domain.ladder import ReferralConverted, StageChanged, apply
-from services.scoring.domain.measures import Loyalty, loyalty, profitability, tier
+from services.scoring.domain.measures import loyalty, tier
 from services.scoring.domain.policy import Policy
-from services.scoring.domain.state import RANK, CustomerState, from_text, to_text, utc
+from services.scoring.domain.state import RANK, CustomerState, from_text, to_text
 from services.scoring.health.marks import NO_MARK, HealthContext, HealthMark
 from services.scoring.health.rows import HealthColumns, health_of, health_params, prior_context
+from services.scoring.outgoing import (
+    Measures,
+    conversion_fact,
+    conversion_message_id,
+    measures_of,
+    stage_change_id,
+    stage_change_payload,
+)
 from shared.adapters.pgarrays import BigIntArray, BytesArray, SmallIntArray, TextArray
 from shared.wire.messages import Fact, encode
-
-# every stage change id is derived from (customer, rung): a re-publish carries the same id, and there can
-# never be two ids for one customer and rung
-STAGE_CHANGE_NAMESPACE = uuid.UUID("6f1c1d52-3b0e-4a53-9d1e-7c1f0a5c2b11")
-SCHEMA_VERSION = 1
 
 
 class ConcurrentUpdate(RuntimeError):
     """Another instance wrote a customer of this batch since we read it; the batch is retried."""
-
-
-_NAMESPACE_BYTES = STAGE_CHANGE_NAMESPACE.bytes
-
-
-def stage_change_id(customer_id: str, to_stage: str) -> str:
-    """The stable event id of a customer's entry onto a rung: `uuid.uuid5(STAGE_CHANGE_NAMESPACE, ...)`."""
-    # uuid5 by hand: the same bytes as uuid.uuid5 without building a UUID object (this runs once per rung entered)
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{customer_id}\x1f{to_stage}".encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def conversion_message_id(referral_event_id: str) -> str:
-    """The outbox id of the conversion fact one referral yields."""
-    return f"conversion:{referral_event_id}"
 
 
 @dataclass
@@ -85,107 +66,6 @@ class BatchOutcome:
     # customer id -> the health written by this batch (customers with an order), for the cache too
     marks: dict[str, HealthMark] = field(default_factory=dict)
     health_changes: int = 0
-
-
-class StateCache:
-    """The last committed (state, version) of up to `capacity` recently written customers, least recent out first.
-
-    Only the scoring worker's thread touches it. A capacity of 0 keeps nothing, and every batch reads the table.
-    """
-
-    def __init__(self, *, capacity: int) -> None:
-        self.capacity = capacity
-        self._entries: OrderedDict[str, tuple[CustomerState, int]] = OrderedDict()
-        # the health mark each cached customer's row holds (absent: none); valid exactly as long as the version is,
-        # since a scan or sweep that changes a customer's status moves the row's version too
-        self._marks: dict[str, HealthMark] = {}
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def get(self, customer_id: str) -> tuple[CustomerState, int] | None:
-        """The cached (state, version) of `customer_id`, if any."""
-        return self._entries.get(customer_id)
-
-    def mark(self, customer_id: str) -> HealthMark:
-        """The health mark of a cached customer (NO_MARK when it has none)."""
-        return self._marks.get(customer_id, NO_MARK)
-
-    def remember(
-        self, written: Mapping[str, tuple[CustomerState, int]], marks: Mapping[str, HealthMark] | None = None
-    ) -> None:
-        """Record what a committed batch wrote, evicting the least recently written beyond capacity."""
-        if not self.capacity:
-            return
-        entries = self._entries
-        for customer_id, entry in written.items():
-            entries[customer_id] = entry
-            entries.move_to_end(customer_id)
-        if marks:
-            self._marks.update(marks)
-        while len(entries) > self.capacity:
-            gone, _ = entries.popitem(last=False)
-            self._marks.pop(gone, None)
-
-    def clear(self) -> None:
-        """Forget everything: after a failed batch nobody knows which cached versions still hold."""
-        self._entries.clear()
-        self._marks.clear()
-
-
-@contextmanager
-def session(engine: Engine) -> Iterator[Connection]:
-    """A unit of work: commits only when the block completes, rolls back on any exception."""
-    with engine.connect() as conn:
-        trans = conn.begin()
-        try:
-            yield conn
-        except BaseException:
-            trans.rollback()
-            raise
-        trans.commit()
-
-
-# what a stage-change message says of the customer: loyalty, profitability, focus (each as its JSON object)
-Measures = tuple[dict[str, float], dict[str, str], dict[str, object]]
-
-
-def measures_of(state: CustomerState, scores: Loyalty, focused: Focus, *, policy: Policy) -> Measures:
-    """The measures a stage-change message carries, from a loyalty vector and focus already computed."""
-    return scores.as_dict(), profitability(state, policy=policy), focused.as_dict()
-
-
-def stage_change_payload(
-    change: StageChanged,
-    state: CustomerState,
-    *,
-    policy: Policy,
-    measures: Measures | None = None,
-    event_id: str | None = None,
-) -> bytes:
-    """The `loyalty.stage-changes` message value (contract sections 5 and 16), measured at the change's moment.
-
-    `measures` = (loyalty, profitability, focus) when the caller has them already.
-    """
-    if measures is None:
-        scores = loyalty(state, at=change.occurred_at, policy=policy)
-        measures = measures_of(state, scores, focus(scores, state.stage, policy.focus), policy=policy)
-    loyalty_now, money_now, focus_now = measures
-    body = {
-        "event_id": event_id or stage_change_id(change.customer_id, change.to_stage),
-        "type": "stage_changed",
-        "schema_version": SCHEMA_VERSION,
-        "customer_id": change.customer_id,
-        "from_stage": change.from_stage,
-        "to_stage": change.to_stage,
-        "occurred_at": utc(change.occurred_at),  # RFC 3339 with "Z", written by orjson (OPT_UTC_Z)
-        "cause_event_id": change.cause_event_id,
-        "reason": change.reason,
-        "loyalty": loyalty_now,
-        "profitability": money_now,
-        "focus": focus_now,
-    }
-    return orjson.dumps(body, option=orjson.OPT_UTC_Z)
 
 
 def unique_facts(facts: Sequence[Fact]) -> tuple[list[Fact], list[Fact]]:
@@ -263,16 +143,6 @@ Statement = tuple[str, dict[str, Any], list[tuple[CustomerState, int]] | None]
 # a batch's customers are applied and written in this many chunks (each at least this many customers)
 _CHUNKS = 6
 _CHUNK_MIN_CUSTOMERS = 200
-
-
-def run_sql(conn: Connection, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
-    """Execute on the transaction's own psycopg connection with binary parameters.
-
-    Binary arrays skip psycopg's per-element text escaping, which was the largest client-side cost of a batch.
-    """
-    with conn.connection.driver_connection.cursor(binary=True) as cur:  # type: ignore[union-attr]
-        cur.execute(sql, params)
-        return cur.fetchall() if cur.description is not None else []
 
 
 def process_batch(
@@ -449,7 +319,7 @@ def _apply_chunk(
                             conversion_message_id(change.referral_event_id),
                             conversion_topic,
                             change.referrer_id,
-                            encode(_conversion_fact(change)),
+                            encode(conversion_fact(change)),
                         )
                     )
         assert state is not None  # at least one fact was applied
@@ -533,14 +403,3 @@ def _customer_params(written: list[tuple[CustomerState, int]], foci: list[Focus]
         "states": TextArray([to_text(s) for s in states]),
         "versions": BigIntArray([v for _, v in written]),
     }
-
-
-def _conversion_fact(change: ReferralConverted) -> Fact:
-    return Fact(
-        kind="referral_converted",
-        event_id=change.referral_event_id,
-        role="converted",
-        customer_id=change.referrer_id,
-        occurred_at=change.occurred_at,
-        other_customer_id=change.referred_customer_id,
-    )

@@ -35,9 +35,11 @@ from kafka.structs import OffsetAndMetadata
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 
+from services.scoring.cache import StateCache
 from services.scoring.domain.policy import Policy
 from services.scoring.health.models import ModelSource
-from services.scoring.store import BatchOutcome, ConcurrentUpdate, StateCache, process_batch, session
+from services.scoring.store import BatchOutcome, ConcurrentUpdate, process_batch
+from services.scoring.unit_of_work import session
 from shared.adapters.kafka import DeadLetterWriter, LagReporter, RecordFetcher
 from shared.adapters.metrics import Metrics
 from shared.faults import Faults

@@ -13,7 +13,7 @@ import pytest
 
 from services.scoring.domain.measures import profitability
 from services.scoring.domain.state import RANK, STAGES
-from services.scoring.store import stage_change_id
+from services.scoring.outgoing import stage_change_id
 from tests.chaos import oracle
 from tests.chaos.harness import POLICY
 from tests.chaos.oracle import Expected, Record, Sent

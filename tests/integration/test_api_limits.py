@@ -18,7 +18,8 @@ from sqlalchemy import Engine
 from devstack.embedded import free_port
 from services.scoring.api import create_app
 from services.scoring.http_common import ApiContext
-from services.scoring.store import process_batch, session
+from services.scoring.store import process_batch
+from services.scoring.unit_of_work import session
 from shared.adapters.db import make_engine
 from shared.adapters.http import ServerThread
 from shared.adapters.metrics import Metrics

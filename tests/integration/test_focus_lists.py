@@ -14,12 +14,14 @@ import pytest
 from alembic import command
 from sqlalchemy import Engine, text
 
+from services.scoring.cache import StateCache
 from services.scoring.domain.ladder import apply
 from services.scoring.domain.state import LOYALTY_KINDS, STAGES, to_text
 from services.scoring.migrate import alembic_config
 from services.scoring.read.ladder import stage_counts
 from services.scoring.read.lists import ListFilter, csv_rows, customer_page, page_query
-from services.scoring.store import StateCache, process_batch, session
+from services.scoring.store import process_batch
+from services.scoring.unit_of_work import session
 from shared.adapters.db import make_engine
 from shared.wire.messages import Fact
 from tests.unit.domain_builders import at, complaint, default_policy, order, referral_made

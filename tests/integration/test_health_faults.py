@@ -18,7 +18,8 @@ from devstack.embedded import EmbeddedPostgres, create_database
 from services.scoring.domain.health import Params
 from services.scoring.health.marks import health_message_id
 from services.scoring.health.models import save_model
-from services.scoring.store import process_batch, session
+from services.scoring.store import process_batch
+from services.scoring.unit_of_work import session
 from shared.adapters.db import make_engine
 from tests.cdnow import purchases
 from tests.integration.test_health_store import POLICY, _ctx

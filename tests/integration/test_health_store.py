@@ -10,13 +10,15 @@ import orjson
 import pytest
 from sqlalchemy import Engine
 
+from services.scoring.cache import StateCache
 from services.scoring.domain.health import Model, Params
 from services.scoring.domain.policy import parse_policy
 from services.scoring.health.marks import HealthContext, health_message_id
 from services.scoring.health.models import ModelSource, active_model
 from services.scoring.health.refit import TooFew, refit
 from services.scoring.health.scan import scan_due, sweep
-from services.scoring.store import ConcurrentUpdate, StateCache, process_batch, run_sql, session
+from services.scoring.store import ConcurrentUpdate, process_batch
+from services.scoring.unit_of_work import run_sql, session
 from shared.adapters.db import make_engine
 from shared.wire.customer_health import CustomerHealthChanged
 from shared.wire.messages import Fact

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, Engine, text
 
 from services.scoring.relay import _BACKLOG, _CLAIM, _LOCK, _PRUNE_DEDUPE, _RELAY_LOCK, prune, publish_once
-from services.scoring.store import run_sql
+from services.scoring.unit_of_work import run_sql
 from shared.adapters.db import make_engine
 from shared.adapters.kafka import make_batch_producer, partition_for
 from shared.settings import Settings

@@ -19,7 +19,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from services.ingest.dead_letters import Criteria, select
 from services.ingest.pipeline import Pipeline
-from services.ingest.replay import build_parser
+from services.ingest.replay_cli import build_parser
 from shared.adapters.metrics import Metrics
 from shared.settings import Settings
 from tests.support import TopicReader, wait_until

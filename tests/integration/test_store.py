@@ -13,11 +13,13 @@ from sqlalchemy import Engine
 
 from bench.generator import generate
 from services.scoring import store
+from services.scoring.cache import StateCache
 from services.scoring.domain.focus import focus
 from services.scoring.domain.ladder import apply
 from services.scoring.domain.measures import loyalty
 from services.scoring.domain.state import CustomerState, from_text
-from services.scoring.store import BatchOutcome, ConcurrentUpdate, StateCache, process_batch, run_sql, session
+from services.scoring.store import BatchOutcome, ConcurrentUpdate, process_batch
+from services.scoring.unit_of_work import run_sql, session
 from services.scoring.worker import ScoringWorker
 from shared.adapters.db import make_engine
 from shared.adapters.metrics import Metrics

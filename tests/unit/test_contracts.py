@@ -18,7 +18,7 @@ from services.scoring.domain.focus import focus
 from services.scoring.domain.ladder import apply
 from services.scoring.domain.measures import loyalty
 from services.scoring.health.marks import HEALTH_NAMESPACE, NO_MARK, HealthContext, assess, health_message_id
-from services.scoring.store import STAGE_CHANGE_NAMESPACE, stage_change_id, stage_change_payload
+from services.scoring.outgoing import STAGE_CHANGE_NAMESPACE, stage_change_id, stage_change_payload
 from shared.wire.customer_health import CustomerHealthChanged
 from shared.wire.messages import Fact
 from shared.wire.stage_changes import StageChanged

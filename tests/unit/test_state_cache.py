@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from services.scoring.cache import StateCache
 from services.scoring.domain.state import CustomerState
-from services.scoring.store import StateCache
 from tests.unit.domain_builders import at, default_policy, order, run
 
 

@@ -25,7 +25,7 @@ from services.scoring.domain.policy import Policy
 from services.scoring.domain.state import day_index
 from services.scoring.health.models import ModelSource, ModelVersion, active_model, save_model
 from services.scoring.health.scan import PassOutcome, scan_due, sweep
-from services.scoring.store import session
+from services.scoring.unit_of_work import session
 from shared.adapters.metrics import Metrics
 from shared.faults import Faults
 

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from services.scoring.health.marks import HealthContext, HealthMark, assess
-from services.scoring.store import run_sql, session
+from services.scoring.unit_of_work import run_sql, session
 from shared.adapters.pgarrays import BigIntArray, BytesArray, DoubleArray, TextArray
 from shared.faults import Faults
 
