@@ -14,7 +14,7 @@ from tests.support import ROOT, System
 CONTRACTS = ROOT / "docs" / "contracts"
 DEFAULT_ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]  # schemathesis's own list
 # What a schema cannot say, answered with a documented error to input that fits the schema: `after` is an
-# opaque cursor (one this API did not make is 400 invalid_cursor), and a flows range must run forwards and
+# opaque cursor (one this API did not make is 400 invalid_cursor), and a flows or funnel range must run forwards and
 # stay within 10 years and 5,000 buckets (422 invalid_range); a health fit or backtest needs enough customers
 # with orders and a cutoff in the past (422 too_few_customers, cutoff_in_future); a prospect import's body is
 # a CSV or NDJSON file whose header and lines the schema does not describe (400, 415).
@@ -27,6 +27,10 @@ CONFIG = schemathesis.Config.from_dict(
             },
             {
                 "include-name": "POST /v1/health/backtest",
+                "checks": {"positive_data_acceptance": {"expected-statuses": [*DEFAULT_ACCEPTED, "422"]}},
+            },
+            {
+                "include-name": "GET /v1/funnel",
                 "checks": {"positive_data_acceptance": {"expected-statuses": [*DEFAULT_ACCEPTED, "422"]}},
             },
             {
