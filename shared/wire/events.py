@@ -30,7 +30,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from shared.wire.messages import CHANNELS, DIRECTIONS, Fact
+from shared.wire.messages import CHANNELS, DIRECTIONS
 from shared.wire.text import BAD_TEXT, MAX_ID
 
 
@@ -370,78 +370,3 @@ EVENT_MODELS: Final[dict[str, type[ShopEvent]]] = {
     "prospect": ProspectEvent,
     "touch": TouchEvent,
 }
-
-
-def to_facts(event: ShopEvent) -> list[Fact]:
-    """The internal facts of a valid shop event (without `source`/`ingested_at`, which ingest adds)."""
-    if isinstance(event, PurchaseEvent):
-        return [
-            Fact(
-                kind="order_refunded" if event.refund else "order_placed",
-                event_id=event.event_id,
-                role="primary",
-                customer_id=event.customer_id,
-                occurred_at=event.occurred_at,
-                amount=event.amount,
-                cost=event.cost,
-                discount=event.discount,
-                order_id=event.order_id,
-            )
-        ]
-    if isinstance(event, ReferralEvent):
-        return [
-            Fact(
-                kind="referral_made",
-                event_id=event.event_id,
-                role="primary",
-                customer_id=event.customer_id,
-                occurred_at=event.occurred_at,
-                other_customer_id=event.referred_customer_id,
-                cost=event.reward_cost,
-            ),
-            Fact(
-                kind="referral_received",
-                event_id=event.event_id,
-                role="referred",
-                customer_id=event.referred_customer_id,
-                occurred_at=event.occurred_at,
-                other_customer_id=event.customer_id,
-            ),
-        ]
-    if isinstance(event, ComplaintEvent):
-        return [
-            Fact(
-                kind="complaint_filed",
-                event_id=event.event_id,
-                role="primary",
-                customer_id=event.customer_id,
-                occurred_at=event.occurred_at,
-                cost=event.handling_cost,
-                severity=event.severity,
-                resolved=event.resolved,
-            )
-        ]
-    if isinstance(event, ProspectEvent):
-        return [
-            Fact(
-                kind="prospect_listed",
-                event_id=event.event_id,
-                role="primary",
-                customer_id=event.customer_id,
-                occurred_at=event.occurred_at,
-                lead_source=event.source,
-            )
-        ]
-    if isinstance(event, TouchEvent):
-        return [
-            Fact(
-                kind="touch_made",
-                event_id=event.event_id,
-                role="primary",
-                customer_id=event.customer_id,
-                occurred_at=event.occurred_at,
-                channel=event.channel,
-                direction=event.direction,
-            )
-        ]
-    raise TypeError(f"not a shop event: {type(event).__name__}")

@@ -20,6 +20,14 @@ import orjson
 from pydantic import ValidationError
 from pydantic_core import PydanticCustomError
 
+from shared.wire.event_facts import (
+    complaint_facts,
+    prospect_facts,
+    purchase_facts,
+    referral_facts,
+    to_facts,
+    touch_facts,
+)
 from shared.wire.events import (
     EARLIEST,
     EVENT_MODELS,
@@ -30,7 +38,6 @@ from shared.wire.events import (
     parse_amount,
     parse_other_money,
     parse_rfc3339,
-    to_facts,
 )
 from shared.wire.messages import CHANNELS, DIRECTIONS, Fact
 from shared.wire.text import is_id, printable
@@ -186,58 +193,39 @@ def _plain_facts(raw: dict[str, Any], event_type: str, *, base_currency: str, la
                 or "amount" not in raw
             ):
                 return None
-            return [
-                Fact(
-                    kind="order_refunded" if refund else "order_placed",
-                    event_id=event_id,
-                    role="primary",
-                    customer_id=customer_id,
-                    occurred_at=at,
-                    amount=parse_amount(raw["amount"]),
-                    cost=parse_other_money(raw.get("cost", _ZERO)),
-                    discount=parse_other_money(raw.get("discount", _ZERO)),
-                    order_id=order_id,
-                )
-            ]
+            return purchase_facts(
+                event_id,
+                customer_id,
+                at,
+                amount=parse_amount(raw["amount"]),
+                cost=parse_other_money(raw.get("cost", _ZERO)),
+                discount=parse_other_money(raw.get("discount", _ZERO)),
+                refund=refund,
+                order_id=order_id,
+            )
         if event_type == "referral":
             referred = raw.get("referred_customer_id")
             if type(referred) is not str or not is_id(referred) or referred == customer_id:
                 return None
-            return [
-                Fact(
-                    kind="referral_made",
-                    event_id=event_id,
-                    role="primary",
-                    customer_id=customer_id,
-                    occurred_at=at,
-                    other_customer_id=referred,
-                    cost=parse_other_money(raw.get("reward_cost", _ZERO)),
-                ),
-                Fact(
-                    kind="referral_received",
-                    event_id=event_id,
-                    role="referred",
-                    customer_id=referred,
-                    occurred_at=at,
-                    other_customer_id=customer_id,
-                ),
-            ]
+            return referral_facts(
+                event_id,
+                customer_id,
+                at,
+                referred=referred,
+                reward_cost=parse_other_money(raw.get("reward_cost", _ZERO)),
+            )
         if event_type == "complaint":
             severity, resolved = raw.get("severity", "medium"), raw.get("resolved", False)
             if type(severity) is not str or severity not in _SEVERITIES or type(resolved) is not bool:
                 return None
-            return [
-                Fact(
-                    kind="complaint_filed",
-                    event_id=event_id,
-                    role="primary",
-                    customer_id=customer_id,
-                    occurred_at=at,
-                    cost=parse_other_money(raw.get("handling_cost", _ZERO)),
-                    severity=severity,
-                    resolved=resolved,
-                )
-            ]
+            return complaint_facts(
+                event_id,
+                customer_id,
+                at,
+                severity=severity,
+                resolved=resolved,
+                handling_cost=parse_other_money(raw.get("handling_cost", _ZERO)),
+            )
         # the new kinds last: the order of the checks above keeps purchases, the bulk, as quick as they were
         if event_type == "touch":
             channel, direction = raw.get("channel"), raw.get("direction")
@@ -248,31 +236,12 @@ def _plain_facts(raw: dict[str, Any], event_type: str, *, base_currency: str, la
                 or direction not in _DIRECTIONS
             ):
                 return None
-            return [
-                Fact(
-                    kind="touch_made",
-                    event_id=event_id,
-                    role="primary",
-                    customer_id=customer_id,
-                    occurred_at=at,
-                    channel=channel,
-                    direction=direction,
-                )
-            ]
+            return touch_facts(event_id, customer_id, at, channel=channel, direction=direction)
         if event_type == "prospect":
             source = raw.get("source")
             if source is not None and not is_id(source):
                 return None
-            return [
-                Fact(
-                    kind="prospect_listed",
-                    event_id=event_id,
-                    role="primary",
-                    customer_id=customer_id,
-                    occurred_at=at,
-                    lead_source=source,
-                )
-            ]
+            return prospect_facts(event_id, customer_id, at, source=source)
     except (ValueError, ArithmeticError, PydanticCustomError):
         return None  # the models say what is wrong
     return None

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from pydantic_core import PydanticCustomError
 
+from shared.wire.event_facts import to_facts
 from shared.wire.events import (
     _RFC3339,
     EVENT_MODELS,
@@ -22,7 +23,6 @@ from shared.wire.events import (
     _rfc3339_fields,
     parse_money,
     parse_rfc3339,
-    to_facts,
 )
 from shared.wire.messages import Fact
 from shared.wire.validation import _plain_facts, _quick_facts, _thorough, validate
