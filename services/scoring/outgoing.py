@@ -3,7 +3,6 @@ their stable ids, and the referral conversions that travel back to the referrer'
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 
 import orjson
@@ -14,6 +13,7 @@ from services.scoring.domain.measures import Loyalty, loyalty, profitability
 from services.scoring.domain.policy import Policy
 from services.scoring.domain.state import CustomerState, utc
 from shared.wire.messages import Fact
+from shared.wire.text import uuid5_text
 
 # every stage change id is derived from (customer, rung): a re-publish carries the same id, and there can
 # never be two ids for one customer and rung
@@ -26,12 +26,7 @@ _NAMESPACE_BYTES = STAGE_CHANGE_NAMESPACE.bytes
 
 def stage_change_id(customer_id: str, to_stage: str) -> str:
     """The stable event id of a customer's entry onto a rung: `uuid.uuid5(STAGE_CHANGE_NAMESPACE, ...)`."""
-    # uuid5 by hand: the same bytes as uuid.uuid5 without building a UUID object (this runs once per rung entered)
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{customer_id}\x1f{to_stage}".encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return uuid5_text(_NAMESPACE_BYTES, f"{customer_id}\x1f{to_stage}")
 
 
 def conversion_message_id(referral_event_id: str) -> str:

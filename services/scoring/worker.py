@@ -296,30 +296,27 @@ class ScoringWorker:
             if self.originals is not None:
                 original = self.originals.fetch(topic, partition, offset)
         if original is not None:
-            letter = dead_letter(
-                key=original.key,
-                value=original.value,
-                code=ErrorCode.PROCESSING_FAILED.value,
-                message=message,
-                topic=original.topic,
-                partition=original.partition,
-                offset=original.offset,
-                max_bytes=self.dead_letter_max_bytes,
-                exception=type(exc).__name__,
-            )
+            key, value, where = original.key, original.value, (original.topic, original.partition, original.offset)
         else:
             # no source (a conversion), or the shop's record is gone: the fact is what is left of the event
-            letter = dead_letter(
-                key=fact.customer_id.encode("utf-8", "backslashreplace"),
-                value=encode(fact),
-                code=ErrorCode.PROCESSING_FAILED.value,
-                message=f"{message} (original unavailable)",
-                topic=topic if isinstance(topic, str) else self.conversion_topic,
-                partition=partition if isinstance(partition, int) else -1,
-                offset=offset if isinstance(offset, int) else -1,
-                max_bytes=self.dead_letter_max_bytes,
-                exception=type(exc).__name__,
+            key, value = fact.customer_id.encode("utf-8", "backslashreplace"), encode(fact)
+            message += " (original unavailable)"
+            where = (
+                topic if isinstance(topic, str) else self.conversion_topic,
+                partition if isinstance(partition, int) else -1,
+                offset if isinstance(offset, int) else -1,
             )
+        letter = dead_letter(
+            key=key,
+            value=value,
+            code=ErrorCode.PROCESSING_FAILED.value,
+            message=message,
+            topic=where[0],
+            partition=where[1],
+            offset=where[2],
+            max_bytes=self.dead_letter_max_bytes,
+            exception=type(exc).__name__,
+        )
         self._send_letter(letter, ErrorCode.PROCESSING_FAILED)
 
     def _send_letter(self, letter: DeadLetter, code: ErrorCode) -> None:

@@ -9,7 +9,6 @@ same row in the same transaction as the outbox row, so a re-publish carries the 
 
 from __future__ import annotations
 
-import hashlib
 import math
 import uuid
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from services.scoring.domain.health import (
 )
 from services.scoring.domain.state import day_index, utc
 from shared.frozen import quick_init
+from shared.wire.text import uuid5_text
 
 HEALTH_NAMESPACE = uuid.UUID("0d8c4b6e-5f3a-4c1e-9a77-2b9e51f0c6d4")
 _NAMESPACE_BYTES = HEALTH_NAMESPACE.bytes
@@ -76,11 +76,7 @@ class Assessment:
 
 def health_message_id(customer_id: str, transition: int) -> str:
     """The stable id of a customer's `transition`-th status change: `uuid.uuid5(HEALTH_NAMESPACE, ...)`."""
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{customer_id}\x1f{transition}".encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return uuid5_text(_NAMESPACE_BYTES, f"{customer_id}\x1f{transition}")
 
 
 def assess(

@@ -29,14 +29,8 @@ CohortName = Literal["month", "week"]
 REACHED = STAGES[1:]  # every customer stands on potential or above
 
 
-def _window(
-    engine: Engine,
-    cohort: str,
-    lo: datetime | None,
-    hi: datetime | None,
-) -> tuple[datetime | None, datetime | None]:
-    if lo is not None and hi is not None:
-        return lo, hi
+def _first_seen_within(lo: datetime | None, hi: datetime | None) -> tuple[str, dict[str, object]]:
+    """The WHERE clause (and its parameters) of customers first seen in [lo, hi); None = unbounded."""
     where: list[str] = ["true"]
     params: dict[str, object] = {}
     if lo is not None:
@@ -45,12 +39,21 @@ def _window(
     if hi is not None:
         where.append("first_seen_at < :until")
         params["until"] = hi
+    return " AND ".join(where), params
+
+
+def _window(
+    engine: Engine,
+    cohort: str,
+    lo: datetime | None,
+    hi: datetime | None,
+) -> tuple[datetime | None, datetime | None]:
+    if lo is not None and hi is not None:
+        return lo, hi
+    where, params = _first_seen_within(lo, hi)
     with engine.connect() as conn:
         row = conn.execute(
-            text(
-                f"SELECT min(first_seen_at) AS lo, max(first_seen_at) AS hi FROM customers WHERE {' AND '.join(where)}"
-            ),
-            params,
+            text(f"SELECT min(first_seen_at) AS lo, max(first_seen_at) AS hi FROM customers WHERE {where}"), params
         ).one()
     if row.lo is None:
         return lo, hi
@@ -71,18 +74,12 @@ def funnel(engine: Engine, *, cohort: str, since: datetime | None, until: dateti
     if lo is not None and hi is not None:
         check_range(lo, hi, cohort)
     lo, hi = _window(engine, cohort, lo, hi)
-    where: list[str] = ["true"]
-    params: dict[str, object] = {"cohort": cohort}
-    if lo is not None:
-        where.append("first_seen_at >= :since")
-        params["since"] = lo
-    if hi is not None:
-        where.append("first_seen_at < :until")
-        params["until"] = hi
+    where, params = _first_seen_within(lo, hi)
+    params["cohort"] = cohort
     reached = ", ".join(f"count(*) FILTER (WHERE stage_rank >= {RANK[r]}) AS {r}" for r in REACHED)
     sql = (
         f"SELECT date_trunc(:cohort, first_seen_at AT TIME ZONE 'UTC') AS start, count(*) AS n, {reached} "
-        f"FROM customers WHERE {' AND '.join(where)} GROUP BY 1"
+        f"FROM customers WHERE {where} GROUP BY 1"
     )
     with engine.connect() as conn:
         found: dict[date, dict[str, int]] = {
